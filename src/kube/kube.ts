@@ -1,0 +1,59 @@
+/** The one seam between the bot and Kubernetes: everything the commands need, nothing more. */
+
+export interface DeploymentTarget {
+  readonly namespace: string;
+  readonly name: string;
+}
+
+/** A one-word summary derived from the replica counts (see `summarise`). */
+export type DeploymentState = 'off' | 'starting' | 'running' | 'stopping';
+
+export interface DeploymentStatus {
+  readonly desired: number;
+  readonly ready: number;
+  readonly available: number;
+  readonly updated: number;
+  readonly state: DeploymentState;
+}
+
+export interface ScaleResult {
+  readonly previous: number;
+  readonly desired: number;
+}
+
+export interface Kube {
+  /** Sets spec.replicas through the scale subresource (never a read-modify-replace of the Deployment). */
+  scale(target: DeploymentTarget, replicas: number): Promise<ScaleResult>;
+  status(target: DeploymentTarget): Promise<DeploymentStatus>;
+}
+
+export type KubeErrorKind =
+  | 'forbidden'
+  | 'not-found'
+  | 'conflict'
+  | 'unauthorized'
+  | 'invalid'
+  | 'server'
+  | 'timeout'
+  | 'unreachable'
+  | 'other';
+
+/** A Kubernetes failure with one human sentence for chat, kept apart from the log fields. */
+export class KubeError extends Error {
+  readonly kind: KubeErrorKind;
+  readonly status: number | undefined;
+  /** One sentence, safe to show in chat (no tokens, no stack). */
+  readonly human: string;
+  constructor(kind: KubeErrorKind, human: string, status?: number, options?: ErrorOptions) {
+    super(human, options);
+    this.name = 'KubeError';
+    this.kind = kind;
+    this.status = status;
+    this.human = human;
+  }
+}
+
+export function summarise(desired: number, ready: number): DeploymentState {
+  if (desired === 0) return ready === 0 ? 'off' : 'stopping';
+  return ready >= desired ? 'running' : 'starting';
+}
