@@ -1,9 +1,12 @@
 import { pino, type Logger, type LevelWithSilent } from 'pino';
+import { PinoPretty } from 'pino-pretty';
 
 export type { Logger };
 
 export interface LogOptions {
   readonly level: LevelWithSilent;
+  /** `json`: one object per line for collectors; `pretty`: short coloured lines for a terminal. */
+  readonly format?: 'json' | 'pretty';
 }
 
 /** Paths pino blanks out wherever they appear in a log object, as a second line of defence. */
@@ -14,6 +17,10 @@ const REDACT = [
 ];
 
 export function createLogger(options: LogOptions, destination?: NodeJS.WritableStream): Logger {
+  const out = destination ?? process.stdout;
+  const stream = options.format === 'pretty'
+    ? PinoPretty({ destination: out, colorize: Boolean((out as { isTTY?: boolean }).isTTY), translateTime: 'SYS:HH:MM:ss', ignore: 'pid,hostname,name', sync: true })
+    : out;
   return pino(
     {
       level: options.level,
@@ -21,7 +28,7 @@ export function createLogger(options: LogOptions, destination?: NodeJS.WritableS
       redact: { paths: REDACT, censor: '[redacted]' },
       timestamp: pino.stdTimeFunctions.isoTime,
     },
-    destination ?? process.stdout,
+    stream,
   );
 }
 

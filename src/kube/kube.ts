@@ -25,6 +25,8 @@ export interface Kube {
   /** Sets spec.replicas through the scale subresource (never a read-modify-replace of the Deployment). */
   scale(target: DeploymentTarget, replicas: number): Promise<ScaleResult>;
   status(target: DeploymentTarget): Promise<DeploymentStatus>;
+  /** Readiness probe: one cheap GET of the Deployment; resolves or throws the same KubeError as `status`. */
+  ping(target: DeploymentTarget): Promise<void>;
 }
 
 export type KubeErrorKind =

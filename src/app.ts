@@ -1,0 +1,149 @@
+import { AppserviceSource } from './appservice/appservice-source.ts';
+import { connectBotUser, ensureDisplayName } from './appservice/bot-user.ts';
+import { Bot, type RoomActions } from './bot/bot.ts';
+import type { Config } from './config/config.ts';
+import { PlaintextOnly, type CryptoStep } from './crypto/crypto-step.ts';
+import { Health } from './health.ts';
+import { startHttpServer, type HttpServer } from './http-server.ts';
+import { createKube } from './kube/client-node-kube.ts';
+import { instrumentKube } from './kube/instrumented-kube.ts';
+import type { DeploymentTarget, Kube } from './kube/kube.ts';
+import type { Logger } from './log.ts';
+import { MatrixClient } from './matrix/client.ts';
+import { Metrics } from './metrics.ts';
+import { Pipeline } from './pipeline.ts';
+import { EXIT, StartupError } from './startup-error.ts';
+import { StateDb } from './store/state-db.ts';
+
+export interface Deps {
+  readonly logger: Logger;
+  /** The Kubernetes adapter; by default the real one built from `config.kubernetes`. */
+  readonly kube?: Kube;
+  /** Prometheus process metrics (off in tests that start several bots in one process). */
+  readonly defaultMetrics?: boolean;
+  /** Seconds between background readiness checks. */
+  readonly checkIntervalSeconds?: number;
+}
+
+export interface App {
+  readonly userId: string;
+  readonly port: number;
+  readonly metrics: Metrics;
+  readonly health: Health;
+  /** Stops taking new work, finishes the batch in flight, makes state durable, closes. */
+  stop(): Promise<void>;
+}
+
+/** Handled-event ids are kept this long; homeservers do not redeliver anything older. */
+const HANDLED_EVENT_RETENTION_MS = 30 * 24 * 3600 * 1000;
+
+/** Starts the bot in appservice mode. Password mode arrives with its own source; everything below it is shared. */
+export async function start(config: Config, deps: Deps): Promise<App> {
+  const logger = deps.logger;
+  const registration = config.appservice.registration;
+  if (config.mode !== 'appservice' || !registration) {
+    throw new StartupError('password mode is not available in this version; use mode: appservice', EXIT.config);
+  }
+  const target: DeploymentTarget = { namespace: config.kubernetes.namespace, name: config.kubernetes.deployment };
+  const metrics = new Metrics({ defaultMetrics: deps.defaultMetrics ?? true });
+  const health = new Health(['homeserver', 'kubernetes']);
+  let state: StateDb;
+  try {
+    state = StateDb.open(config.storage.path);
+  } catch (error) {
+    throw new StartupError(`storage.path: cannot open the state store in ${config.storage.path}: ${(error as Error).message}`, EXIT.store, { cause: error });
+  }
+  const timers: NodeJS.Timeout[] = [];
+  let http: HttpServer | undefined;
+  const abort = new AbortController();
+  try {
+    const kube = instrumentKube(
+      deps.kube ?? createKube({ kubeconfigPath: config.kubernetes.kubeconfig, requestTimeoutMs: config.kubernetes.timeoutSeconds * 1000, logger }),
+      metrics,
+      health,
+    );
+    const client = new MatrixClient({ baseUrl: config.homeserver.url, accessToken: registration.asToken, logger });
+    const userId = await connectBotUser(client, registration, config.homeserver.domain, logger, abort.signal);
+    client.setIdentity({ user_id: userId });
+    health.set('homeserver', true, 'whoami answered');
+    await ensureDisplayName(client, userId, config.bot.displayName, logger);
+
+    const crypto: CryptoStep = new PlaintextOnly();
+    const rooms: RoomActions = {
+      join: async (roomId) => void (await client.joinRoom(roomId)),
+      leave: (roomId, reason) => client.leaveRoom(roomId, reason),
+      send: async (roomId, content, txnId) => {
+        const out = await crypto.prepareSend(roomId, 'm.room.message', content);
+        await client.sendEvent(roomId, out.type, out.content, txnId);
+      },
+    };
+    const bot = new Bot({
+      userId,
+      allowedUsers: config.bot.allowedUsers,
+      target,
+      echo: config.bot.echo,
+      commandPrefix: config.bot.commandPrefix,
+      maxCommandAgeSeconds: config.bot.maxCommandAgeSeconds,
+      kube,
+      rooms,
+      state,
+      metrics,
+      logger,
+    });
+    const pipeline = new Pipeline({ crypto, bot, metrics, logger });
+    const source = new AppserviceSource({
+      registration,
+      allowQueryToken: config.appservice.allowQueryToken,
+      client,
+      device: () => ({ userId, deviceId: undefined }),
+      process: (batch) => pipeline.process(batch, 'appservice'),
+      isStopping: () => health.stopping,
+      logger,
+    });
+    try {
+      http = await startHttpServer({ bind: config.http.bind, port: config.http.port, health, metrics, appservice: source.router(), logger });
+    } catch (error) {
+      throw new StartupError(`http.port: cannot listen on ${config.http.bind}:${config.http.port}: ${(error as Error).message}`, EXIT.listen, { cause: error });
+    }
+
+    const check = async (): Promise<void> => {
+      await kube.ping(target).catch((error: unknown) => logger.warn(`kubernetes check: ${(error as Error).message}`));
+      await client
+        .request('GET', '/_matrix/client/versions', { asSelfOnly: true, timeoutMs: 10_000 })
+        .then(() => health.set('homeserver', true, 'the homeserver answered'))
+        .catch((error: unknown) => health.set('homeserver', false, (error as Error).message));
+    };
+    await check();
+    const prune = (): void => void state.prune(HANDLED_EVENT_RETENTION_MS);
+    prune();
+    timers.push(setInterval(() => void check(), (deps.checkIntervalSeconds ?? 30) * 1000).unref());
+    timers.push(setInterval(prune, 24 * 3600 * 1000).unref());
+
+    const problem = await source.ping();
+    if (problem) logger.warn(`homeserver → bot: ${problem}`);
+    else logger.info({ user_id: userId, port: http.port, deployment: `${target.namespace}/${target.name}` }, 'ready: the homeserver reaches the bot');
+
+    const server = http;
+    return {
+      userId,
+      port: server.port,
+      metrics,
+      health,
+      stop: async () => {
+        health.markStopping();
+        abort.abort();
+        for (const t of timers) clearInterval(t);
+        await server.close();
+        await pipeline.drain();
+        await crypto.close();
+        state.close();
+      },
+    };
+  } catch (error) {
+    abort.abort();
+    for (const t of timers) clearInterval(t);
+    await http?.close();
+    state.close();
+    throw error;
+  }
+}

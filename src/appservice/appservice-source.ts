@@ -1,0 +1,115 @@
+import { createHash, randomUUID } from 'node:crypto';
+import type { Router } from 'express';
+import type { Logger } from '../log.ts';
+import { MatrixError, p, type MatrixClient } from '../matrix/client.ts';
+import type { SyncBatch } from '../matrix/batch.ts';
+import type { Registration } from './registration.ts';
+import { appserviceRouter } from './routes.ts';
+import { parseTransaction, type BotDevice } from './transaction.ts';
+
+export interface AppserviceSourceOptions {
+  readonly registration: Registration;
+  readonly allowQueryToken: boolean;
+  readonly client: MatrixClient;
+  /** The bot's user and (once encryption is on) device, read per transaction. */
+  readonly device: () => BotDevice;
+  /** Hands a batch to the pipeline; resolves when its effects are durable. */
+  readonly process: (batch: SyncBatch) => Promise<void>;
+  readonly isStopping: () => boolean;
+  readonly logger: Logger;
+}
+
+/** How many recently acknowledged transactions are remembered, to answer a resend at once. */
+const RECENT_LIMIT = 1024;
+
+/**
+ * The appservice producer: Synapse pushes transactions, each becomes one SyncBatch.
+ *
+ * A resent transaction is answered from memory only when both its id and its body match one
+ * already acknowledged: Synapse on SQLite restarts transaction ids at 1 after its own restart,
+ * so an id alone does not identify a transaction. Correctness never rests on this shortcut;
+ * per-event claims in the state store are what keep a command from running twice.
+ */
+export class AppserviceSource {
+  readonly #o: AppserviceSourceOptions;
+  readonly #recent = new Set<string>();
+  readonly #inFlight = new Map<string, Promise<void>>();
+  readonly #pings = new Map<string, () => void>();
+
+  constructor(options: AppserviceSourceOptions) {
+    this.#o = options;
+  }
+
+  router(): Router {
+    return appserviceRouter({
+      hsToken: this.#o.registration.hsToken,
+      allowQueryToken: this.#o.allowQueryToken,
+      onTransaction: (txnId, body) => this.#transaction(txnId, body),
+      ownsUser: (userId) => userId === this.#o.device().userId,
+      onPing: (id) => {
+        if (id) this.#pings.get(id)?.();
+      },
+      isStopping: this.#o.isStopping,
+      logger: this.#o.logger,
+    });
+  }
+
+  async #transaction(txnId: string, body: unknown): Promise<void> {
+    const key = `${txnId}:${createHash('sha256').update(JSON.stringify(body)).digest('base64url')}`;
+    if (this.#recent.has(key)) {
+      this.#o.logger.debug({ txn_id: txnId }, 'transaction already acknowledged; answering again');
+      return;
+    }
+    const running = this.#inFlight.get(key);
+    if (running) return running;
+    const batch = parseTransaction(txnId, body, this.#o.device());
+    this.#o.logger.debug({ txn_id: txnId, events: batch.roomEvents.length, to_device: batch.toDevice.length }, 'transaction received');
+    const work = this.#o.process(batch).then(() => {
+      this.#recent.add(key);
+      if (this.#recent.size > RECENT_LIMIT) this.#recent.delete(this.#recent.values().next().value as string);
+    });
+    this.#inFlight.set(key, work);
+    try {
+      await work;
+    } finally {
+      this.#inFlight.delete(key);
+    }
+  }
+
+  /**
+   * Asks the homeserver to call us back (MSC2659 ping). Proves the registration's URL reaches
+   * this process, and makes Synapse retry at once any transactions it was backing off.
+   * Returns a one-line diagnosis, or undefined when the round trip worked.
+   */
+  async ping(): Promise<string | undefined> {
+    const id = randomUUID();
+    const echoed = new Promise<void>((resolve) => this.#pings.set(id, resolve));
+    try {
+      await this.#o.client.request('POST', p`/_matrix/client/v1/appservice/${this.#o.registration.id}/ping`, {
+        body: { transaction_id: id },
+        asSelfOnly: true,
+        timeoutMs: 20_000,
+      });
+      await Promise.race([echoed, new Promise((_, reject) => setTimeout(() => reject(new Error('no ping arrived')), 5_000))]);
+      return undefined;
+    } catch (error) {
+      if (!(error instanceof MatrixError)) return `the homeserver said the ping worked, but it did not reach this process: is another instance answering at ${this.#o.registration.url}?`;
+      switch (error.errcode) {
+        case 'M_URL_NOT_SET':
+          return 'the registration has no url, so Synapse cannot send events: set url to this bot\'s address and restart Synapse';
+        case 'M_CONNECTION_FAILED':
+        case 'M_CONNECTION_TIMEOUT':
+        case 'M_BAD_STATUS':
+          return `Synapse cannot reach the bot at ${this.#o.registration.url} (${error.errcode}): check the registration url, the Service and any network policy`;
+        case 'M_FORBIDDEN':
+          return `Synapse refused the ping (${error.message}): the registration id "${this.#o.registration.id}" may not match the one Synapse loaded`;
+        case 'M_UNRECOGNIZED':
+          return 'this homeserver does not support the appservice ping (MSC2659); cannot check reachability';
+        default:
+          return `appservice ping failed: ${error.message}`;
+      }
+    } finally {
+      this.#pings.delete(id);
+    }
+  }
+}

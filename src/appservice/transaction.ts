@@ -1,0 +1,81 @@
+import type { SyncBatch } from '../matrix/batch.ts';
+import { isRoomEvent, type RoomEvent, type ToDeviceEvent } from '../matrix/events.ts';
+
+/**
+ * The only place that knows the transaction field names, stable and unstable (MSC2409 to-device
+ * and ephemeral, MSC3202 device lists and key counts). Everything after this sees a SyncBatch.
+ */
+const F = {
+  events: 'events',
+  toDevice: ['de.sorunome.msc2409.to_device', 'to_device'],
+  deviceLists: ['org.matrix.msc3202.device_lists', 'device_lists'],
+  otkCounts: ['org.matrix.msc3202.device_one_time_keys_count', 'org.matrix.msc3202.device_one_time_key_counts', 'device_one_time_keys_count'],
+  fallbackKeys: ['org.matrix.msc3202.device_unused_fallback_key_types', 'device_unused_fallback_key_types'],
+} as const;
+
+export class TransactionFormatError extends Error {}
+
+type Json = Record<string, unknown>;
+
+function first(body: Json, names: readonly string[]): unknown {
+  for (const name of names) if (body[name] !== undefined) return body[name];
+  return undefined;
+}
+
+function isObject(value: unknown): value is Json {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
+function strings(value: unknown): string[] {
+  return Array.isArray(value) ? value.filter((v): v is string => typeof v === 'string') : [];
+}
+
+export interface BotDevice {
+  readonly userId: string;
+  /** Unset while the bot has no device (no encryption): device-scoped data is then dropped. */
+  readonly deviceId: string | undefined;
+}
+
+/** Validates a transaction body and keeps what concerns the bot's user and device. */
+export function parseTransaction(txnId: string, body: unknown, bot: BotDevice): SyncBatch {
+  if (!isObject(body)) throw new TransactionFormatError('the transaction body must be a JSON object');
+  const events = body[F.events];
+  if (!Array.isArray(events)) throw new TransactionFormatError('the transaction has no "events" array');
+  // A malformed event is skipped rather than failing the transaction: a retry would carry it again forever.
+  const roomEvents: RoomEvent[] = events.filter(isRoomEvent);
+
+  const toDevice: ToDeviceEvent[] = [];
+  const rawToDevice = first(body, F.toDevice);
+  if (Array.isArray(rawToDevice) && bot.deviceId) {
+    for (const e of rawToDevice) {
+      if (!isObject(e) || typeof e['type'] !== 'string' || typeof e['sender'] !== 'string' || !isObject(e['content'])) continue;
+      if (e['to_user_id'] !== undefined && e['to_user_id'] !== bot.userId) continue;
+      if (e['to_device_id'] !== undefined && e['to_device_id'] !== bot.deviceId && e['to_device_id'] !== '*') continue;
+      toDevice.push(e as unknown as ToDeviceEvent);
+    }
+  }
+
+  const lists = first(body, F.deviceLists);
+  const deviceLists = isObject(lists) ? { changed: strings(lists['changed']), left: strings(lists['left']) } : { changed: [], left: [] };
+
+  const forDevice = (names: readonly string[]): unknown => {
+    const byUser = first(body, names);
+    if (!isObject(byUser) || !bot.deviceId) return undefined;
+    const byDevice = byUser[bot.userId];
+    return isObject(byDevice) ? byDevice[bot.deviceId] : undefined;
+  };
+  const counts = forDevice(F.otkCounts);
+  const oneTimeKeyCounts = isObject(counts)
+    ? Object.fromEntries(Object.entries(counts).filter((entry): entry is [string, number] => typeof entry[1] === 'number'))
+    : undefined;
+  const fallback = forDevice(F.fallbackKeys);
+
+  return {
+    label: `txn ${txnId}`,
+    roomEvents,
+    toDevice,
+    deviceLists,
+    oneTimeKeyCounts,
+    unusedFallbackKeyTypes: Array.isArray(fallback) ? strings(fallback) : undefined,
+  };
+}

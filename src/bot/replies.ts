@@ -1,0 +1,82 @@
+import type { DeploymentStatus, DeploymentTarget, KubeError, ScaleResult } from '../kube/kube.ts';
+import { COMMANDS } from './commands.ts';
+
+/** A reply as plain text (the body every client shows) and simple HTML. */
+export interface Reply {
+  readonly text: string;
+  readonly html: string;
+}
+
+export function escapeHtml(text: string): string {
+  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+}
+
+function plain(text: string): Reply {
+  return { text, html: escapeHtml(text) };
+}
+
+const name = (t: DeploymentTarget): string => `${t.name} (namespace ${t.namespace})`;
+
+export function help(target: DeploymentTarget, prefix: string): Reply {
+  const word = (alias: string): string => (prefix ? `${prefix} ${alias}` : alias);
+  const lines = COMMANDS.map((c) => ({ words: c.aliases.map(word), summary: c.summary }));
+  return {
+    text: [`Commands for ${name(target)}:`, ...lines.map((l) => `• ${l.words.join(' / ')}: ${l.summary}`)].join('\n'),
+    html:
+      `Commands for <b>${escapeHtml(name(target))}</b>:<ul>` +
+      lines.map((l) => `<li>${l.words.map((w) => `<code>${escapeHtml(w)}</code>`).join(' / ')}: ${escapeHtml(l.summary)}</li>`).join('') +
+      '</ul>',
+  };
+}
+
+export function hello(target: DeploymentTarget, prefix: string): Reply {
+  const list = help(target, prefix);
+  return { text: `👋 Hello! I start and stop ${name(target)}.\n${list.text}`, html: `👋 Hello! I start and stop <b>${escapeHtml(name(target))}</b>.<br>${list.html}` };
+}
+
+/** The old bot's echo of an accepted command. */
+export function echo(word: string): Reply {
+  return plain(`🦞 ${word}`);
+}
+
+export function unknown(word: string, target: DeploymentTarget, prefix: string): Reply {
+  const list = help(target, prefix);
+  return { text: `Unknown command "${word}".\n${list.text}`, html: `Unknown command <code>${escapeHtml(word)}</code>.<br>${list.html}` };
+}
+
+export function scaled(target: DeploymentTarget, result: ScaleResult): Reply {
+  if (result.previous === result.desired) {
+    return plain(result.desired === 0 ? `${target.name} is already off (0 replicas).` : `${target.name} is already on (${result.desired} desired). Say "status" to see if it is ready.`);
+  }
+  return result.desired === 0
+    ? plain(`⏹ Stopping ${target.name}: replicas ${result.previous} → 0.`)
+    : plain(`▶️ Starting ${target.name}: replicas ${result.previous} → ${result.desired}. Say "status" to see when it is ready.`);
+}
+
+const STATE_WORDS: Record<DeploymentStatus['state'], string> = {
+  off: '⚪ off',
+  starting: '🟡 starting',
+  running: '🟢 running',
+  stopping: '🟠 stopping',
+};
+
+export function status(target: DeploymentTarget, s: DeploymentStatus): Reply {
+  const counts = `desired ${s.desired}, ready ${s.ready}, available ${s.available}, updated ${s.updated}`;
+  return {
+    text: `${target.name} is ${STATE_WORDS[s.state]}: ${counts}.`,
+    html: `<b>${escapeHtml(target.name)}</b> is <b>${STATE_WORDS[s.state]}</b>: ${counts}.`,
+  };
+}
+
+export function kubeFailure(action: string, target: DeploymentTarget, error: KubeError): Reply {
+  return plain(`⚠️ Could not ${action} ${target.name}: ${error.human}`);
+}
+
+export function internalFailure(action: string, target: DeploymentTarget): Reply {
+  return plain(`⚠️ Could not ${action} ${target.name}: an internal error occurred; the operator can find it in the bot's log.`);
+}
+
+export function tooOld(word: string, ageSeconds: number, maxSeconds: number): Reply {
+  const age = ageSeconds >= 120 ? `${Math.round(ageSeconds / 60)} minutes` : `${Math.round(ageSeconds)} seconds`;
+  return plain(`⏱ Not running "${word}": it reached me ${age} after it was sent (the limit is ${Math.round(maxSeconds / 60)} minutes). Send it again if you still want it.`);
+}

@@ -1,0 +1,324 @@
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { parse } from 'yaml';
+import { parseRegistration, type Registration } from '../appservice/registration.ts';
+import { ConfigError } from './config-error.ts';
+import { SETTINGS, type Setting } from './settings.ts';
+
+export { ConfigError };
+
+export type Mode = 'appservice' | 'password';
+export type TrustPolicy = 'tofu' | 'verified' | 'any';
+export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
+
+/** The validated, frozen configuration: everything downstream reads this, never the environment. */
+export interface Config {
+  readonly mode: Mode;
+  readonly homeserver: { readonly url: string; readonly domain: string | undefined };
+  readonly bot: {
+    /** Localpart of the bot's user. */
+    readonly localpart: string;
+    readonly password: string | undefined;
+    readonly allowedUsers: readonly string[];
+    readonly echo: boolean;
+    readonly commandPrefix: string;
+    readonly displayName: string;
+    readonly maxCommandAgeSeconds: number;
+    readonly trust: TrustPolicy;
+  };
+  readonly appservice: {
+    readonly registration: Registration | undefined;
+    readonly registrationPath: string | undefined;
+    readonly allowQueryToken: boolean;
+  };
+  readonly http: { readonly bind: string; readonly port: number };
+  readonly kubernetes: {
+    readonly deployment: string;
+    readonly namespace: string;
+    readonly kubeconfig: string | undefined;
+    readonly timeoutSeconds: number;
+  };
+  readonly storage: { readonly path: string; readonly passphrase: string | undefined };
+  readonly log: { readonly level: LogLevel; readonly format: 'json' | 'pretty' };
+}
+
+export interface LoadOptions {
+  /** YAML config file; optional, the environment alone may be enough. */
+  readonly file?: string | undefined;
+  readonly env: Readonly<Record<string, string | undefined>>;
+  /** The pod's namespace file, read when no namespace is configured. */
+  readonly serviceAccountNamespaceFile?: string;
+}
+
+type Raw = string | number | boolean | readonly unknown[] | null;
+interface Found {
+  readonly value: Raw;
+  /** Where the value came from, for error messages: `MATRIX_USER`, `config.yaml`, … */
+  readonly source: string;
+}
+
+const SA_NAMESPACE_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/namespace';
+const USER_ID = /^@[a-z0-9._=\-/+]+:[A-Za-z0-9.\-]+(:\d{1,5})?$/;
+const LOCALPART = /^[a-z0-9._=\-/+]+$/;
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
+/** Placeholders from config.sample.yaml: starting with them unchanged is refused. */
+const SAMPLE_MARKER = 'CHANGE-ME';
+const PYTHON_LEVELS: Readonly<Record<string, LogLevel>> = { warning: 'warn', critical: 'fatal', notset: 'info' };
+
+function readText(path: string, key: string, what: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? 'error';
+    throw new ConfigError(key, `cannot read ${what} ${path} (${code})`);
+  }
+}
+
+/** Flattens the YAML file to dotted keys, refusing keys no setting knows (typos fail loudly). */
+function flattenFile(path: string): Map<string, Found> {
+  const text = readText(path, 'config', 'config file');
+  let doc: unknown;
+  try {
+    doc = parse(text);
+  } catch (error) {
+    throw new ConfigError('config', `${path} is not valid YAML: ${(error as Error).message.split('\n')[0]}`);
+  }
+  const out = new Map<string, Found>();
+  if (doc === null || doc === undefined) return out;
+  const known = new Set(SETTINGS.flatMap((s) => (s.secret ? [s.key, `${s.key}File`] : [s.key])));
+  const walk = (node: unknown, prefix: string): void => {
+    if (node === null || typeof node !== 'object' || Array.isArray(node)) {
+      throw new ConfigError(prefix || 'config', `expected a mapping in ${path}`);
+    }
+    for (const [name, value] of Object.entries(node as Record<string, unknown>)) {
+      const key = prefix ? `${prefix}.${name}` : name;
+      if (known.has(key)) {
+        out.set(key, { value: value as Raw, source: path });
+      } else if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
+        walk(value, key);
+      } else {
+        throw new ConfigError(key, `unknown setting in ${path}`);
+      }
+    }
+  };
+  walk(doc, '');
+  return out;
+}
+
+function lookup(setting: Setting, file: Map<string, Found>, env: LoadOptions['env']): Found | undefined {
+  const fromEnv = setting.env.find((name) => env[name] !== undefined && env[name] !== '');
+  const fileEnv = setting.secret ? setting.env.map((n) => `${n}_FILE`).find((n) => env[n]) : undefined;
+  if (fromEnv && fileEnv) throw new ConfigError(setting.key, `both ${fromEnv} and ${fileEnv} are set; keep one`);
+  if (fromEnv) return { value: env[fromEnv] as string, source: fromEnv };
+  if (fileEnv) return { value: readSecretFile(env[fileEnv] as string, setting.key), source: fileEnv };
+  const inFile = file.get(setting.key);
+  const inFileRef = setting.secret ? file.get(`${setting.key}File`) : undefined;
+  if (inFile && inFileRef) throw new ConfigError(setting.key, `both ${setting.key} and ${setting.key}File are set; keep one`);
+  if (inFileRef) {
+    if (typeof inFileRef.value !== 'string') throw new ConfigError(`${setting.key}File`, 'must be a file path');
+    return { value: readSecretFile(inFileRef.value, setting.key), source: `${setting.key}File` };
+  }
+  return inFile;
+}
+
+function readSecretFile(path: string, key: string): string {
+  // Secret files (Kubernetes Secrets, Docker secrets) usually end with a newline that is not part of the secret.
+  return readText(path, key, 'secret file').replace(/\r?\n$/, '');
+}
+
+function fail(setting: Setting, found: Found, message: string): never {
+  throw new ConfigError(setting.key, `${message} (from ${found.source})`);
+}
+
+function coerce(setting: Setting, found: Found): string | number | boolean | readonly string[] {
+  const { value } = found;
+  switch (setting.kind) {
+    case 'string':
+    case 'path':
+    case 'url': {
+      if (typeof value !== 'string' && typeof value !== 'number') fail(setting, found, 'must be a string');
+      const text = String(value).trim();
+      if (setting.kind === 'url') {
+        let url: URL;
+        try {
+          url = new URL(text);
+        } catch {
+          fail(setting, found, `must be an http(s) URL, got "${text}"`);
+        }
+        if (url.protocol !== 'http:' && url.protocol !== 'https:') fail(setting, found, `must be an http(s) URL, got "${text}"`);
+        return text.replace(/\/+$/, '');
+      }
+      return text;
+    }
+    case 'int': {
+      const n = typeof value === 'number' ? value : typeof value === 'string' && /^\s*-?\d+\s*$/.test(value) ? Number(value) : NaN;
+      if (!Number.isInteger(n)) fail(setting, found, `must be a whole number, got "${String(value)}"`);
+      if (setting.min !== undefined && n < setting.min) fail(setting, found, `must be at least ${setting.min}, got ${n}`);
+      if (setting.max !== undefined && n > setting.max) fail(setting, found, `must be at most ${setting.max}, got ${n}`);
+      return n;
+    }
+    case 'bool': {
+      if (typeof value === 'boolean') return value;
+      const text = String(value).trim().toLowerCase();
+      if (['true', '1', 'yes', 'on'].includes(text)) return true;
+      if (['false', '0', 'no', 'off'].includes(text)) return false;
+      fail(setting, found, `must be true or false, got "${String(value)}"`);
+    }
+    // falls through: fail() never returns
+    case 'list': {
+      const items = Array.isArray(value) ? value : typeof value === 'string' ? value.split(/[,\s]+/) : fail(setting, found, 'must be a list');
+      return items.map((item) => {
+        if (typeof item !== 'string') fail(setting, found, 'must be a list of strings');
+        return item.trim();
+      }).filter((item) => item.length > 0);
+    }
+    case 'enum': {
+      let text = String(value).trim().toLowerCase();
+      if (setting.key === 'log.level') text = PYTHON_LEVELS[text] ?? text;
+      if (!setting.values?.includes(text)) fail(setting, found, `must be one of ${setting.values?.join(', ')}, got "${String(value)}"`);
+      return text;
+    }
+  }
+}
+
+/** Loads config from an optional YAML file and the environment (environment wins), validates it, freezes it. */
+export function loadConfig(options: LoadOptions): Config {
+  const file = options.file ? flattenFile(resolve(options.file)) : new Map<string, Found>();
+  const values = new Map<string, { value: string | number | boolean | readonly string[]; source: string }>();
+  for (const setting of SETTINGS) {
+    const found = lookup(setting, file, options.env);
+    if (found && found.value !== null && found.value !== '') {
+      const value = coerce(setting, found);
+      if (typeof value === 'string' && value.includes(SAMPLE_MARKER) || Array.isArray(value) && value.some((v) => v.includes(SAMPLE_MARKER))) {
+        fail(setting, found, `still holds the sample value "${String(value)}": replace it`);
+      }
+      values.set(setting.key, { value, source: found.source });
+    } else if (setting.default !== undefined) {
+      values.set(setting.key, { value: setting.default, source: 'default' });
+    }
+  }
+  const str = (key: string): string | undefined => values.get(key)?.value as string | undefined;
+  const must = (key: string, why: string): string => {
+    const value = str(key);
+    if (value === undefined || value === '') {
+      const setting = SETTINGS.find((s) => s.key === key);
+      throw new ConfigError(key, `is required ${why} (set ${setting?.env[0] ?? key} or ${key} in the config file)`);
+    }
+    return value;
+  };
+  const where = (key: string): string => values.get(key)?.source ?? 'default';
+
+  const homeserverUrl = must('homeserver.url', 'to reach the homeserver');
+  const registrationPath = str('appservice.registration');
+  const password = str('bot.password');
+  const mode: Mode = (str('mode') as Mode | undefined) ?? (password && !registrationPath ? 'password' : 'appservice');
+
+  let registration: Registration | undefined;
+  if (mode === 'appservice') {
+    const path = must('appservice.registration', 'in appservice mode');
+    registration = parseRegistration(readText(path, 'appservice.registration', 'registration file'));
+  } else if (!password) {
+    must('bot.password', 'in password mode');
+  }
+
+  // The user may be a localpart or a full id; a full id also tells the server name.
+  let localpart = str('bot.user') ?? registration?.senderLocalpart;
+  let domain = str('homeserver.domain');
+  if (localpart === undefined) throw new ConfigError('bot.user', 'is required in password mode (set MATRIX_USER)');
+  if (localpart.startsWith('@')) {
+    if (!USER_ID.test(localpart)) throw new ConfigError('bot.user', `"${localpart}" is not a valid user id (from ${where('bot.user')})`);
+    const [local, ...server] = localpart.slice(1).split(':');
+    const serverName = server.join(':');
+    if (domain && domain !== serverName) throw new ConfigError('homeserver.domain', `"${domain}" differs from the server of bot.user "${localpart}"`);
+    domain = serverName;
+    localpart = local as string;
+  }
+  if (!LOCALPART.test(localpart)) throw new ConfigError('bot.user', `"${localpart}" is not a valid localpart (lower-case letters, digits and ._=-/+ only)`);
+  if (registration && localpart !== registration.senderLocalpart) {
+    throw new ConfigError('bot.user', `"${localpart}" is not the registration's sender_localpart "${registration.senderLocalpart}"`);
+  }
+
+  const allowedUsers = (values.get('bot.allowedUsers')?.value as readonly string[] | undefined) ?? [];
+  if (allowedUsers.length === 0) throw new ConfigError('bot.allowedUsers', 'needs at least one user id (set ALLOWED_USERS=@you:example.org)');
+  for (const user of allowedUsers) {
+    if (!USER_ID.test(user)) throw new ConfigError('bot.allowedUsers', `"${user}" is not a full user id like @alice:example.org (from ${where('bot.allowedUsers')})`);
+  }
+
+  const deployment = must('kubernetes.deployment', 'to know what to scale');
+  if (!DNS_SUBDOMAIN.test(deployment)) throw new ConfigError('kubernetes.deployment', `"${deployment}" is not a valid Deployment name (from ${where('kubernetes.deployment')})`);
+  const namespace = str('kubernetes.namespace') ?? podNamespace(options.serviceAccountNamespaceFile ?? SA_NAMESPACE_FILE) ?? 'default';
+  if (!DNS_LABEL.test(namespace)) throw new ConfigError('kubernetes.namespace', `"${namespace}" is not a valid namespace name (a DNS label) (from ${where('kubernetes.namespace')})`);
+
+  const prefix = (str('bot.commandPrefix') ?? '').trim();
+  const config: Config = {
+    mode,
+    homeserver: { url: homeserverUrl, domain },
+    bot: {
+      localpart,
+      password,
+      allowedUsers: [...new Set(allowedUsers)],
+      echo: values.get('bot.echo')?.value as boolean,
+      commandPrefix: prefix,
+      displayName: str('bot.displayName') ?? '',
+      maxCommandAgeSeconds: values.get('bot.maxCommandAgeSeconds')?.value as number,
+      trust: str('bot.trust') as TrustPolicy,
+    },
+    appservice: {
+      registration,
+      registrationPath,
+      allowQueryToken: values.get('appservice.allowQueryToken')?.value as boolean,
+    },
+    http: { bind: str('http.bind') as string, port: values.get('http.port')?.value as number },
+    kubernetes: {
+      deployment,
+      namespace,
+      kubeconfig: str('kubernetes.kubeconfig'),
+      timeoutSeconds: values.get('kubernetes.timeoutSeconds')?.value as number,
+    },
+    storage: { path: resolve(str('storage.path') as string), passphrase: str('storage.passphrase') },
+    log: { level: str('log.level') as LogLevel, format: str('log.format') as 'json' | 'pretty' },
+  };
+  return deepFreeze(config);
+}
+
+function podNamespace(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8').trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object') {
+    for (const inner of Object.values(value)) deepFreeze(inner);
+    Object.freeze(value);
+  }
+  return value;
+}
+
+/** The effective configuration as log fields, secrets masked (the old bot printed this at start-up). */
+export function describeConfig(config: Config): Record<string, unknown> {
+  const mask = (secret: string | undefined): string | undefined => (secret ? '[set]' : undefined);
+  return {
+    mode: config.mode,
+    homeserver: config.homeserver.url,
+    domain: config.homeserver.domain,
+    user: config.bot.localpart,
+    password: mask(config.bot.password),
+    allowedUsers: config.bot.allowedUsers,
+    echo: config.bot.echo,
+    commandPrefix: config.bot.commandPrefix || undefined,
+    trust: config.bot.trust,
+    maxCommandAgeSeconds: config.bot.maxCommandAgeSeconds,
+    registration: config.appservice.registrationPath,
+    appserviceId: config.appservice.registration?.id,
+    listen: `${config.http.bind}:${config.http.port}`,
+    deployment: `${config.kubernetes.namespace}/${config.kubernetes.deployment}`,
+    kubeconfig: config.kubernetes.kubeconfig ?? 'in-cluster or default',
+    storePath: config.storage.path,
+    storePassphrase: mask(config.storage.passphrase),
+    logLevel: config.log.level,
+  };
+}

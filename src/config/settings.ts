@@ -1,0 +1,123 @@
+/**
+ * Every setting the bot reads, in one table: its YAML key, its environment names (the old
+ * Python bot's names first, so its deployments keep working), its type, default and
+ * documentation. The loader, the sample config test and the README table all come from here.
+ */
+
+export type SettingKind = 'string' | 'url' | 'int' | 'bool' | 'list' | 'enum' | 'path';
+
+export interface Setting {
+  /** Dotted YAML path, e.g. `kubernetes.namespace`. */
+  readonly key: string;
+  /** Environment variable names, most preferred first. */
+  readonly env: readonly string[];
+  readonly kind: SettingKind;
+  readonly values?: readonly string[];
+  readonly default?: string | number | boolean | readonly string[];
+  /** Secrets may come from a file (`<key>File` in YAML, `<ENV>_FILE` in the environment) and are masked. */
+  readonly secret?: boolean;
+  readonly min?: number;
+  readonly max?: number;
+  readonly doc: string;
+}
+
+export const SETTINGS: readonly Setting[] = [
+  {
+    key: 'mode', env: ['BOT_MODE'], kind: 'enum', values: ['appservice', 'password'],
+    doc: 'How the bot reaches the homeserver: `appservice` (Synapse pushes events; needs a registration) or `password` (log in and /sync like the old bot). Unset: `password` when a password is given and no registration file is, else `appservice`.',
+  },
+  {
+    key: 'homeserver.url', env: ['MATRIX_HOMESERVER'], kind: 'url',
+    doc: 'Client-server API base URL of the homeserver, e.g. `http://synapse:8008`. Required.',
+  },
+  {
+    key: 'homeserver.domain', env: ['MATRIX_SERVER_NAME'], kind: 'string',
+    doc: 'The server name (the part after `:` in user ids). Unset: taken from `bot.user` if it is a full user id, else asked from the homeserver at start-up.',
+  },
+  {
+    key: 'bot.user', env: ['MATRIX_USER'], kind: 'string',
+    doc: "The bot's user: a localpart (`openclaw`) or a full user id. Appservice mode: must be the registration's `sender_localpart` (the default).",
+  },
+  {
+    key: 'bot.password', env: ['MATRIX_PASSWORD'], kind: 'string', secret: true,
+    doc: 'Password-mode login password. Secret: may come from `MATRIX_PASSWORD_FILE` / `bot.passwordFile`.',
+  },
+  {
+    key: 'bot.allowedUsers', env: ['ALLOWED_USERS'], kind: 'list',
+    doc: 'Full user ids allowed to command the bot and to invite it (comma-separated in the environment). Required, at least one.',
+  },
+  {
+    key: 'bot.echo', env: ['ECHO_MODE'], kind: 'bool', default: true,
+    doc: 'Echo each accepted command as "🦞 <command>" before acting (the old bot\'s behaviour).',
+  },
+  {
+    key: 'bot.commandPrefix', env: ['COMMAND_PREFIX'], kind: 'string', default: '',
+    doc: 'If set (e.g. `!toggle`), only messages starting with it are commands; useful in busy rooms.',
+  },
+  {
+    key: 'bot.displayName', env: ['BOT_DISPLAY_NAME'], kind: 'string', default: 'OpenClaw toggle',
+    doc: "Display name the bot sets for itself at start-up (empty: leave it alone).",
+  },
+  {
+    key: 'bot.maxCommandAgeSeconds', env: ['MAX_COMMAND_AGE_SECONDS'], kind: 'int', default: 900, min: 0,
+    doc: 'A command older than this when it reaches the bot (e.g. delivered late after downtime) is not executed; the sender is told. 0 disables the check.',
+  },
+  {
+    key: 'bot.trust', env: ['TRUST_POLICY'], kind: 'enum', values: ['tofu', 'verified', 'any'], default: 'tofu',
+    doc: "Which devices of an allowed user are obeyed in encrypted rooms: `tofu` (pin the user's identity on first sight), `verified` (only devices the bot verified), `any` (the old bot's behaviour).",
+  },
+  {
+    key: 'appservice.registration', env: ['AS_REGISTRATION_FILE'], kind: 'path',
+    doc: 'Path to the appservice registration YAML (the same file Synapse loads); tokens, id and sender are read from it. Required in appservice mode.',
+  },
+  {
+    key: 'http.bind', env: ['HTTP_BIND_ADDRESS'], kind: 'string', default: '0.0.0.0',
+    doc: 'Address the HTTP listener binds: appservice transactions, `/health`, `/ready`, `/metrics`.',
+  },
+  {
+    key: 'http.port', env: ['HTTP_PORT'], kind: 'int', default: 9000, min: 0, max: 65535,
+    doc: 'Port of the HTTP listener; in appservice mode it must match the port in the registration `url`.',
+  },
+  {
+    key: 'appservice.allowQueryToken', env: ['AS_ALLOW_QUERY_TOKEN'], kind: 'bool', default: false,
+    doc: 'Also accept `hs_token` as the legacy `access_token` query parameter (old homeservers only).',
+  },
+  {
+    key: 'kubernetes.deployment', env: ['DEPLOYMENT_NAME'], kind: 'string', default: 'openclaw',
+    doc: 'Name of the Deployment to start and stop.',
+  },
+  {
+    key: 'kubernetes.namespace', env: ['DEPLOYMENT_NAMESPACE'], kind: 'string',
+    doc: "Namespace of the Deployment. Unset: the pod's own namespace in a cluster, else `default`.",
+  },
+  {
+    key: 'kubernetes.kubeconfig', env: ['KUBECONFIG'], kind: 'path',
+    doc: 'Kubeconfig file to use outside a cluster. Unset: in-cluster service account, else `~/.kube/config`.',
+  },
+  {
+    key: 'kubernetes.timeoutSeconds', env: ['KUBE_TIMEOUT_SECONDS'], kind: 'int', default: 10, min: 1, max: 120,
+    doc: 'Time limit for one Kubernetes API request.',
+  },
+  {
+    key: 'storage.path', env: ['CRYPTO_STORE_PATH'], kind: 'path', default: './data',
+    doc: 'Directory (a persistent volume in Kubernetes) for the crypto store and the record of handled events. Files are created 0600.',
+  },
+  {
+    key: 'storage.passphrase', env: ['CRYPTO_STORE_PASSPHRASE'], kind: 'string', secret: true,
+    doc: 'Optional passphrase encrypting the crypto store at rest. Secret: may come from `CRYPTO_STORE_PASSPHRASE_FILE`.',
+  },
+  {
+    key: 'log.level', env: ['LOG_LEVEL'], kind: 'enum', values: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], default: 'info',
+    doc: 'Log level. Python names (`WARNING`, `CRITICAL`) and any case are accepted.',
+  },
+  {
+    key: 'log.format', env: ['LOG_FORMAT'], kind: 'enum', values: ['json', 'pretty'], default: 'json',
+    doc: '`json`: one JSON object per line (for log collectors); `pretty`: short human-readable lines for a terminal.',
+  },
+];
+
+export function settingFor(key: string): Setting {
+  const found = SETTINGS.find((s) => s.key === key);
+  if (!found) throw new Error(`no such setting: ${key}`);
+  return found;
+}

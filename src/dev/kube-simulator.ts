@@ -1,0 +1,474 @@
+/**
+ * A **simulated** Kubernetes API server, for tests and the local demo. It is not Kubernetes.
+ *
+ * It speaks the real HTTPS API for the few endpoints this project uses (apps/v1 Deployment and its
+ * autoscaling/v1 `scale` subresource, plus `/version` and `/apis/apps/v1` discovery), answers with
+ * real `Status` objects (401/403/404/409/415/422), checks bearer tokens the way RBAC would, and runs
+ * a tiny controller that makes the ready counts follow `spec.replicas` after `readyDelayMs`. TLS uses a
+ * CA and server certificate generated at start with the `openssl` CLI, and `kubeconfigPath` is a real
+ * kubeconfig naming that CA, so `@kubernetes/client-node` talks to it exactly as to a cluster.
+ */
+import { execFile } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { createServer, type Server } from 'node:https';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { stringify as toYaml } from 'yaml';
+
+export interface SimulatedDeployment {
+  readonly namespace: string;
+  readonly name: string;
+  readonly replicas: number;
+  readonly image?: string;
+}
+
+/** What a bearer token may do: `get` on deployments(/scale), `patch`/`update` on deployments/scale. */
+export interface SimulatedIdentity {
+  /** e.g. `system:serviceaccount:ns:sa` */
+  readonly user: string;
+  readonly canGet: boolean;
+  readonly canPatch: boolean;
+}
+
+export interface KubeSimulatorOptions {
+  readonly deployments: readonly SimulatedDeployment[];
+  /** bearer token → identity; unknown or missing tokens get 401. */
+  readonly tokens: Readonly<Record<string, SimulatedIdentity>>;
+  /** How long the simulated controller takes to make pods ready (or gone) after a scale. */
+  readonly readyDelayMs: number;
+  readonly host?: string;
+  readonly port?: number;
+  /** Where the CA, server certificate and kubeconfig are written. */
+  readonly dir: string;
+}
+
+export interface SimulatorRequest {
+  readonly method: string;
+  readonly path: string;
+  readonly contentType: string | undefined;
+  readonly user: string | undefined;
+  /** 0 while unanswered (or for hung / closed requests). */
+  status: number;
+}
+
+/**
+ * Makes the next `count` (default 1) requests that `match` (default: all but `/version`) fail:
+ * with an HTTP status (a `Status` body), by never answering (`hang`), or by closing the socket.
+ */
+export type SimulatorFailure = {
+  readonly count?: number;
+  readonly match?: (request: { method: string; path: string }) => boolean;
+} & (
+  | { readonly status: number; readonly message?: string; readonly reason?: string }
+  | { readonly mode: 'hang' | 'close' }
+);
+
+export type SimulatorChange =
+  | { readonly type: 'scaled'; readonly namespace: string; readonly name: string; readonly from: number; readonly to: number }
+  | { readonly type: 'settled'; readonly namespace: string; readonly name: string; readonly ready: number; readonly desired: number };
+
+export interface KubeSimulator {
+  readonly url: string;
+  readonly kubeconfigPath: string;
+  readonly caPem: string;
+  /** Every request received, in order. */
+  readonly requests: SimulatorRequest[];
+  replicas(namespace: string, name: string): number | undefined;
+  /** The Deployment object as `GET` would return it, or undefined. */
+  deployment(namespace: string, name: string): Record<string, unknown> | undefined;
+  onChange(listener: (change: SimulatorChange) => void): () => void;
+  setFailure(failure: SimulatorFailure): void;
+  clearFailures(): void;
+  writeKubeconfig(path: string, token: string, namespace?: string): Promise<void>;
+  addDeployment(deployment: SimulatedDeployment): void;
+  deleteDeployment(namespace: string, name: string): boolean;
+  stop(): Promise<void>;
+}
+
+interface DeploymentState {
+  readonly namespace: string;
+  readonly name: string;
+  readonly uid: string;
+  readonly created: string;
+  readonly image: string;
+  resourceVersion: string;
+  generation: number;
+  replicas: number;
+  observed: { generation: number; replicas: number; ready: number; available: number; updated: number };
+  timer: NodeJS.Timeout | undefined;
+}
+
+class HttpStatus extends Error {
+  readonly code: number;
+  readonly reason: string;
+  readonly details: Record<string, unknown> | undefined;
+  constructor(code: number, reason: string, message: string, details?: Record<string, unknown>) {
+    super(message);
+    this.code = code;
+    this.reason = reason;
+    this.details = details;
+  }
+}
+
+const run = promisify(execFile);
+const SCALE_PATCH_TYPES = ['application/json-patch+json', 'application/merge-patch+json', 'application/strategic-merge-patch+json'];
+const MAX_BODY = 1 << 20;
+
+/** Generates (once per dir) an EC P-256 CA and a server certificate for 127.0.0.1 / localhost. */
+async function ensureCertificates(dir: string): Promise<{ ca: string; key: string; cert: string }> {
+  const file = (name: string): string => join(dir, name);
+  try {
+    const [ca, key, cert] = await Promise.all(['ca.crt', 'server.key', 'server.crt'].map((n) => readFile(file(n), 'utf8')));
+    return { ca: ca!, key: key!, cert: cert! };
+  } catch {
+    // not there yet: generate below
+  }
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
+  await run('openssl', ['req', '-x509', ...ec, '-keyout', file('ca.key'), '-out', file('ca.crt'), '-days', '30',
+    '-subj', '/CN=kube-simulator-ca', '-addext', 'basicConstraints=critical,CA:TRUE',
+    '-addext', 'keyUsage=critical,keyCertSign,cRLSign']);
+  await run('openssl', ['req', ...ec, '-keyout', file('server.key'), '-out', file('server.csr'), '-subj', '/CN=kube-simulator']);
+  await writeFile(file('server.ext'), [
+    'basicConstraints=CA:FALSE', 'keyUsage=critical,digitalSignature', 'extendedKeyUsage=serverAuth',
+    'subjectAltName=IP:127.0.0.1,DNS:localhost', 'authorityKeyIdentifier=keyid', 'subjectKeyIdentifier=hash', '',
+  ].join('\n'));
+  await run('openssl', ['x509', '-req', '-in', file('server.csr'), '-CA', file('ca.crt'), '-CAkey', file('ca.key'),
+    '-CAcreateserial', '-days', '30', '-extfile', file('server.ext'), '-out', file('server.crt')]);
+  const [ca, key, cert] = await Promise.all(['ca.crt', 'server.key', 'server.crt'].map((n) => readFile(file(n), 'utf8')));
+  return { ca: ca!, key: key!, cert: cert! };
+}
+
+export async function startKubeSimulator(options: KubeSimulatorOptions): Promise<KubeSimulator> {
+  await mkdir(options.dir, { recursive: true });
+  const tls = await ensureCertificates(options.dir);
+  const deployments = new Map<string, DeploymentState>();
+  const listeners = new Set<(change: SimulatorChange) => void>();
+  const failures: Array<SimulatorFailure & { remaining: number }> = [];
+  const requests: SimulatorRequest[] = [];
+  let revision = 1000;
+  let stopped = false;
+
+  const keyOf = (ns: string, name: string): string => `${ns}/${name}`;
+  const bump = (d: DeploymentState): void => { d.resourceVersion = String(++revision); };
+  const emit = (change: SimulatorChange): void => { for (const l of listeners) l(change); };
+
+  function addDeployment(spec: SimulatedDeployment): void {
+    const d: DeploymentState = {
+      namespace: spec.namespace, name: spec.name, uid: randomUUID(), created: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
+      image: spec.image ?? 'ghcr.io/example/agent:latest', resourceVersion: '', generation: 1, replicas: spec.replicas,
+      observed: { generation: 1, replicas: spec.replicas, ready: spec.replicas, available: spec.replicas, updated: spec.replicas },
+      timer: undefined,
+    };
+    bump(d);
+    deployments.set(keyOf(spec.namespace, spec.name), d);
+  }
+  for (const d of options.deployments) addDeployment(d);
+
+  /** The simulated deployment controller: status follows spec after `readyDelayMs`. */
+  function setReplicas(d: DeploymentState, replicas: number): void {
+    if (replicas === d.replicas) return;
+    const from = d.replicas;
+    d.replicas = replicas;
+    d.generation += 1;
+    d.observed.generation = d.generation;
+    bump(d);
+    emit({ type: 'scaled', namespace: d.namespace, name: d.name, from, to: replicas });
+    clearTimeout(d.timer);
+    d.timer = setTimeout(() => {
+      d.timer = undefined;
+      d.observed = { generation: d.generation, replicas, ready: replicas, available: replicas, updated: replicas };
+      bump(d);
+      emit({ type: 'settled', namespace: d.namespace, name: d.name, ready: replicas, desired: replicas });
+    }, options.readyDelayMs);
+    d.timer.unref();
+  }
+
+  const labels = (d: DeploymentState): Record<string, string> => ({ app: d.name });
+  const omitZero = (o: Record<string, number>): Record<string, number> =>
+    Object.fromEntries(Object.entries(o).filter(([, v]) => v !== 0));
+  const meta = (d: DeploymentState): Record<string, unknown> => ({
+    name: d.name, namespace: d.namespace, uid: d.uid, resourceVersion: d.resourceVersion, creationTimestamp: d.created,
+  });
+
+  function deploymentObject(d: DeploymentState): Record<string, unknown> {
+    const o = d.observed;
+    const available = o.available >= d.replicas;
+    return {
+      kind: 'Deployment', apiVersion: 'apps/v1',
+      metadata: { ...meta(d), generation: d.generation, labels: labels(d), annotations: { 'deployment.kubernetes.io/revision': '1' } },
+      spec: {
+        replicas: d.replicas,
+        selector: { matchLabels: labels(d) },
+        template: {
+          metadata: { labels: labels(d) },
+          spec: { containers: [{ name: d.name, image: d.image, resources: {}, imagePullPolicy: 'IfNotPresent' }], restartPolicy: 'Always' },
+        },
+        strategy: { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: '25%', maxSurge: '25%' } },
+        revisionHistoryLimit: 10, progressDeadlineSeconds: 600,
+      },
+      status: {
+        observedGeneration: o.generation,
+        ...omitZero({ replicas: o.replicas, updatedReplicas: o.updated, readyReplicas: o.ready, availableReplicas: o.available,
+          unavailableReplicas: Math.max(0, d.replicas - o.available) }),
+        conditions: [
+          { type: 'Available', status: available ? 'True' : 'False',
+            reason: available ? 'MinimumReplicasAvailable' : 'MinimumReplicasUnavailable',
+            message: available ? 'Deployment has minimum availability.' : 'Deployment does not have minimum availability.' },
+          { type: 'Progressing', status: 'True', reason: 'NewReplicaSetAvailable',
+            message: `ReplicaSet "${d.name}-5d4f8c7b9" has successfully progressed.` },
+        ],
+      },
+    };
+  }
+
+  function scaleObject(d: DeploymentState): Record<string, unknown> {
+    // autoscaling/v1 ScaleSpec.replicas is `omitempty`: a Deployment at 0 answers `"spec": {}`.
+    return {
+      kind: 'Scale', apiVersion: 'autoscaling/v1', metadata: meta(d),
+      spec: d.replicas === 0 ? {} : { replicas: d.replicas },
+      status: { replicas: d.observed.replicas, selector: `app=${d.name}` },
+    };
+  }
+
+  const notFound = (name: string): HttpStatus =>
+    new HttpStatus(404, 'NotFound', `deployments.apps "${name}" not found`, { name, group: 'apps', kind: 'deployments' });
+
+  const invalidReplicas = (name: string, value: unknown): HttpStatus => new HttpStatus(422, 'Invalid',
+    `Scale.autoscaling "${name}" is invalid: spec.replicas: Invalid value: ${JSON.stringify(value)}: must be greater than or equal to 0`,
+    { name, group: 'autoscaling', kind: 'Scale', causes: [{ reason: 'FieldValueInvalid', field: 'spec.replicas',
+      message: `Invalid value: ${JSON.stringify(value)}: must be greater than or equal to 0` }] });
+
+  function checkReplicas(name: string, value: unknown): number {
+    if (value === null || value === undefined) return 0;
+    if (typeof value !== 'number' || !Number.isInteger(value)) {
+      throw new HttpStatus(400, 'BadRequest',
+        `json: cannot unmarshal ${typeof value} into Go struct field ScaleSpec.spec.replicas of type int32`);
+    }
+    if (value < 0) throw invalidReplicas(name, value);
+    return value;
+  }
+
+  /** Applies a PATCH body of the given media type to the scale subresource; returns the new replicas. */
+  function patchedReplicas(d: DeploymentState, contentType: string, body: unknown): number {
+    if (contentType === 'application/json-patch+json') {
+      if (!Array.isArray(body)) throw new HttpStatus(400, 'BadRequest', 'json: cannot unmarshal object into Go value of type jsonpatch.Patch');
+      let replicas = d.replicas;
+      for (const op of body as Array<Record<string, unknown>>) {
+        if (op['path'] !== '/spec/replicas') {
+          throw new HttpStatus(422, 'Invalid', `the simulator only supports JSON patch operations on /spec/replicas, not ${String(op['path'])}`);
+        }
+        switch (op['op']) {
+          case 'add': case 'replace': replicas = checkReplicas(d.name, op['value']); break;
+          case 'remove': replicas = 0; break;
+          case 'test':
+            if (op['value'] !== replicas) throw new HttpStatus(422, 'Invalid', `testing value /spec/replicas failed: test failed`);
+            break;
+          default: throw new HttpStatus(422, 'Invalid', `Unexpected kind: ${String(op['op'])}`);
+        }
+      }
+      return replicas;
+    }
+    // merge patch and strategic merge patch are the same thing for a Scale.
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+      throw new HttpStatus(400, 'BadRequest', 'json: cannot unmarshal array into Go value of type map[string]interface {}');
+    }
+    const spec = (body as Record<string, unknown>)['spec'];
+    if (spec === null) return 0;
+    if (typeof spec !== 'object' || spec === undefined || !('replicas' in spec)) return d.replicas;
+    return checkReplicas(d.name, (spec as Record<string, unknown>)['replicas']);
+  }
+
+  async function readBody(req: IncomingMessage): Promise<unknown> {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of req as AsyncIterable<Buffer>) {
+      size += chunk.length;
+      if (size > MAX_BODY) throw new HttpStatus(413, 'RequestEntityTooLarge', 'Request entity too large: limit is 1048576');
+      chunks.push(chunk);
+    }
+    try {
+      return JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown;
+    } catch (e) {
+      throw new HttpStatus(400, 'BadRequest', `error decoding request body: ${(e as Error).message}`);
+    }
+  }
+
+  function authorize(req: IncomingMessage, verb: string, resource: string, ns: string, name: string): void {
+    const who = identify(req);
+    if (!who) throw new HttpStatus(401, 'Unauthorized', 'Unauthorized');
+    const allowed = verb === 'get' ? who.canGet : who.canPatch;
+    if (!allowed) {
+      throw new HttpStatus(403, 'Forbidden', `deployments.apps "${name}" is forbidden: User "${who.user}" cannot ${verb} resource "${resource}" in API group "apps" in the namespace "${ns}"`,
+        { name, group: 'apps', kind: 'deployments' });
+    }
+  }
+
+  function identify(req: IncomingMessage): SimulatedIdentity | undefined {
+    const match = /^Bearer (\S+)$/.exec(req.headers.authorization ?? '');
+    return match ? options.tokens[match[1]!] : undefined;
+  }
+
+  async function route(req: IncomingMessage, url: URL): Promise<unknown> {
+    const method = req.method ?? 'GET';
+    const path = url.pathname;
+    const dryRun = url.searchParams.get('dryRun') === 'All';
+    if (path === '/version' && method === 'GET') {
+      return { major: '1', minor: '33', gitVersion: 'v1.33.0-kube-simulator', platform: 'linux/amd64' };
+    }
+    if (path === '/apis/apps/v1' && method === 'GET') {
+      if (!identify(req)) throw new HttpStatus(401, 'Unauthorized', 'Unauthorized');
+      return { kind: 'APIResourceList', apiVersion: 'v1', groupVersion: 'apps/v1', resources: [
+        { name: 'deployments', singularName: 'deployment', namespaced: true, kind: 'Deployment',
+          verbs: ['create', 'delete', 'deletecollection', 'get', 'list', 'patch', 'update', 'watch'], shortNames: ['deploy'] },
+        { name: 'deployments/scale', singularName: '', namespaced: true, group: 'autoscaling', version: 'v1', kind: 'Scale',
+          verbs: ['get', 'patch', 'update'] },
+      ] };
+    }
+    const m = /^\/apis\/apps\/v1\/namespaces\/([^/]+)\/deployments\/([^/]+)(\/scale)?$/.exec(path);
+    if (!m) throw new HttpStatus(404, 'NotFound', 'the server could not find the requested resource');
+    const ns = decodeURIComponent(m[1]!);
+    const name = decodeURIComponent(m[2]!);
+    const sub = m[3] !== undefined;
+    const resource = sub ? 'deployments/scale' : 'deployments';
+    const verb = method === 'GET' ? 'get' : method === 'PATCH' ? 'patch' : method === 'PUT' ? 'update' : undefined;
+    if (!verb || (!sub && verb !== 'get')) {
+      throw new HttpStatus(405, 'MethodNotAllowed', `the server does not allow this method on the requested resource`);
+    }
+    authorize(req, verb, resource, ns, name);
+    const d = deployments.get(keyOf(ns, name));
+    if (!d) throw notFound(name);
+    if (verb === 'get') return sub ? scaleObject(d) : deploymentObject(d);
+
+    const contentType = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+    let replicas: number;
+    if (verb === 'patch') {
+      if (!SCALE_PATCH_TYPES.includes(contentType)) {
+        throw new HttpStatus(415, 'UnsupportedMediaType',
+          `the body of the request was in an unknown format - accepted media types include: ${SCALE_PATCH_TYPES.join(', ')}`);
+      }
+      replicas = patchedReplicas(d, contentType, await readBody(req));
+    } else {
+      if (contentType !== 'application/json') {
+        throw new HttpStatus(415, 'UnsupportedMediaType', 'the body of the request was in an unknown format - accepted media types include: application/json');
+      }
+      const body = (await readBody(req)) as { metadata?: { resourceVersion?: string }; spec?: { replicas?: unknown } } | null;
+      const rv = body?.metadata?.resourceVersion;
+      if (rv !== undefined && rv !== '' && rv !== d.resourceVersion) {
+        throw new HttpStatus(409, 'Conflict', `Operation cannot be fulfilled on deployments.apps "${name}": the object has been modified; please apply your changes to the latest version and try again`,
+          { name, group: 'apps', kind: 'deployments' });
+      }
+      replicas = checkReplicas(name, body?.spec?.replicas);
+    }
+    if (dryRun) return { ...scaleObject(d), spec: replicas === 0 ? {} : { replicas } };
+    setReplicas(d, replicas);
+    return scaleObject(d);
+  }
+
+  function send(res: ServerResponse, entry: SimulatorRequest, status: number, body: unknown): void {
+    entry.status = status;
+    const text = JSON.stringify(body);
+    res.writeHead(status, {
+      'content-type': 'application/json', 'content-length': Buffer.byteLength(text),
+      'cache-control': 'no-cache, private', 'audit-id': randomUUID(),
+    });
+    res.end(text);
+  }
+
+  const statusBody = (e: HttpStatus): Record<string, unknown> => ({
+    kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: e.message, reason: e.reason,
+    ...(e.details ? { details: e.details } : {}), code: e.code,
+  });
+
+  const server: Server = createServer({ key: tls.key, cert: tls.cert }, (req, res) => {
+    const url = new URL(req.url ?? '/', 'https://simulator');
+    const method = req.method ?? 'GET';
+    const entry: SimulatorRequest = {
+      method, path: url.pathname, contentType: req.headers['content-type'], user: identify(req)?.user, status: 0,
+    };
+    requests.push(entry);
+    const failure = failures.find((f) => (f.match ? f.match({ method, path: url.pathname }) : url.pathname !== '/version'));
+    if (failure) {
+      if (--failure.remaining <= 0) failures.splice(failures.indexOf(failure), 1);
+      if ('mode' in failure) {
+        req.resume();
+        if (failure.mode === 'close') req.socket.destroy();
+        return; // 'hang': never answer; stop() closes the connection.
+      }
+      req.resume();
+      send(res, entry, failure.status, statusBody(new HttpStatus(failure.status, failure.reason ?? defaultReason(failure.status),
+        failure.message ?? `simulated failure (${failure.status})`)));
+      return;
+    }
+    route(req, url).then(
+      (body) => send(res, entry, 200, body),
+      (e: unknown) => {
+        req.resume();
+        const err = e instanceof HttpStatus ? e : new HttpStatus(500, 'InternalError', `Internal error occurred: ${String(e)}`);
+        send(res, entry, err.code, statusBody(err));
+      },
+    );
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => { server.off('error', reject); resolve(); });
+  });
+  const address = server.address();
+  if (address === null || typeof address === 'string') throw new Error('kube simulator: no TCP address');
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  const url = `https://${host}:${address.port}`;
+
+  async function writeKubeconfig(path: string, token: string, namespace?: string): Promise<void> {
+    const contextNamespace = namespace ?? options.deployments[0]?.namespace;
+    const config = {
+      apiVersion: 'v1', kind: 'Config', preferences: {},
+      clusters: [{ name: 'kube-simulator', cluster: { server: url, 'certificate-authority-data': Buffer.from(tls.ca).toString('base64') } }],
+      users: [{ name: 'kube-simulator-user', user: { token } }],
+      contexts: [{ name: 'kube-simulator', context: { cluster: 'kube-simulator', user: 'kube-simulator-user',
+        ...(contextNamespace !== undefined ? { namespace: contextNamespace } : {}) } }],
+      'current-context': 'kube-simulator',
+    };
+    await writeFile(path, toYaml(config), { mode: 0o600 });
+  }
+
+  const kubeconfigPath = join(options.dir, 'kubeconfig.yaml');
+  const firstToken = Object.keys(options.tokens)[0];
+  await writeKubeconfig(kubeconfigPath, firstToken ?? 'no-token');
+
+  return {
+    url, kubeconfigPath, caPem: tls.ca, requests,
+    replicas: (ns, name) => deployments.get(keyOf(ns, name))?.replicas,
+    deployment: (ns, name) => {
+      const d = deployments.get(keyOf(ns, name));
+      return d ? deploymentObject(d) : undefined;
+    },
+    onChange: (listener) => { listeners.add(listener); return () => { listeners.delete(listener); }; },
+    setFailure: (failure) => { failures.push({ ...failure, remaining: failure.count ?? 1 }); },
+    clearFailures: () => { failures.length = 0; },
+    writeKubeconfig,
+    addDeployment,
+    deleteDeployment: (ns, name) => {
+      const d = deployments.get(keyOf(ns, name));
+      if (d) clearTimeout(d.timer);
+      return deployments.delete(keyOf(ns, name));
+    },
+    stop: async () => {
+      if (stopped) return;
+      stopped = true;
+      for (const d of deployments.values()) clearTimeout(d.timer);
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeAllConnections();
+      await closed;
+    },
+  };
+}
+
+function defaultReason(status: number): string {
+  const reasons: Record<number, string> = {
+    400: 'BadRequest', 401: 'Unauthorized', 403: 'Forbidden', 404: 'NotFound', 409: 'Conflict', 422: 'Invalid',
+    429: 'TooManyRequests', 500: 'InternalError', 503: 'ServiceUnavailable', 504: 'Timeout',
+  };
+  return reasons[status] ?? 'Unknown';
+}

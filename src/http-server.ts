@@ -1,0 +1,63 @@
+import { once } from 'node:events';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import express, { type NextFunction, type Request, type Response, type Router } from 'express';
+import { matrixError } from './appservice/routes.ts';
+import type { Health } from './health.ts';
+import type { Logger } from './log.ts';
+import type { Metrics } from './metrics.ts';
+
+export interface HttpServerOptions {
+  readonly bind: string;
+  readonly port: number;
+  readonly health: Health;
+  readonly metrics: Metrics;
+  /** The homeserver-facing routes, in appservice mode only. */
+  readonly appservice?: Router;
+  readonly logger: Logger;
+}
+
+export interface HttpServer {
+  readonly port: number;
+  readonly server: Server;
+  close(): Promise<void>;
+}
+
+/** One listener: `/health` (alive), `/ready` (dependencies answer), `/metrics`, and the appservice API. */
+export async function startHttpServer(o: HttpServerOptions): Promise<HttpServer> {
+  const app = express();
+  app.disable('x-powered-by');
+  app.get('/health', (_req, res) => void res.json({ status: 'ok' }));
+  app.get('/ready', (_req, res) => {
+    const report = o.health.report();
+    res.status(report.ready ? 200 : 503).json(report);
+  });
+  app.get('/metrics', async (_req, res) => {
+    res.type(o.metrics.registry.contentType).send(await o.metrics.registry.metrics());
+  });
+  if (o.appservice) app.use('/_matrix/app/v1', o.appservice);
+  app.use('/_matrix', (_req, res) => matrixError(res, 404, 'M_UNRECOGNIZED', 'Unrecognized request'));
+  app.use((_req, res) => void res.status(404).json({ error: 'not found' }));
+  // Body-parser failures carry a status (413 too large, 400 unreadable); anything else is ours.
+  app.use((error: { status?: number; type?: string }, req: Request, res: Response, _next: NextFunction) => {
+    if (error.status === 413) return matrixError(res, 413, 'M_TOO_LARGE', 'Request body too large');
+    if (error.status && error.status >= 400 && error.status < 500) return matrixError(res, error.status, 'M_NOT_JSON', 'Could not read the request body');
+    o.logger.error({ path: req.path, err: error instanceof Error ? error.message : String(error) }, 'http handler failed');
+    matrixError(res, 500, 'M_UNKNOWN', 'Internal error');
+  });
+
+  const server = app.listen(o.port, o.bind);
+  await once(server, 'listening');
+  // Synapse keeps connections open between transactions; keep-alive must outlive its idle time.
+  server.keepAliveTimeout = 65_000;
+  const port = (server.address() as AddressInfo).port;
+  return {
+    port,
+    server,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeIdleConnections();
+      }),
+  };
+}

@@ -1,0 +1,90 @@
+#!/usr/bin/env node
+import { start, type App } from './app.ts';
+import { generateRegistration, NAME, parseCli, USAGE, VERSION } from './cli.ts';
+import { ConfigError } from './config/config-error.ts';
+import { describeConfig, loadConfig } from './config/config.ts';
+import { createLogger, type Logger } from './log.ts';
+import { EXIT, StartupError } from './startup-error.ts';
+
+/** Shutdown must finish inside Kubernetes' default 30 s grace period, with room to spare. */
+const STOP_DEADLINE_MS = 10_000;
+
+async function main(): Promise<number> {
+  // Every file the bot creates (state, crypto store, registration) holds secrets: owner-only.
+  process.umask(0o077);
+  const action = parseCli(process.argv.slice(2), process.env);
+  switch (action.kind) {
+    case 'version':
+      console.log(`${NAME} ${VERSION}`);
+      return 0;
+    case 'help':
+      console.log(USAGE);
+      return 0;
+    case 'generate-registration':
+      console.log(generateRegistration(action));
+      return 0;
+    case 'check-config': {
+      const config = loadConfig({ file: action.configFile, env: process.env });
+      console.log(JSON.stringify(describeConfig(config), null, 2));
+      return 0;
+    }
+    case 'run':
+      break;
+  }
+  const config = loadConfig({ file: action.configFile, env: process.env });
+  const logger = createLogger({ level: config.log.level, format: config.log.format });
+  logger.info({ version: VERSION, config: describeConfig(config) }, `${NAME} starting`);
+  const app = await start(config, { logger });
+  return await untilSignal(app, logger);
+}
+
+function untilSignal(app: App, logger: Logger): Promise<number> {
+  return new Promise((resolve) => {
+    let stopping = false;
+    const stop = (signal: string): void => {
+      if (stopping) return;
+      stopping = true;
+      logger.info({ signal }, 'stopping: finishing the transaction in flight, flushing state');
+      const deadline = setTimeout(() => {
+        logger.error('did not stop within 10 s; exiting anyway');
+        resolve(1);
+      }, STOP_DEADLINE_MS);
+      app.stop().then(
+        () => {
+          clearTimeout(deadline);
+          logger.info('stopped');
+          resolve(0);
+        },
+        (error: unknown) => {
+          clearTimeout(deadline);
+          logger.error({ err: error }, 'error while stopping');
+          resolve(1);
+        },
+      );
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+}
+
+/** Lets stdout drain before exiting; the timer only fires if a stray handle keeps the loop alive. */
+function exit(code: number): void {
+  process.exitCode = code;
+  setTimeout(() => process.exit(code), 500).unref();
+}
+
+main().then(
+  (code) => exit(code),
+  (error: unknown) => {
+    if (error instanceof ConfigError) {
+      console.error(`config error: ${error.message}`);
+      return exit(EXIT.config);
+    }
+    if (error instanceof StartupError) {
+      console.error(`start-up failed: ${error.message}`);
+      return exit(error.exitCode);
+    }
+    console.error(`fatal: ${error instanceof Error ? error.stack : String(error)}`);
+    exit(1);
+  },
+);

@@ -1,0 +1,46 @@
+/** The slice of the Matrix event format the bot reads. Unknown fields are kept, not typed. */
+
+export interface RoomEvent {
+  readonly event_id: string;
+  readonly room_id: string;
+  readonly sender: string;
+  readonly type: string;
+  readonly origin_server_ts: number;
+  readonly content: Record<string, unknown>;
+  readonly state_key?: string;
+  readonly unsigned?: Record<string, unknown>;
+}
+
+export interface ToDeviceEvent {
+  readonly type: string;
+  readonly sender: string;
+  readonly content: Record<string, unknown>;
+  /** Appservice (MSC2409) to-device events name their recipient; /sync ones do not. */
+  readonly to_user_id?: string;
+  readonly to_device_id?: string;
+}
+
+/** A message's text, or undefined for anything that is not a text-like m.room.message. */
+export function messageText(event: RoomEvent): string | undefined {
+  if (event.type !== 'm.room.message') return undefined;
+  const { msgtype, body } = event.content;
+  if (typeof body !== 'string') return undefined;
+  if (msgtype !== 'm.text' && msgtype !== 'm.notice' && msgtype !== 'm.emote') return undefined;
+  // An edit (m.replace) repeats an older command; acting on it would run that command twice.
+  const relates = event.content['m.relates_to'] as { rel_type?: unknown } | undefined;
+  if (relates?.rel_type === 'm.replace') return undefined;
+  return body;
+}
+
+export function isRoomEvent(value: unknown): value is RoomEvent {
+  if (value === null || typeof value !== 'object') return false;
+  const e = value as Record<string, unknown>;
+  return (
+    typeof e['event_id'] === 'string' &&
+    typeof e['room_id'] === 'string' &&
+    typeof e['sender'] === 'string' &&
+    typeof e['type'] === 'string' &&
+    e['content'] !== null &&
+    typeof e['content'] === 'object'
+  );
+}

@@ -1,0 +1,48 @@
+import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
+
+/** The bot's Prometheus metrics, on a registry of its own so several bots can share a process (tests). */
+export class Metrics {
+  readonly registry = new Registry();
+  readonly transactions = new Counter({
+    name: 'openclaw_transactions_total',
+    help: 'Appservice transactions and sync batches processed, by outcome',
+    labelNames: ['source', 'outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly events = new Counter({
+    name: 'openclaw_events_total',
+    help: 'Room events received, by type',
+    labelNames: ['type'] as const,
+    registers: [this.registry],
+  });
+  readonly commands = new Counter({
+    name: 'openclaw_commands_total',
+    help: 'Commands from allowed users, by command and outcome',
+    labelNames: ['command', 'outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly undecryptable = new Counter({
+    name: 'openclaw_undecryptable_events_total',
+    help: 'Encrypted events the bot could not decrypt, by reason',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly kubeLatency = new Histogram({
+    name: 'openclaw_kube_request_duration_seconds',
+    help: 'Kubernetes API call latency, by operation and outcome',
+    labelNames: ['operation', 'outcome'] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
+  readonly batchDuration = new Histogram({
+    name: 'openclaw_batch_duration_seconds',
+    help: 'Time from receiving a transaction or sync batch to acknowledging it',
+    labelNames: ['source'] as const,
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
+
+  constructor(options: { defaultMetrics?: boolean } = {}) {
+    if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'openclaw_' });
+  }
+}

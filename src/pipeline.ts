@@ -1,0 +1,52 @@
+import type { Bot } from './bot/bot.ts';
+import type { CryptoStep } from './crypto/crypto-step.ts';
+import type { Logger } from './log.ts';
+import type { SyncBatch } from './matrix/batch.ts';
+import type { Metrics } from './metrics.ts';
+
+/**
+ * The one consumer of batches from either source. Batches run strictly one after another (the
+ * crypto engine's state must change in order), and `process` resolves only once the batch's
+ * effects are durable, so a source may then acknowledge it (200 to Synapse, or save the sync token).
+ */
+export class Pipeline {
+  readonly #crypto: CryptoStep;
+  readonly #bot: Bot;
+  readonly #metrics: Metrics;
+  readonly #logger: Logger;
+  #tail: Promise<unknown> = Promise.resolve();
+
+  constructor(options: { crypto: CryptoStep; bot: Bot; metrics: Metrics; logger: Logger }) {
+    this.#crypto = options.crypto;
+    this.#bot = options.bot;
+    this.#metrics = options.metrics;
+    this.#logger = options.logger;
+  }
+
+  process(batch: SyncBatch, source: 'appservice' | 'sync'): Promise<void> {
+    const run = this.#tail.then(() => this.#run(batch, source));
+    this.#tail = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Resolves when every batch accepted so far has finished. */
+  async drain(): Promise<void> {
+    await this.#tail;
+  }
+
+  async #run(batch: SyncBatch, source: 'appservice' | 'sync'): Promise<void> {
+    const timer = this.#metrics.batchDuration.startTimer({ source });
+    try {
+      const events = await this.#crypto.process(batch);
+      await this.#bot.handle(events);
+      await this.#crypto.flush();
+      this.#metrics.transactions.inc({ source, outcome: 'ok' });
+    } catch (error) {
+      this.#metrics.transactions.inc({ source, outcome: 'error' });
+      this.#logger.error({ batch: batch.label, err: error instanceof Error ? error.message : String(error) }, 'batch failed; it will be redelivered');
+      throw error;
+    } finally {
+      timer();
+    }
+  }
+}

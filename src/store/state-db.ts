@@ -1,0 +1,75 @@
+import { chmodSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { DatabaseSync, type StatementSync } from 'node:sqlite';
+
+/** The bot's small durable state on the volume: handled event ids and a few named values. */
+export class StateDb {
+  readonly path: string;
+  readonly #db: DatabaseSync;
+  readonly #claim: StatementSync;
+  readonly #has: StatementSync;
+  readonly #get: StatementSync;
+  readonly #set: StatementSync;
+
+  private constructor(path: string) {
+    this.path = path;
+    this.#db = new DatabaseSync(path);
+    // FULL: a committed claim survives a power cut, which is what "executed at most once" rests on.
+    this.#db.exec('PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;');
+    this.#db.exec(`
+      CREATE TABLE IF NOT EXISTS handled_events (
+        event_id TEXT PRIMARY KEY,
+        room_id TEXT NOT NULL,
+        handled_at INTEGER NOT NULL
+      ) WITHOUT ROWID;
+      CREATE INDEX IF NOT EXISTS handled_events_at ON handled_events (handled_at);
+      CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+    `);
+    this.#claim = this.#db.prepare('INSERT INTO handled_events (event_id, room_id, handled_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING');
+    this.#has = this.#db.prepare('SELECT 1 FROM handled_events WHERE event_id = ?');
+    this.#get = this.#db.prepare('SELECT value FROM kv WHERE key = ?');
+    this.#set = this.#db.prepare('INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value');
+    for (const suffix of ['', '-wal', '-shm']) {
+      try {
+        chmodSync(path + suffix, 0o600);
+      } catch {
+        // -wal/-shm appear lazily; the process umask (077) covers them when they do.
+      }
+    }
+  }
+
+  static open(dir: string): StateDb {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    return new StateDb(join(dir, 'state.sqlite'));
+  }
+
+  /**
+   * Records that an event is being handled. True the first time for an event id, false ever
+   * after: the caller acts only on true, so each event is acted on at most once.
+   */
+  claimEvent(eventId: string, roomId: string, now = Date.now()): boolean {
+    return Number(this.#claim.run(eventId, roomId, now).changes) === 1;
+  }
+
+  wasHandled(eventId: string): boolean {
+    return this.#has.get(eventId) !== undefined;
+  }
+
+  get(key: string): string | undefined {
+    const row = this.#get.get(key) as { value: string } | undefined;
+    return row?.value;
+  }
+
+  set(key: string, value: string): void {
+    this.#set.run(key, value);
+  }
+
+  /** Forgets handled events older than the cut-off; homeservers do not redeliver events that old. */
+  prune(olderThanMs: number, now = Date.now()): number {
+    return Number(this.#db.prepare('DELETE FROM handled_events WHERE handled_at < ?').run(now - olderThanMs).changes);
+  }
+
+  close(): void {
+    if (this.#db.isOpen) this.#db.close();
+  }
+}

@@ -1,0 +1,250 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { request } from 'node:https';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { startKubeSimulator, type KubeSimulator, type SimulatorChange } from '../../src/dev/kube-simulator.ts';
+
+const NS = 'agents';
+const SCALE = `/apis/apps/v1/namespaces/${NS}/deployments/web/scale`;
+const DEPLOY = `/apis/apps/v1/namespaces/${NS}/deployments/web`;
+const TOKENS = {
+  'rw-token': { user: `system:serviceaccount:${NS}:toggle`, canGet: true, canPatch: true },
+  'ro-token': { user: `system:serviceaccount:${NS}:viewer`, canGet: true, canPatch: false },
+};
+
+interface Reply { status: number; body: Record<string, unknown>; headers: Record<string, unknown> }
+
+let dir: string;
+let sim: KubeSimulator;
+
+function call(method: string, path: string, options: { token?: string; contentType?: string; body?: unknown } = {}): Promise<Reply> {
+  const url = new URL(path, sim.url);
+  const payload = options.body === undefined ? undefined : JSON.stringify(options.body);
+  return new Promise((resolve, reject) => {
+    const req = request(url, {
+      method, ca: sim.caPem, agent: false,
+      headers: {
+        ...(options.token ? { authorization: `Bearer ${options.token}` } : {}),
+        ...(options.contentType ? { 'content-type': options.contentType } : {}),
+        ...(payload ? { 'content-length': Buffer.byteLength(payload) } : {}),
+      },
+    }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({
+        status: res.statusCode ?? 0, headers: res.headers,
+        body: JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>,
+      }));
+    });
+    req.on('error', reject);
+    req.end(payload);
+  });
+}
+
+const rw = { token: 'rw-token' };
+const merge = (replicas: unknown) => ({ ...rw, contentType: 'application/merge-patch+json', body: { spec: { replicas } } });
+const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'kube-sim-test-'));
+  sim = await startKubeSimulator({
+    dir, readyDelayMs: 150, tokens: TOKENS,
+    deployments: [{ namespace: NS, name: 'web', replicas: 0, image: 'ghcr.io/example/openclaw:1.2' }],
+  });
+});
+
+after(async () => {
+  await sim.stop();
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('kube simulator', () => {
+  test('serves TLS with a generated CA, and writes a kubeconfig that names it', async () => {
+    assert.match(sim.url, /^https:\/\/127\.0\.0\.1:\d+$/);
+    const config = parseYaml(await readFile(sim.kubeconfigPath, 'utf8')) as {
+      clusters: Array<{ cluster: { server: string; 'certificate-authority-data': string } }>;
+      users: Array<{ user: { token: string } }>;
+      'current-context': string;
+    };
+    assert.equal(config.clusters[0]?.cluster.server, sim.url);
+    assert.equal(Buffer.from(config.clusters[0]!.cluster['certificate-authority-data'], 'base64').toString(), sim.caPem);
+    assert.equal(config.users[0]?.user.token, 'rw-token');
+    assert.equal((await stat(sim.kubeconfigPath)).mode & 0o777, 0o600);
+
+    const other = join(dir, 'ro.yaml');
+    await sim.writeKubeconfig(other, 'ro-token');
+    assert.match(await readFile(other, 'utf8'), /token: ro-token/);
+
+    const version = await call('GET', '/version');
+    assert.equal(version.status, 200);
+    assert.equal(version.body['major'], '1');
+  });
+
+  test('GET deployment returns a realistic object, omitting zero status counts', async () => {
+    const r = await call('GET', DEPLOY, rw);
+    assert.equal(r.status, 200);
+    assert.equal(r.headers['content-type'], 'application/json');
+    const d = r.body as { kind: string; apiVersion: string; metadata: Record<string, unknown>; spec: Record<string, unknown>; status: Record<string, unknown> };
+    assert.equal(d.kind, 'Deployment');
+    assert.equal(d.apiVersion, 'apps/v1');
+    assert.equal(d.metadata['name'], 'web');
+    assert.equal(d.metadata['namespace'], NS);
+    assert.match(String(d.metadata['uid']), /^[0-9a-f-]{36}$/);
+    assert.match(String(d.metadata['resourceVersion']), /^\d+$/);
+    assert.equal(d.spec['replicas'], 0);
+    assert.deepEqual(d.spec['selector'], { matchLabels: { app: 'web' } });
+    assert.match(JSON.stringify(d.spec['template']), /openclaw:1\.2/);
+    assert.equal(d.status['observedGeneration'], 1);
+    for (const zero of ['replicas', 'readyReplicas', 'availableReplicas', 'updatedReplicas']) {
+      assert.equal(zero in d.status, false, `${zero} should be omitted at 0`);
+    }
+    assert.deepEqual(sim.deployment(NS, 'web'), r.body);
+  });
+
+  test('GET scale at 0 answers an autoscaling/v1 Scale with an empty spec', async () => {
+    const r = await call('GET', SCALE, rw);
+    assert.equal(r.status, 200);
+    assert.equal(r.body['kind'], 'Scale');
+    assert.equal(r.body['apiVersion'], 'autoscaling/v1');
+    assert.deepEqual(r.body['spec'], {});
+    assert.deepEqual(r.body['status'], { replicas: 0, selector: 'app=web' });
+  });
+
+  test('merge patch scales up; the controller makes it ready after the delay and reports both changes', async () => {
+    const changes: SimulatorChange[] = [];
+    const off = sim.onChange((c) => changes.push(c));
+    const rvBefore = Number((sim.deployment(NS, 'web')!['metadata'] as Record<string, unknown>)['resourceVersion']);
+    const r = await call('PATCH', SCALE, merge(1));
+    assert.equal(r.status, 200);
+    assert.deepEqual(r.body['spec'], { replicas: 1 });
+    assert.equal(sim.replicas(NS, 'web'), 1);
+    const mid = sim.deployment(NS, 'web') as { metadata: Record<string, unknown>; status: Record<string, unknown> };
+    assert.ok(Number(mid.metadata['resourceVersion']) > rvBefore);
+    assert.equal(mid.metadata['generation'], 2);
+    assert.equal(mid.status['readyReplicas'], undefined, 'not ready before the delay');
+    assert.deepEqual(changes, [{ type: 'scaled', namespace: NS, name: 'web', from: 0, to: 1 }]);
+    await delay(250);
+    const done = sim.deployment(NS, 'web') as { status: Record<string, unknown> };
+    assert.equal(done.status['readyReplicas'], 1);
+    assert.equal(done.status['availableReplicas'], 1);
+    assert.equal(done.status['updatedReplicas'], 1);
+    assert.deepEqual(changes[1], { type: 'settled', namespace: NS, name: 'web', ready: 1, desired: 1 });
+    off();
+  });
+
+  test('strategic merge patch and JSON patch (RFC 6902) work too; a failed test op changes nothing', async () => {
+    const s = await call('PATCH', SCALE, { ...rw, contentType: 'application/strategic-merge-patch+json', body: { spec: { replicas: 2 } } });
+    assert.equal(s.status, 200);
+    assert.equal(sim.replicas(NS, 'web'), 2);
+    const j = await call('PATCH', SCALE, { ...rw, contentType: 'application/json-patch+json',
+      body: [{ op: 'test', path: '/spec/replicas', value: 2 }, { op: 'replace', path: '/spec/replicas', value: 0 }] });
+    assert.equal(j.status, 200);
+    assert.deepEqual(j.body['spec'], {});
+    assert.equal(sim.replicas(NS, 'web'), 0);
+    const bad = await call('PATCH', SCALE, { ...rw, contentType: 'application/json-patch+json',
+      body: [{ op: 'test', path: '/spec/replicas', value: 5 }, { op: 'replace', path: '/spec/replicas', value: 3 }] });
+    assert.equal(bad.status, 422);
+    assert.equal(sim.replicas(NS, 'web'), 0);
+  });
+
+  test('an unknown patch content type gets 415 UnsupportedMediaType', async () => {
+    const r = await call('PATCH', SCALE, { ...rw, contentType: 'application/json', body: { spec: { replicas: 1 } } });
+    assert.equal(r.status, 415);
+    assert.equal(r.body['kind'], 'Status');
+    assert.equal(r.body['reason'], 'UnsupportedMediaType');
+    assert.match(String(r.body['message']), /merge-patch\+json/);
+    const apply = await call('PATCH', SCALE, { ...rw, contentType: 'application/apply-patch+yaml', body: {} });
+    assert.equal(apply.status, 415);
+    assert.equal(sim.replicas(NS, 'web'), 0);
+  });
+
+  test('missing or unknown token: 401 Unauthorized Status', async () => {
+    for (const token of [undefined, 'nope']) {
+      const r = await call('GET', DEPLOY, token ? { token } : {});
+      assert.equal(r.status, 401);
+      assert.deepEqual(r.body, { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: 'Unauthorized', reason: 'Unauthorized', code: 401 });
+    }
+  });
+
+  test('a read-only token may GET but gets the real 403 Status on PATCH', async () => {
+    assert.equal((await call('GET', SCALE, { token: 'ro-token' })).status, 200);
+    const r = await call('PATCH', SCALE, { ...merge(1), token: 'ro-token' });
+    assert.equal(r.status, 403);
+    assert.deepEqual(r.body, {
+      kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure',
+      message: `deployments.apps "web" is forbidden: User "system:serviceaccount:${NS}:viewer" cannot patch resource "deployments/scale" in API group "apps" in the namespace "${NS}"`,
+      reason: 'Forbidden', details: { name: 'web', group: 'apps', kind: 'deployments' }, code: 403,
+    });
+    assert.equal(sim.replicas(NS, 'web'), 0);
+  });
+
+  test('404 NotFound for an unknown deployment, and for an unknown path', async () => {
+    const r = await call('GET', `/apis/apps/v1/namespaces/${NS}/deployments/ghost`, rw);
+    assert.equal(r.status, 404);
+    assert.equal(r.body['reason'], 'NotFound');
+    assert.equal(r.body['message'], 'deployments.apps "ghost" not found');
+    assert.equal((await call('GET', '/api/v1/namespaces', rw)).status, 404);
+  });
+
+  test('422 Invalid for negative replicas', async () => {
+    const r = await call('PATCH', SCALE, merge(-1));
+    assert.equal(r.status, 422);
+    assert.equal(r.body['reason'], 'Invalid');
+    assert.match(String(r.body['message']), /spec\.replicas: Invalid value: -1/);
+    assert.equal(sim.replicas(NS, 'web'), 0);
+  });
+
+  test('PUT scale: 409 Conflict on a stale resourceVersion, 200 with the current one', async () => {
+    const current = await call('GET', SCALE, rw);
+    const rv = (current.body['metadata'] as Record<string, unknown>)['resourceVersion'];
+    const stale = await call('PUT', SCALE, { ...rw, contentType: 'application/json',
+      body: { apiVersion: 'autoscaling/v1', kind: 'Scale', metadata: { name: 'web', namespace: NS, resourceVersion: '1' }, spec: { replicas: 1 } } });
+    assert.equal(stale.status, 409);
+    assert.equal(stale.body['reason'], 'Conflict');
+    assert.match(String(stale.body['message']), /the object has been modified/);
+    const fresh = await call('PUT', SCALE, { ...rw, contentType: 'application/json',
+      body: { apiVersion: 'autoscaling/v1', kind: 'Scale', metadata: { name: 'web', namespace: NS, resourceVersion: rv }, spec: { replicas: 1 } } });
+    assert.equal(fresh.status, 200);
+    assert.equal(sim.replicas(NS, 'web'), 1);
+  });
+
+  test('scale down is delayed too, so "stopping" can be observed', async () => {
+    await delay(200); // let the previous scale-up settle
+    assert.equal((await call('PATCH', SCALE, merge(0))).status, 200);
+    const mid = sim.deployment(NS, 'web') as { spec: Record<string, unknown>; status: Record<string, unknown> };
+    assert.equal(mid.spec['replicas'], 0);
+    assert.equal(mid.status['readyReplicas'], 1);
+    await delay(250);
+    const done = sim.deployment(NS, 'web') as { status: Record<string, unknown> };
+    assert.equal('readyReplicas' in done.status, false);
+  });
+
+  test('setFailure: next N matching requests fail with a Status, then it recovers; the request log records it all', async () => {
+    const start = sim.requests.length;
+    sim.setFailure({ status: 503, count: 2, match: (r) => r.method === 'GET' });
+    const a = await call('GET', DEPLOY, rw);
+    const b = await call('GET', SCALE, rw);
+    const c = await call('GET', DEPLOY, rw);
+    assert.deepEqual([a.status, b.status, c.status], [503, 503, 200]);
+    assert.equal(a.body['reason'], 'ServiceUnavailable');
+    assert.deepEqual(sim.requests.slice(start).map((r) => [r.method, r.status]), [['GET', 503], ['GET', 503], ['GET', 200]]);
+    assert.equal(sim.requests.at(-1)?.user, `system:serviceaccount:${NS}:toggle`);
+  });
+
+  test('setFailure close: the connection is dropped without an answer', async () => {
+    sim.setFailure({ mode: 'close' });
+    await assert.rejects(call('GET', DEPLOY, rw), (e: NodeJS.ErrnoException) => e.code === 'ECONNRESET');
+    assert.equal((await call('GET', DEPLOY, rw)).status, 200);
+  });
+
+  test('addDeployment / deleteDeployment', async () => {
+    sim.addDeployment({ namespace: 'other', name: 'api', replicas: 2 });
+    const r = await call('GET', '/apis/apps/v1/namespaces/other/deployments/api/scale', rw);
+    assert.deepEqual(r.body['spec'], { replicas: 2 });
+    assert.equal(sim.deleteDeployment('other', 'api'), true);
+    assert.equal((await call('GET', '/apis/apps/v1/namespaces/other/deployments/api', rw)).status, 404);
+  });
+});
