@@ -1,0 +1,130 @@
+/**
+ * A whole local installation on loopback: a real Synapse with the bot's registration, the
+ * **simulated** Kubernetes API, and the bot started in-process. Used by the integration tests,
+ * the demo and the benchmark, so they all exercise the same wiring as production.
+ */
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { start, type App, type Deps } from '../app.ts';
+import { buildRegistration, registrationYaml } from '../appservice/registration.ts';
+import { loadConfig, type Config } from '../config/config.ts';
+import { silentLogger, type Logger } from '../log.ts';
+import { Human } from './human.ts';
+import { startKubeSimulator, type KubeSimulator } from './kube-simulator.ts';
+import { freeLoopbackPort, startSynapse, type HarnessLogger, type Synapse } from './synapse.ts';
+
+export const NAMESPACE = 'agents';
+export const DEPLOYMENT = 'openclaw';
+export const BOT_LOCALPART = 'openclaw';
+/** Tokens of the simulated cluster: the bot's service account, and one that may only read. */
+export const SA_TOKEN = 'sim-token-toggle-bot';
+export const READ_ONLY_TOKEN = 'sim-token-read-only';
+
+export interface StackOptions {
+  readonly dir: string;
+  /** Delay of the simulated controller before pods are ready. */
+  readonly readyDelayMs?: number;
+  readonly harnessLogger?: HarnessLogger;
+  /** Extra homeserver.yaml settings. */
+  readonly synapseConfig?: Record<string, unknown>;
+}
+
+export interface Stack {
+  readonly synapse: Synapse;
+  readonly sim: KubeSimulator;
+  readonly registrationPath: string;
+  /** A kubeconfig whose token may read but not scale (RBAC 403 tests). */
+  readonly readOnlyKubeconfig: string;
+  readonly botPort: number;
+  readonly botUserId: string;
+  readonly dir: string;
+  /** Environment for the bot, as an operator would set it (tests add or override keys). */
+  botEnv(overrides?: Record<string, string | undefined>): Record<string, string | undefined>;
+  startBot(options?: { env?: Record<string, string | undefined>; logger?: Logger; deps?: Partial<Deps> }): Promise<{ app: App; config: Config }>;
+  /** Registers a user and returns them as a Human with a running /sync loop. */
+  human(localpart: string): Promise<Human>;
+  stop(): Promise<void>;
+}
+
+export async function startStack(options: StackOptions): Promise<Stack> {
+  const dir = options.dir;
+  await mkdir(dir, { recursive: true });
+  const botPort = await freeLoopbackPort();
+  const registrationPath = join(dir, 'registration.yaml');
+  const registration = buildRegistration({ id: 'openclaw-toggle', url: `http://127.0.0.1:${botPort}`, senderLocalpart: BOT_LOCALPART, domain: 'localhost' });
+  await writeFile(registrationPath, registrationYaml(registration), { mode: 0o600 });
+
+  const sim = await startKubeSimulator({
+    dir: join(dir, 'kube'),
+    deployments: [{ namespace: NAMESPACE, name: DEPLOYMENT, replicas: 0, image: 'ghcr.io/openclaw/openclaw:latest' }],
+    tokens: {
+      [SA_TOKEN]: { user: `system:serviceaccount:${NAMESPACE}:openclaw-toggle`, canGet: true, canPatch: true },
+      [READ_ONLY_TOKEN]: { user: `system:serviceaccount:${NAMESPACE}:read-only`, canGet: true, canPatch: false },
+    },
+    readyDelayMs: options.readyDelayMs ?? 300,
+  });
+  const readOnlyKubeconfig = join(dir, 'kube', 'read-only.kubeconfig');
+  await sim.writeKubeconfig(readOnlyKubeconfig, READ_ONLY_TOKEN, NAMESPACE);
+
+  let synapse: Synapse;
+  try {
+    synapse = await startSynapse({
+      dir: join(dir, 'synapse'),
+      appserviceRegistrations: [registrationPath],
+      ...(options.harnessLogger ? { logger: options.harnessLogger } : {}),
+      ...(options.synapseConfig ? { extraConfig: options.synapseConfig } : {}),
+    });
+  } catch (error) {
+    await sim.stop();
+    throw error;
+  }
+  const humans: Human[] = [];
+  const apps = new Set<App>();
+  let humanCount = 0;
+
+  const botEnv = (overrides: Record<string, string | undefined> = {}): Record<string, string | undefined> => ({
+    MATRIX_HOMESERVER: synapse.baseUrl,
+    AS_REGISTRATION_FILE: registrationPath,
+    ALLOWED_USERS: '@alice:localhost',
+    DEPLOYMENT_NAME: DEPLOYMENT,
+    DEPLOYMENT_NAMESPACE: NAMESPACE,
+    KUBECONFIG: sim.kubeconfigPath,
+    CRYPTO_STORE_PATH: join(dir, 'bot-data'),
+    HTTP_BIND_ADDRESS: '127.0.0.1',
+    HTTP_PORT: String(botPort),
+    LOG_LEVEL: 'info',
+    ...overrides,
+  });
+
+  return {
+    synapse,
+    sim,
+    registrationPath,
+    readOnlyKubeconfig,
+    botPort,
+    botUserId: `@${BOT_LOCALPART}:${synapse.serverName}`,
+    dir,
+    botEnv,
+    async startBot(o = {}) {
+      const config = loadConfig({ env: botEnv(o.env) });
+      const app = await start(config, { logger: o.logger ?? silentLogger(), defaultMetrics: false, ...o.deps });
+      const stop = app.stop;
+      apps.add(app);
+      const tracked: App = { ...app, stop: async () => { apps.delete(app); await stop(); } };
+      return { app: tracked, config };
+    },
+    async human(localpart) {
+      const user = await synapse.registerUser(localpart, `pw-${localpart}-${humanCount++}`);
+      const human = new Human(synapse.baseUrl, user.userId, user.accessToken);
+      await human.startSync();
+      humans.push(human);
+      return human;
+    },
+    async stop() {
+      for (const human of humans) await human.stopSync();
+      for (const app of apps) await app.stop().catch(() => undefined);
+      await synapse.stop();
+      await sim.stop();
+    },
+  };
+}
