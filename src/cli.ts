@@ -1,4 +1,4 @@
-import { chmodSync, existsSync, writeFileSync } from 'node:fs';
+import { existsSync, renameSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import packageJson from '../package.json' with { type: 'json' };
@@ -85,8 +85,10 @@ export function generateRegistration(action: Extract<CliAction, { kind: 'generat
   // New tokens would no longer match what Synapse loaded: never replace silently.
   if (existsSync(path) && !action.force) throw new ConfigError('--out', `${path} exists; keep it, or pass --force to replace it (then restart Synapse)`);
   const registration = buildRegistration({ id: action.id, url: action.url, senderLocalpart: action.localpart, domain: action.domain });
-  writeFileSync(path, registrationYaml(registration), { mode: 0o600 });
-  chmodSync(path, 0o600); // mode above applies only when the file is created
+  // A fresh 0600 file renamed into place: the tokens are never readable by others, even with --force.
+  const temp = `${path}.${process.pid}.tmp`;
+  writeFileSync(temp, registrationYaml(registration), { mode: 0o600, flag: 'wx' });
+  renameSync(temp, path);
   return [
     `Wrote ${path} (mode 0600; it holds the appservice tokens).`,
     'Add to homeserver.yaml, then restart Synapse:',

@@ -58,7 +58,8 @@ interface Found {
 }
 
 const SA_NAMESPACE_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/namespace';
-const USER_ID = /^@[a-z0-9._=\-/+]+:[A-Za-z0-9.\-]+(:\d{1,5})?$/;
+/** Historical user ids (older accounts) may hold any printable ASCII but ':' in the localpart. */
+const USER_ID = /^@[\x21-\x39\x3b-\x7e]+:[A-Za-z0-9.\-]+(:\d{1,5})?$/;
 const LOCALPART = /^[a-z0-9._=\-/+]+$/;
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
@@ -95,7 +96,7 @@ function flattenFile(path: string): Map<string, Found> {
       const key = prefix ? `${prefix}.${name}` : name;
       if (known.has(key)) {
         out.set(key, { value: value as Raw, source: path });
-      } else if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
+      } else if (value !== null && typeof value === 'object' && !Array.isArray(value) && SETTINGS.some((st) => st.key.startsWith(`${key}.`))) {
         walk(value, key);
       } else {
         throw new ConfigError(key, `unknown setting in ${path}`);
@@ -138,7 +139,8 @@ function coerce(setting: Setting, found: Found): string | number | boolean | rea
     case 'path':
     case 'url': {
       if (typeof value !== 'string' && typeof value !== 'number') fail(setting, found, 'must be a string');
-      const text = String(value).trim();
+      // Secrets are taken as given: a password may well begin or end with a space.
+      const text = setting.secret ? String(value) : String(value).trim();
       if (setting.kind === 'url') {
         let url: URL;
         try {
@@ -191,7 +193,7 @@ export function loadConfig(options: LoadOptions): Config {
     if (found && found.value !== null && found.value !== '') {
       const value = coerce(setting, found);
       if (typeof value === 'string' && value.includes(SAMPLE_MARKER) || Array.isArray(value) && value.some((v) => v.includes(SAMPLE_MARKER))) {
-        fail(setting, found, `still holds the sample value "${String(value)}": replace it`);
+        fail(setting, found, setting.secret ? 'still holds the sample value: replace it' : `still holds the sample value "${String(value)}": replace it`);
       }
       values.set(setting.key, { value, source: found.source });
     } else if (setting.default !== undefined) {

@@ -1,0 +1,405 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { buildRegistration, registrationYaml } from '../../src/appservice/registration.ts';
+import { ConfigError, describeConfig, loadConfig, type Config, type LoadOptions } from '../../src/config/config.ts';
+
+let dir: string;
+let registrationPath: string;
+let registration: Record<string, unknown>;
+/** A path that never exists, so a test run inside a pod does not pick up the pod's namespace. */
+let noSaFile: string;
+let counter = 0;
+
+before(() => {
+  dir = mkdtempSync(join(tmpdir(), 'openclaw-config-test-'));
+  noSaFile = join(dir, 'no-such-namespace-file');
+  registration = buildRegistration({ id: 'openclaw-toggle', url: 'http://127.0.0.1:9000', senderLocalpart: 'openclaw', domain: 'example.org' });
+  registrationPath = join(dir, 'registration.yaml');
+  writeFileSync(registrationPath, registrationYaml(registration), { mode: 0o600 });
+});
+
+after(() => {
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** Writes a file in the temp dir and returns its path. */
+function file(text: string, name = `file-${++counter}.yaml`): string {
+  const path = join(dir, name);
+  writeFileSync(path, text, { mode: 0o600 });
+  return path;
+}
+
+function baseEnv(): Record<string, string | undefined> {
+  return {
+    MATRIX_HOMESERVER: 'http://synapse:8008',
+    AS_REGISTRATION_FILE: registrationPath,
+    ALLOWED_USERS: '@alice:example.org',
+  };
+}
+
+function load(env: Record<string, string | undefined>, extra: Partial<LoadOptions> = {}): Config {
+  return loadConfig({ env, serviceAccountNamespaceFile: noSaFile, ...extra });
+}
+
+/** Asserts loading fails with a ConfigError for `key` whose message names the key and every `mentions`. */
+function rejects(env: Record<string, string | undefined>, key: string, mentions: readonly string[] = [], extra: Partial<LoadOptions> = {}): ConfigError {
+  let caught: unknown;
+  try {
+    load(env, extra);
+  } catch (error) {
+    caught = error;
+  }
+  assert.ok(caught instanceof ConfigError, `expected a ConfigError for ${key}, got ${String(caught)}`);
+  assert.equal(caught.key, key, caught.message);
+  assert.ok(caught.message.includes(key), `message should name ${key}: ${caught.message}`);
+  for (const text of mentions) assert.ok(caught.message.includes(text), `message should mention ${text}: ${caught.message}`);
+  return caught;
+}
+
+describe('loadConfig: valid configurations', () => {
+  test('minimal appservice config from the environment, with defaults', () => {
+    const config = load(baseEnv());
+    assert.equal(config.mode, 'appservice');
+    assert.equal(config.homeserver.url, 'http://synapse:8008');
+    assert.equal(config.homeserver.domain, undefined);
+    assert.equal(config.bot.localpart, 'openclaw');
+    assert.equal(config.bot.password, undefined);
+    assert.deepEqual(config.bot.allowedUsers, ['@alice:example.org']);
+    assert.equal(config.bot.echo, true);
+    assert.equal(config.bot.commandPrefix, '');
+    assert.equal(config.bot.displayName, 'OpenClaw toggle');
+    assert.equal(config.bot.maxCommandAgeSeconds, 900);
+    assert.equal(config.bot.trust, 'tofu');
+    assert.equal(config.appservice.registrationPath, registrationPath);
+    assert.deepEqual(config.appservice.registration, {
+      id: 'openclaw-toggle',
+      url: 'http://127.0.0.1:9000',
+      asToken: registration['as_token'],
+      hsToken: registration['hs_token'],
+      senderLocalpart: 'openclaw',
+    });
+    assert.equal(config.appservice.allowQueryToken, false);
+    assert.deepEqual(config.http, { bind: '0.0.0.0', port: 9000 });
+    assert.deepEqual(config.kubernetes, { deployment: 'openclaw', namespace: 'default', kubeconfig: undefined, timeoutSeconds: 10 });
+    assert.deepEqual(config.storage, { path: resolve('./data'), passphrase: undefined });
+    assert.deepEqual(config.log, { level: 'info', format: 'json' });
+  });
+
+  test('trailing slashes of the homeserver URL are removed', () => {
+    assert.equal(load({ ...baseEnv(), MATRIX_HOMESERVER: 'https://matrix.example.org/' }).homeserver.url, 'https://matrix.example.org');
+  });
+
+  test('the YAML file alone is enough', () => {
+    const path = file(`homeserver:\n  url: http://file:8008\nbot:\n  allowedUsers: ["@a:example.org", "@b:example.org", "@a:example.org"]\nappservice:\n  registration: ${registrationPath}\n`);
+    const config = load({}, { file: path });
+    assert.equal(config.homeserver.url, 'http://file:8008');
+    assert.deepEqual(config.bot.allowedUsers, ['@a:example.org', '@b:example.org'], 'duplicates removed');
+    assert.equal(config.appservice.registration?.hsToken, registration['hs_token']);
+  });
+
+  test('the environment overrides the file; unset or empty variables do not', () => {
+    const path = file(
+      [
+        'homeserver: { url: "http://file:8008" }',
+        'http: { port: 8000, bind: "127.0.0.1" }',
+        'bot: { echo: false, allowedUsers: ["@file:example.org"] }',
+        'log: { level: debug }',
+        'kubernetes: { namespace: from-file }',
+        `appservice: { registration: "${registrationPath}" }`,
+      ].join('\n'),
+    );
+    const config = load({ MATRIX_HOMESERVER: 'http://env:8008', HTTP_PORT: '9100', ALLOWED_USERS: '@env:example.org, @env2:example.org', DEPLOYMENT_NAMESPACE: '' }, { file: path });
+    assert.equal(config.homeserver.url, 'http://env:8008');
+    assert.equal(config.http.port, 9100);
+    assert.equal(config.http.bind, '127.0.0.1');
+    assert.deepEqual(config.bot.allowedUsers, ['@env:example.org', '@env2:example.org']);
+    assert.equal(config.bot.echo, false);
+    assert.equal(config.log.level, 'debug');
+    assert.equal(config.kubernetes.namespace, 'from-file', 'an empty variable does not override the file');
+  });
+
+  test('ALLOWED_USERS accepts commas and whitespace as separators', () => {
+    const config = load({ ...baseEnv(), ALLOWED_USERS: ' @a:example.org,@b:example.org  @c:example.org:8448 ,' });
+    assert.deepEqual(config.bot.allowedUsers, ['@a:example.org', '@b:example.org', '@c:example.org:8448']);
+  });
+
+  test('booleans accept the usual spellings', () => {
+    for (const [text, expected] of [['false', false], ['0', false], ['No', false], ['off', false], ['TRUE', true], ['1', true], ['yes', true], ['on', true]] as const) {
+      assert.equal(load({ ...baseEnv(), ECHO_MODE: text }).bot.echo, expected, text);
+    }
+  });
+
+  test('Python log level names and any case are accepted', () => {
+    assert.equal(load({ ...baseEnv(), LOG_LEVEL: 'WARNING' }).log.level, 'warn');
+    assert.equal(load({ ...baseEnv(), LOG_LEVEL: 'CRITICAL' }).log.level, 'fatal');
+    assert.equal(load({ ...baseEnv(), LOG_LEVEL: 'Debug' }).log.level, 'debug');
+    assert.equal(load({ ...baseEnv(), LOG_LEVEL: 'error' }).log.level, 'error');
+  });
+
+  test('ports at both ends of the range are accepted', () => {
+    assert.equal(load({ ...baseEnv(), HTTP_PORT: '0' }).http.port, 0);
+    assert.equal(load({ ...baseEnv(), HTTP_PORT: '65535' }).http.port, 65535);
+  });
+
+  test('a *_FILE secret is read with its trailing newline stripped', () => {
+    const secret = file('pa ss\tword\n', 'password.txt');
+    const config = load({ MATRIX_HOMESERVER: 'http://synapse:8008', MATRIX_USER: 'bot', MATRIX_PASSWORD_FILE: secret, ALLOWED_USERS: '@alice:example.org' });
+    assert.equal(config.bot.password, 'pa ss\tword');
+    assert.equal(config.mode, 'password');
+    const crlf = file('passphrase\r\n');
+    assert.equal(load({ ...baseEnv(), CRYPTO_STORE_PASSPHRASE_FILE: crlf }).storage.passphrase, 'passphrase');
+  });
+
+  test('bot.passwordFile in YAML reads the secret file', () => {
+    const secret = file('from-yaml-file\n');
+    const path = file(`bot:\n  user: bot\n  passwordFile: ${secret}\n`);
+    const config = load({ MATRIX_HOMESERVER: 'http://synapse:8008', ALLOWED_USERS: '@alice:example.org' }, { file: path });
+    assert.equal(config.bot.password, 'from-yaml-file');
+    assert.equal(config.mode, 'password');
+  });
+
+  test('a full user id as bot.user sets the domain', () => {
+    const config = load({ MATRIX_HOMESERVER: 'http://synapse:8008', MATRIX_USER: '@bot:example.org', MATRIX_PASSWORD: 'pw', ALLOWED_USERS: '@alice:example.org' });
+    assert.equal(config.bot.localpart, 'bot');
+    assert.equal(config.homeserver.domain, 'example.org');
+    const withPort = load({ MATRIX_HOMESERVER: 'http://synapse:8008', MATRIX_USER: '@bot:example.org:8448', MATRIX_SERVER_NAME: 'example.org:8448', MATRIX_PASSWORD: 'pw', ALLOWED_USERS: '@alice:example.org' });
+    assert.equal(withPort.homeserver.domain, 'example.org:8448');
+  });
+
+  test('bot.user may repeat the registration sender, as localpart or full id', () => {
+    assert.equal(load({ ...baseEnv(), MATRIX_USER: 'openclaw' }).bot.localpart, 'openclaw');
+    const full = load({ ...baseEnv(), MATRIX_USER: '@openclaw:example.org' });
+    assert.equal(full.bot.localpart, 'openclaw');
+    assert.equal(full.homeserver.domain, 'example.org');
+  });
+
+  test('namespace: configured, else the service-account file, else default', () => {
+    const saFile = file('agents\n', 'namespace');
+    assert.equal(load(baseEnv(), { serviceAccountNamespaceFile: saFile }).kubernetes.namespace, 'agents');
+    assert.equal(load({ ...baseEnv(), DEPLOYMENT_NAMESPACE: 'explicit' }, { serviceAccountNamespaceFile: saFile }).kubernetes.namespace, 'explicit');
+    assert.equal(load(baseEnv()).kubernetes.namespace, 'default');
+    assert.equal(load(baseEnv(), { serviceAccountNamespaceFile: file('  \n') }).kubernetes.namespace, 'default', 'an empty file counts as absent');
+  });
+
+  test('mode inference', () => {
+    const passwordEnv = { MATRIX_HOMESERVER: 'http://synapse:8008', MATRIX_USER: 'bot', MATRIX_PASSWORD: 'pw', ALLOWED_USERS: '@alice:example.org' };
+    const password = load(passwordEnv);
+    assert.equal(password.mode, 'password');
+    assert.equal(password.appservice.registration, undefined);
+    assert.equal(password.bot.password, 'pw');
+    // A registration makes it appservice even with a password around.
+    assert.equal(load({ ...baseEnv(), MATRIX_PASSWORD: 'pw' }).mode, 'appservice');
+    // An explicit mode wins.
+    assert.equal(load({ ...passwordEnv, BOT_MODE: 'password', AS_REGISTRATION_FILE: registrationPath }).mode, 'password');
+  });
+
+  test('the result is deeply frozen', () => {
+    const config = load(baseEnv());
+    assert.ok(Object.isFrozen(config));
+    assert.throws(() => {
+      (config as { mode: string }).mode = 'password';
+    }, TypeError);
+    assert.throws(() => {
+      (config.http as { port: number }).port = 1;
+    }, TypeError);
+    assert.throws(() => {
+      (config.bot.allowedUsers as string[]).push('@mallory:example.org');
+    }, TypeError);
+    assert.throws(() => {
+      (config.appservice.registration as { hsToken: string }).hsToken = 'x';
+    }, TypeError);
+    assert.equal(config.mode, 'appservice');
+    assert.deepEqual(config.bot.allowedUsers, ['@alice:example.org']);
+  });
+
+  test('describeConfig never contains secrets', () => {
+    const passwordSecret = 'hunter2-very-secret-password';
+    const passphraseSecret = 'store-passphrase-very-secret';
+    const config = load({ ...baseEnv(), MATRIX_PASSWORD: passwordSecret, CRYPTO_STORE_PASSPHRASE: passphraseSecret });
+    assert.equal(config.bot.password, passwordSecret);
+    const text = JSON.stringify(describeConfig(config));
+    for (const secret of [passwordSecret, passphraseSecret, registration['as_token'] as string, registration['hs_token'] as string]) {
+      assert.ok(!text.includes(secret), `describeConfig leaks ${secret}: ${text}`);
+    }
+    const described = describeConfig(config);
+    assert.equal(described['password'], '[set]');
+    assert.equal(described['storePassphrase'], '[set]');
+    assert.equal(described['appserviceId'], 'openclaw-toggle');
+    assert.equal(describeConfig(load(baseEnv()))['password'], undefined);
+  });
+});
+
+describe('loadConfig: every error names its setting', () => {
+  test('missing MATRIX_HOMESERVER', () => {
+    const env = baseEnv();
+    delete env['MATRIX_HOMESERVER'];
+    rejects(env, 'homeserver.url', ['MATRIX_HOMESERVER']);
+  });
+
+  test('bad URL and non-http URL', () => {
+    rejects({ ...baseEnv(), MATRIX_HOMESERVER: 'not a url' }, 'homeserver.url', ['MATRIX_HOMESERVER', 'not a url']);
+    rejects({ ...baseEnv(), MATRIX_HOMESERVER: 'synapse:8008' }, 'homeserver.url', ['MATRIX_HOMESERVER']);
+    rejects({ ...baseEnv(), MATRIX_HOMESERVER: 'ftp://synapse.example.org' }, 'homeserver.url', ['MATRIX_HOMESERVER', 'ftp://']);
+  });
+
+  test('a bad URL from the file names the file', () => {
+    const path = file('homeserver:\n  url: ftp://x\n');
+    rejects({ ...baseEnv(), MATRIX_HOMESERVER: undefined }, 'homeserver.url', [path], { file: path });
+  });
+
+  test('missing registration in appservice mode', () => {
+    const env = baseEnv();
+    delete env['AS_REGISTRATION_FILE'];
+    rejects(env, 'appservice.registration', ['AS_REGISTRATION_FILE']);
+    rejects({ ...env, BOT_MODE: 'appservice', MATRIX_PASSWORD: 'pw' }, 'appservice.registration', ['AS_REGISTRATION_FILE']);
+  });
+
+  test('unreadable registration', () => {
+    const missing = join(dir, 'missing-registration.yaml');
+    rejects({ ...baseEnv(), AS_REGISTRATION_FILE: missing }, 'appservice.registration', [missing, 'ENOENT']);
+    rejects({ ...baseEnv(), AS_REGISTRATION_FILE: dir }, 'appservice.registration', [dir]);
+  });
+
+  test('registration missing hs_token, or not YAML, or not a mapping', () => {
+    const { hs_token: _dropped, ...rest } = registration;
+    rejects({ ...baseEnv(), AS_REGISTRATION_FILE: file(registrationYaml(rest)) }, 'appservice.registration', ['hs_token']);
+    rejects({ ...baseEnv(), AS_REGISTRATION_FILE: file('id: [unclosed\n') }, 'appservice.registration', ['YAML']);
+    rejects({ ...baseEnv(), AS_REGISTRATION_FILE: file('- just\n- a list\n') }, 'appservice.registration', ['mapping']);
+  });
+
+  test('registration with as_token == hs_token', () => {
+    const same = { ...registration, hs_token: registration['as_token'] };
+    rejects({ ...baseEnv(), AS_REGISTRATION_FILE: file(registrationYaml(same)) }, 'appservice.registration', ['as_token', 'hs_token']);
+  });
+
+  test('bad ALLOWED_USERS entry', () => {
+    rejects({ ...baseEnv(), ALLOWED_USERS: '@alice:example.org,bob' }, 'bot.allowedUsers', ['"bob"', 'ALLOWED_USERS']);
+    rejects({ ...baseEnv(), ALLOWED_USERS: 'alice:example.org' }, 'bot.allowedUsers', ['ALLOWED_USERS']);
+    rejects({ ...baseEnv(), ALLOWED_USERS: '@alice' }, 'bot.allowedUsers', ['ALLOWED_USERS']);
+  });
+
+  test('empty ALLOWED_USERS', () => {
+    rejects({ ...baseEnv(), ALLOWED_USERS: '' }, 'bot.allowedUsers', ['ALLOWED_USERS']);
+    rejects({ ...baseEnv(), ALLOWED_USERS: ' , ,' }, 'bot.allowedUsers', ['ALLOWED_USERS']);
+    rejects({ ...baseEnv(), ALLOWED_USERS: undefined }, 'bot.allowedUsers', ['ALLOWED_USERS']);
+  });
+
+  test('bad boolean ECHO_MODE', () => {
+    rejects({ ...baseEnv(), ECHO_MODE: 'maybe' }, 'bot.echo', ['ECHO_MODE', 'maybe']);
+  });
+
+  test('non-integer and out-of-range HTTP_PORT', () => {
+    rejects({ ...baseEnv(), HTTP_PORT: 'eighty' }, 'http.port', ['HTTP_PORT', 'eighty']);
+    rejects({ ...baseEnv(), HTTP_PORT: '80.5' }, 'http.port', ['HTTP_PORT']);
+    rejects({ ...baseEnv(), HTTP_PORT: '65536' }, 'http.port', ['HTTP_PORT', '65535']);
+    rejects({ ...baseEnv(), HTTP_PORT: '-1' }, 'http.port', ['HTTP_PORT']);
+    const path = file('http:\n  port: 9000.5\n');
+    rejects(baseEnv(), 'http.port', [path], { file: path });
+  });
+
+  test('bad enum LOG_LEVEL and BOT_MODE', () => {
+    rejects({ ...baseEnv(), LOG_LEVEL: 'verbose' }, 'log.level', ['LOG_LEVEL', 'verbose']);
+    rejects({ ...baseEnv(), BOT_MODE: 'sync' }, 'mode', ['BOT_MODE']);
+    rejects({ ...baseEnv(), TRUST_POLICY: 'everyone' }, 'bot.trust', ['TRUST_POLICY']);
+  });
+
+  test('an unknown YAML key (a typo) is refused', () => {
+    const typo = file('bot:\n  alowedUsers: ["@alice:example.org"]\n');
+    rejects(baseEnv(), 'bot.alowedUsers', [typo], { file: typo });
+    const topLevel = file('homeserverr:\n  url: http://x\n');
+    rejects(baseEnv(), 'homeserverr', [topLevel], { file: topLevel });
+    const emptySection = file('typo: {}\n');
+    rejects(baseEnv(), 'typo', [emptySection], { file: emptySection });
+    const scalar = file('debug: true\n');
+    rejects(baseEnv(), 'debug', [scalar], { file: scalar });
+  });
+
+  test('a YAML file that is not a mapping is refused', () => {
+    const list = file('- a\n- b\n');
+    rejects(baseEnv(), 'config', [list], { file: list });
+    const text = file('just a string\n');
+    rejects(baseEnv(), 'config', [text], { file: text });
+    const broken = file('bot: [unclosed\n');
+    rejects(baseEnv(), 'config', [broken], { file: broken });
+  });
+
+  test('an empty YAML file is fine', () => {
+    assert.equal(load(baseEnv(), { file: file('') }).mode, 'appservice');
+  });
+
+  test('a missing config file is refused', () => {
+    const missing = join(dir, 'nope.yaml');
+    rejects(baseEnv(), 'config', [missing], { file: missing });
+  });
+
+  test('both MATRIX_PASSWORD and MATRIX_PASSWORD_FILE set', () => {
+    rejects({ ...baseEnv(), MATRIX_PASSWORD: 'pw', MATRIX_PASSWORD_FILE: file('pw\n') }, 'bot.password', ['MATRIX_PASSWORD', 'MATRIX_PASSWORD_FILE']);
+  });
+
+  test('both bot.password and bot.passwordFile in YAML', () => {
+    const path = file(`bot:\n  password: pw\n  passwordFile: ${file('pw\n')}\n`);
+    rejects(baseEnv(), 'bot.password', ['bot.passwordFile'], { file: path });
+  });
+
+  test('an unreadable secret file', () => {
+    const missing = join(dir, 'no-password-file');
+    rejects({ ...baseEnv(), MATRIX_PASSWORD_FILE: missing }, 'bot.password', [missing]);
+  });
+
+  test('the sample marker CHANGE-ME is refused', () => {
+    rejects({ ...baseEnv(), MATRIX_HOMESERVER: 'https://CHANGE-ME.example.org' }, 'homeserver.url', ['CHANGE-ME', 'MATRIX_HOMESERVER']);
+    rejects({ ...baseEnv(), ALLOWED_USERS: '@alice:example.org,@you:CHANGE-ME.example.org' }, 'bot.allowedUsers', ['CHANGE-ME']);
+    const path = file('kubernetes:\n  deployment: CHANGE-ME\n');
+    rejects(baseEnv(), 'kubernetes.deployment', ['CHANGE-ME', path], { file: path });
+  });
+
+  test('bot.user not matching the registration sender', () => {
+    rejects({ ...baseEnv(), MATRIX_USER: 'someoneelse' }, 'bot.user', ['someoneelse', 'openclaw']);
+    rejects({ ...baseEnv(), MATRIX_USER: '@someoneelse:example.org' }, 'bot.user', ['someoneelse']);
+  });
+
+  test('invalid bot.user', () => {
+    rejects({ ...baseEnv(), MATRIX_USER: 'Open Claw' }, 'bot.user', ['Open Claw']);
+    rejects({ ...baseEnv(), MATRIX_USER: '@openclaw' }, 'bot.user', ['MATRIX_USER']);
+  });
+
+  test('domain of bot.user differing from homeserver.domain', () => {
+    rejects({ ...baseEnv(), MATRIX_USER: '@openclaw:example.org', MATRIX_SERVER_NAME: 'other.org' }, 'homeserver.domain', ['other.org', 'example.org']);
+  });
+
+  test('invalid namespace and deployment names', () => {
+    rejects({ ...baseEnv(), DEPLOYMENT_NAMESPACE: 'Bad_NS' }, 'kubernetes.namespace', ['Bad_NS', 'DEPLOYMENT_NAMESPACE']);
+    rejects({ ...baseEnv(), DEPLOYMENT_NAMESPACE: 'a.b' }, 'kubernetes.namespace', ['DEPLOYMENT_NAMESPACE']);
+    rejects({ ...baseEnv(), DEPLOYMENT_NAMESPACE: 'x'.repeat(64) }, 'kubernetes.namespace', ['DEPLOYMENT_NAMESPACE']);
+    rejects({ ...baseEnv(), DEPLOYMENT_NAME: 'Web!' }, 'kubernetes.deployment', ['Web!', 'DEPLOYMENT_NAME']);
+    rejects({ ...baseEnv(), DEPLOYMENT_NAME: '-web' }, 'kubernetes.deployment', ['DEPLOYMENT_NAME']);
+    rejects(baseEnv(), 'kubernetes.namespace', ['Not_Valid'], { serviceAccountNamespaceFile: file('Not_Valid\n') });
+  });
+
+  test('password mode without a password names bot.password', () => {
+    rejects({ MATRIX_HOMESERVER: 'http://synapse:8008', BOT_MODE: 'password', MATRIX_USER: 'bot', ALLOWED_USERS: '@alice:example.org' }, 'bot.password', ['MATRIX_PASSWORD']);
+  });
+
+  test('password mode without a user names bot.user', () => {
+    rejects({ MATRIX_HOMESERVER: 'http://synapse:8008', MATRIX_PASSWORD: 'pw', ALLOWED_USERS: '@alice:example.org' }, 'bot.user', ['MATRIX_USER']);
+  });
+});
+
+describe('loadConfig: secrets and user ids', () => {
+  test('a secret holding the sample marker is refused without printing it', () => {
+    const error = rejects({ ...baseEnv(), MATRIX_PASSWORD: 'xxCHANGE-MEsecret' }, 'bot.password');
+    assert.ok(!error.message.includes('xxCHANGE-MEsecret'), error.message);
+  });
+
+  test('a secret is taken as given, spaces included', () => {
+    assert.equal(load({ ...baseEnv(), MATRIX_PASSWORD: '  pw with spaces  ' }).bot.password, '  pw with spaces  ');
+  });
+
+  test('historical user ids with upper-case letters are accepted as allowed users', () => {
+    assert.deepEqual(load({ ...baseEnv(), ALLOWED_USERS: '@Alice:example.org' }).bot.allowedUsers, ['@Alice:example.org']);
+    rejects({ ...baseEnv(), ALLOWED_USERS: '@al ice:example.org' }, 'bot.allowedUsers');
+  });
+});
