@@ -2,7 +2,10 @@ import { AppserviceSource } from './appservice/appservice-source.ts';
 import { connectBotUser, ensureDisplayName } from './appservice/bot-user.ts';
 import { Bot, type RoomActions } from './bot/bot.ts';
 import type { Config } from './config/config.ts';
-import { PlaintextOnly, type CryptoStep } from './crypto/crypto-step.ts';
+import type { CryptoStep } from './crypto/crypto-step.ts';
+import { openDeviceCrypto } from './crypto/device-store.ts';
+import { OlmCrypto } from './crypto/olm-crypto.ts';
+import { appserviceDevices } from './appservice/devices.ts';
 import { Health } from './health.ts';
 import { startHttpServer, type HttpServer } from './http-server.ts';
 import { createKube } from './kube/client-node-kube.ts';
@@ -54,6 +57,8 @@ export async function start(config: Config, deps: Deps): Promise<App> {
     throw new StartupError(`storage.path: cannot open the state store in ${config.storage.path}: ${(error as Error).message}`, EXIT.store, { cause: error });
   }
   const timers: NodeJS.Timeout[] = [];
+  let crypto: CryptoStep | undefined;
+  let deviceId: string | undefined;
   let http: HttpServer | undefined;
   const abort = new AbortController();
   try {
@@ -68,12 +73,19 @@ export async function start(config: Config, deps: Deps): Promise<App> {
     health.set('homeserver', true, 'whoami answered');
     await ensureDisplayName(client, userId, config.bot.displayName, logger);
 
-    const crypto: CryptoStep = new PlaintextOnly();
+    const devices = appserviceDevices(client, userId, registration.senderLocalpart, config.bot.displayName, logger);
+    const device = await openDeviceCrypto({ userId, dir: config.storage.path, passphrase: config.storage.passphrase, devices, logger });
+    deviceId = device.deviceId;
+    client.setIdentity({ user_id: userId, device_id: device.deviceId });
+    const olm = new OlmCrypto({ machine: device.machine, store: device.store, client, userId, allowedUsers: config.bot.allowedUsers, trust: config.bot.trust, state, logger });
+    crypto = olm;
+    await olm.setUp();
+    logger.info({ device_id: device.deviceId, ed25519: device.machine.identityKeys.ed25519.toBase64() }, 'end-to-end encryption ready');
     const rooms: RoomActions = {
       join: async (roomId) => void (await client.joinRoom(roomId)),
       leave: (roomId, reason) => client.leaveRoom(roomId, reason),
       send: async (roomId, content, txnId) => {
-        const out = await crypto.prepareSend(roomId, 'm.room.message', content);
+        const out = await olm.prepareSend(roomId, 'm.room.message', content);
         await client.sendEvent(roomId, out.type, out.content, txnId);
       },
     };
@@ -90,12 +102,12 @@ export async function start(config: Config, deps: Deps): Promise<App> {
       metrics,
       logger,
     });
-    const pipeline = new Pipeline({ crypto, bot, metrics, logger });
+    const pipeline = new Pipeline({ crypto: olm, bot, metrics, logger });
     const source = new AppserviceSource({
       registration,
       allowQueryToken: config.appservice.allowQueryToken,
       client,
-      device: () => ({ userId, deviceId: undefined }),
+      device: () => ({ userId, deviceId }),
       process: (batch) => pipeline.process(batch, 'appservice'),
       isStopping: () => health.stopping,
       logger,
@@ -135,7 +147,7 @@ export async function start(config: Config, deps: Deps): Promise<App> {
         for (const t of timers) clearInterval(t);
         await server.close();
         await pipeline.drain();
-        await crypto.close();
+        await olm.close();
         state.close();
       },
     };
@@ -143,6 +155,7 @@ export async function start(config: Config, deps: Deps): Promise<App> {
     abort.abort();
     for (const t of timers) clearInterval(t);
     await http?.close();
+    await crypto?.close().catch(() => undefined);
     state.close();
     throw error;
   }

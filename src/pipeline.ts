@@ -37,8 +37,9 @@ export class Pipeline {
   async #run(batch: SyncBatch, source: 'appservice' | 'sync'): Promise<void> {
     const timer = this.#metrics.batchDuration.startTimer({ source });
     try {
-      const events = await this.#crypto.process(batch);
+      const { events, notices } = await this.#crypto.process(batch);
       await this.#bot.handle(events);
+      await this.#bot.announce(notices);
       await this.#crypto.flush();
       this.#metrics.transactions.inc({ source, outcome: 'ok' });
     } catch (error) {

@@ -1,7 +1,7 @@
 import type { Logger } from '../log.ts';
 import { KubeError, type DeploymentTarget, type Kube } from '../kube/kube.ts';
 import { messageText, type RoomEvent } from '../matrix/events.ts';
-import type { IncomingEvent } from '../matrix/incoming.ts';
+import type { IncomingEvent, Notice } from '../matrix/incoming.ts';
 import type { Metrics } from '../metrics.ts';
 import type { StateDb } from '../store/state-db.ts';
 import { parseCommand, type CommandName } from './commands.ts';
@@ -57,6 +57,16 @@ export class Bot {
     }
   }
 
+  /** Posts the crypto step's notices (e.g. an allowed user's identity changed). */
+  async announce(notices: readonly Notice[]): Promise<void> {
+    for (const notice of notices) {
+      const content = { msgtype: 'm.notice', body: notice.text, format: 'org.matrix.custom.html', formatted_body: replies.escapeHtml(notice.text) };
+      await this.#o.rooms.send(notice.roomId, content, notice.key).catch((error: unknown) => {
+        this.#o.logger.error({ room_id: notice.roomId, err: errorSummary(error) }, 'could not send a notice');
+      });
+    }
+  }
+
   async #membership(event: RoomEvent): Promise<void> {
     if (event.content['membership'] !== 'invite') return;
     const log = this.#o.logger.child({ room_id: event.room_id, event_id: event.event_id, inviter: event.sender });
@@ -87,6 +97,7 @@ export class Bot {
       await this.#reply(event, this.#policy.undecryptable(incoming.decryptionFailure.reason), 'undecryptable', { thread: true });
       return;
     }
+    if (incoming.senderDevice?.announce) await this.#reply(event, { text: incoming.senderDevice.announce, html: replies.escapeHtml(incoming.senderDevice.announce) }, 'device-pinned');
     const parsed = parseCommand(messageText(event) ?? '', this.#o.commandPrefix);
     if (parsed.kind === 'ignore') return;
     // At most once, ever: the claim is durable before anything is done, so a redelivered or

@@ -1,5 +1,7 @@
 import type { SyncBatch } from '../matrix/batch.ts';
-import type { IncomingEvent } from '../matrix/incoming.ts';
+import type { IncomingEvent, Notice } from '../matrix/incoming.ts';
+
+export type { Notice };
 
 /** An event ready to send: the plaintext one, or its `m.room.encrypted` wrapping. */
 export interface Outgoing {
@@ -12,30 +14,16 @@ export interface Outgoing {
  * device lists, key counts) to the engine, then decrypt the room events; the order matters
  * because a batch's room keys usually arrive in the same batch as the messages they unlock.
  */
+export interface ProcessedBatch {
+  readonly events: IncomingEvent[];
+  readonly notices: Notice[];
+}
+
 export interface CryptoStep {
-  process(batch: SyncBatch): Promise<IncomingEvent[]>;
+  process(batch: SyncBatch): Promise<ProcessedBatch>;
   /** Encrypts for the room when the room is encrypted. */
   prepareSend(roomId: string, type: string, content: Record<string, unknown>): Promise<Outgoing>;
   /** Makes every change so far durable; called before a batch is acknowledged. */
   flush(): Promise<void>;
   close(): Promise<void>;
-}
-
-/** No encryption: room events pass through; encrypted ones are reported as undecryptable. */
-export class PlaintextOnly implements CryptoStep {
-  async process(batch: SyncBatch): Promise<IncomingEvent[]> {
-    return batch.roomEvents.map((event) =>
-      event.type === 'm.room.encrypted'
-        ? { event, encrypted: true, decryptionFailure: { reason: 'other' as const, message: 'encryption is not enabled in this bot' } }
-        : { event, encrypted: false },
-    );
-  }
-
-  async prepareSend(_roomId: string, type: string, content: Record<string, unknown>): Promise<Outgoing> {
-    return { type, content };
-  }
-
-  async flush(): Promise<void> {}
-
-  async close(): Promise<void> {}
 }

@@ -75,6 +75,11 @@ export class MatrixClient {
   }
 
   async request<T = Record<string, unknown>>(method: string, path: string, options: RequestOptions = {}): Promise<T> {
+    return (await this.requestWithStatus<T>(method, path, options)).body;
+  }
+
+  /** Like `request`, with the HTTP status (some endpoints say "created" only through it). */
+  async requestWithStatus<T = Record<string, unknown>>(method: string, path: string, options: RequestOptions = {}): Promise<{ status: number; body: T }> {
     const retries = options.retries ?? 0;
     for (let attempt = 0; ; attempt++) {
       try {
@@ -123,7 +128,7 @@ export class MatrixClient {
     return Object.keys(result.joined);
   }
 
-  async #once<T>(method: string, path: string, options: RequestOptions): Promise<T> {
+  async #once<T>(method: string, path: string, options: RequestOptions): Promise<{ status: number; body: T }> {
     const url = new URL(path.startsWith('/_matrix') ? path : API + path, this.baseUrl);
     const query = { ...(options.asSelfOnly ? {} : this.#identity), ...options.query };
     for (const [key, value] of Object.entries(query)) if (value !== undefined) url.searchParams.set(key, value);
@@ -164,7 +169,7 @@ export class MatrixClient {
     if (json === undefined) {
       throw new MatrixError({ errcode: 'M_NOT_JSON', status: response.status, method, path: url.pathname, message: 'the homeserver answered with something that is not JSON' });
     }
-    return json as T;
+    return { status: response.status, body: json as T };
   }
 }
 

@@ -2,6 +2,12 @@ import { chmodSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 
+export interface OperatorRequest {
+  readonly kind: 'repin' | 'verify';
+  readonly userId: string;
+  readonly deviceId: string | undefined;
+}
+
 /** The bot's small durable state on the volume: handled event ids and a few named values. */
 export class StateDb {
   readonly path: string;
@@ -24,6 +30,13 @@ export class StateDb {
       ) WITHOUT ROWID;
       CREATE INDEX IF NOT EXISTS handled_events_at ON handled_events (handled_at);
       CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+      CREATE TABLE IF NOT EXISTS operator_requests (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        device_id TEXT,
+        requested_at INTEGER NOT NULL
+      );
     `);
     this.#claim = this.#db.prepare('INSERT INTO handled_events (event_id, room_id, handled_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING');
     this.#has = this.#db.prepare('SELECT 1 FROM handled_events WHERE event_id = ?');
@@ -62,6 +75,22 @@ export class StateDb {
 
   set(key: string, value: string): void {
     this.#set.run(key, value);
+  }
+
+  /**
+   * Trust changes an operator asked for from the command line (`trust repin`, `trust verify`),
+   * picked up by the running bot. The database is the only channel both processes may write.
+   */
+  addOperatorRequest(kind: OperatorRequest['kind'], userId: string, deviceId?: string): void {
+    this.#db.prepare('INSERT INTO operator_requests (kind, user_id, device_id, requested_at) VALUES (?, ?, ?, ?)').run(kind, userId, deviceId ?? null, Date.now());
+  }
+
+  /** Returns and removes the pending operator requests, oldest first. */
+  takeOperatorRequests(): OperatorRequest[] {
+    const rows = this.#db.prepare('DELETE FROM operator_requests RETURNING id, kind, user_id, device_id').all() as Array<{ id: number; kind: string; user_id: string; device_id: string | null }>;
+    return rows
+      .sort((a, b) => a.id - b.id)
+      .map((r) => ({ kind: r.kind as OperatorRequest['kind'], userId: r.user_id, deviceId: r.device_id ?? undefined }));
   }
 
   /** Forgets handled events older than the cut-off; homeservers do not redeliver events that old. */

@@ -1,0 +1,110 @@
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { DeviceId, initAsync, OlmMachine, UserId } from '@matrix-org/matrix-sdk-crypto-wasm';
+import type { Logger } from '../log.ts';
+import { EXIT, StartupError } from '../startup-error.ts';
+import { checkStoreOwner, DurableIndexedDb } from './durable-idb.ts';
+
+/** How the homeserver creates and removes the bot's devices; the source (appservice or password) provides it. */
+export interface DeviceApi {
+  /** Makes sure the device exists: `created` if it did not before. */
+  ensure(deviceId: string): Promise<'created' | 'existed'>;
+  /** Deletes a device; a device that is already gone is not an error. */
+  remove(deviceId: string): Promise<void>;
+}
+
+export interface DeviceCrypto {
+  readonly machine: OlmMachine;
+  readonly store: DurableIndexedDb;
+  readonly deviceId: string;
+  /** Set when the store could not be used and a new device replaced the old one. */
+  readonly replaced: { readonly oldDeviceId: string | undefined; readonly reason: string } | undefined;
+}
+
+const STORE_NAME = 'openclaw-crypto';
+
+export function newDeviceId(): string {
+  // Uppercase letters only, as clients show device ids; 8 random letters make collisions negligible.
+  const letters = [...randomBytes(8)].map((b) => String.fromCharCode(65 + (b % 26))).join('');
+  return `OPENCLAW${letters}`;
+}
+
+/**
+ * Opens the bot's crypto store and device, or replaces them with a new device when the store is
+ * lost, damaged, or belongs to another device. Reusing a device id with a fresh store is what
+ * makes encrypted bots crash-loop on "One time key … already exists": the server still holds
+ * the old keys. So the old device is deleted and a new one created, and the log says so once.
+ */
+export async function openDeviceCrypto(options: {
+  readonly userId: string;
+  readonly dir: string;
+  readonly passphrase: string | undefined;
+  readonly devices: DeviceApi;
+  readonly logger: Logger;
+}): Promise<DeviceCrypto> {
+  const { userId, devices, logger } = options;
+  await initAsync();
+  const dir = join(options.dir, 'crypto');
+  let store = new DurableIndexedDb({ storeName: STORE_NAME });
+  store.install();
+  const loaded = await store.load(dir);
+  const check = checkStoreOwner(loaded, { userId });
+
+  let replaced: DeviceCrypto['replaced'];
+  let deviceId: string | undefined;
+  if (check.kind === 'match') {
+    if ((await devices.ensure(check.deviceId)) === 'existed') {
+      deviceId = check.deviceId;
+    } else {
+      // The homeserver had forgotten the device (deleted by someone): its published keys are gone.
+      replaced = { oldDeviceId: check.deviceId, reason: `device ${check.deviceId} no longer existed on the homeserver` };
+    }
+  } else if (check.kind === 'mismatch') {
+    replaced = { oldDeviceId: check.storedDeviceId, reason: `the crypto store belongs to ${check.storedUserId} device ${check.storedDeviceId}` };
+  } else if (check.kind === 'corrupt') {
+    replaced = { oldDeviceId: check.storedDeviceId, reason: `the crypto store is unusable: ${check.reason}` };
+  }
+
+  const startOver = async (why: NonNullable<DeviceCrypto['replaced']>): Promise<string> => {
+    if (loaded.kind !== 'fresh' || loaded.device) {
+      const moved = await store.discard();
+      logger.warn({ moved_to: moved }, 'kept the old crypto store aside');
+    }
+    store.close();
+    store = new DurableIndexedDb({ storeName: STORE_NAME });
+    store.install();
+    await store.load(dir);
+    if (why.oldDeviceId) await devices.remove(why.oldDeviceId).catch((error: unknown) => logger.warn({ device_id: why.oldDeviceId }, `could not delete the old device: ${(error as Error).message}`));
+    const id = newDeviceId();
+    await devices.ensure(id);
+    logger.warn({ old_device_id: why.oldDeviceId, device_id: id }, `${why.reason}; created a new device ${id}${why.oldDeviceId ? ` and deleted ${why.oldDeviceId}` : ''}. People in encrypted rooms will see the bot's new device; nothing else needs doing.`);
+    return id;
+  };
+
+  if (replaced) deviceId = await startOver(replaced);
+  else if (!deviceId) {
+    deviceId = newDeviceId();
+    await devices.ensure(deviceId);
+    logger.info({ device_id: deviceId }, 'created the bot device (first start)');
+  }
+
+  let machine: OlmMachine;
+  try {
+    machine = await OlmMachine.initialize(new UserId(userId), new DeviceId(deviceId), STORE_NAME, options.passphrase);
+  } catch (error) {
+    const message = String((error as Error).message ?? error);
+    if (/failed to be decrypted|unpickling|cipher/i.test(message)) {
+      throw new StartupError(`storage.passphrase does not open the crypto store in ${dir}: restore the passphrase it was created with (or move the store away to start a new device)`, EXIT.store, { cause: error });
+    }
+    if (/doesn't match the account/i.test(message) && !replaced) {
+      replaced = { oldDeviceId: deviceId, reason: `the crypto store holds another account (${message})` };
+      deviceId = await startOver(replaced);
+      machine = await OlmMachine.initialize(new UserId(userId), new DeviceId(deviceId), STORE_NAME, options.passphrase);
+    } else {
+      throw new StartupError(`cannot open the crypto store in ${dir}: ${message}`, EXIT.store, { cause: error });
+    }
+  }
+  await store.setDevice({ userId, deviceId });
+  await store.flush();
+  return { machine, store, deviceId, replaced };
+}

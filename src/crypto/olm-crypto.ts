@@ -1,0 +1,195 @@
+import {
+  DecryptionErrorCode,
+  DecryptionSettings,
+  DeviceLists,
+  EncryptionSettings,
+  MegolmDecryptionError,
+  OtherUserIdentity,
+  RoomId,
+  TrustRequirement,
+  UserId,
+  type OlmMachine,
+} from '@matrix-org/matrix-sdk-crypto-wasm';
+import type { TrustPolicy } from '../config/config.ts';
+import type { Logger } from '../log.ts';
+import type { SyncBatch } from '../matrix/batch.ts';
+import type { MatrixClient } from '../matrix/client.ts';
+import type { RoomEvent } from '../matrix/events.ts';
+import type { IncomingEvent } from '../matrix/incoming.ts';
+import type { StateDb } from '../store/state-db.ts';
+import type { CryptoStep, Notice, Outgoing, ProcessedBatch } from './crypto-step.ts';
+import type { DurableIndexedDb } from './durable-idb.ts';
+import { OutgoingRequests } from './outgoing-requests.ts';
+import { RoomTracker } from './room-tracker.ts';
+import { TrustJudge } from './trust.ts';
+
+export interface OlmCryptoOptions {
+  readonly machine: OlmMachine;
+  readonly store: DurableIndexedDb;
+  readonly client: MatrixClient;
+  readonly userId: string;
+  readonly allowedUsers: readonly string[];
+  readonly trust: TrustPolicy;
+  readonly state: StateDb;
+  readonly logger: Logger;
+}
+
+// Trust is judged by our policy (trust.ts), not by the engine: the engine's stricter settings
+// would refuse every device of a user without cross-signing, which the default policy accepts.
+const DECRYPT = (): DecryptionSettings => new DecryptionSettings(TrustRequirement.Untrusted);
+const users = (ids: readonly string[]): UserId[] => ids.map((id) => new UserId(id)); // fresh: the engine consumes them
+
+/**
+ * End-to-end encryption with the wasm OlmMachine. Every call comes from the pipeline's single
+ * queue, so engine state changes in batch order and outgoing requests are drained from one place.
+ */
+export class OlmCrypto implements CryptoStep {
+  readonly #o: OlmCryptoOptions;
+  readonly #outgoing: OutgoingRequests;
+  readonly #rooms: RoomTracker;
+  readonly #judge: TrustJudge;
+  readonly #allowed: ReadonlySet<string>;
+  /** Allowed users whose identity changed, reported by the engine, to be announced. */
+  readonly #identityChanged = new Set<string>();
+  #toDeviceSeen = 0;
+  #hintedToDevice = false;
+
+  constructor(options: OlmCryptoOptions) {
+    this.#o = options;
+    this.#outgoing = new OutgoingRequests(options.machine, options.client, options.logger);
+    this.#rooms = new RoomTracker(options.client, options.userId);
+    this.#judge = new TrustJudge(options.machine, options.trust, options.state, options.logger);
+    this.#allowed = new Set(options.allowedUsers);
+    options.machine.roomKeyRequestsEnabled = false; // no other device of ours could answer them
+    options.machine.registerUserIdentityUpdatedCallback(async (id: UserId) => {
+      const userId = id.toString();
+      if (this.#allowed.has(userId)) this.#identityChanged.add(userId);
+    });
+  }
+
+  /** Uploads keys, and cross-signs the bot's device the first time (so clients show it as verified by its owner). */
+  async setUp(): Promise<void> {
+    const { machine } = this.#o;
+    await this.#outgoing.drain();
+    const status = await machine.crossSigningStatus();
+    if (!status.hasMaster || !status.hasSelfSigning) {
+      const requests = await machine.bootstrapCrossSigning(true);
+      // Order matters: device keys, then the cross-signing keys, then the signature of the device.
+      if (requests.uploadKeysRequest) await this.#outgoing.send(requests.uploadKeysRequest);
+      await this.#outgoing.send(requests.uploadSigningKeysRequest);
+      await this.#outgoing.send(requests.uploadSignaturesRequest);
+      this.#o.logger.info('cross-signed the bot device with a new identity');
+    }
+    await this.#outgoing.drain();
+    await this.flush();
+  }
+
+  async process(batch: SyncBatch): Promise<ProcessedBatch> {
+    const { machine } = this.#o;
+    await this.#applyOperatorRequests();
+    this.#toDeviceSeen += batch.toDevice.length;
+    const toDevice = JSON.stringify(batch.toDevice);
+    const lists = new DeviceLists(users(batch.deviceLists.changed), users(batch.deviceLists.left));
+    const fallback = batch.unusedFallbackKeyTypes ? new Set(batch.unusedFallbackKeyTypes) : undefined;
+    if (batch.oneTimeKeyCounts) {
+      await machine.receiveSyncChanges(toDevice, lists, new Map(Object.entries(batch.oneTimeKeyCounts)), fallback, DECRYPT());
+    } else {
+      // No counts in this batch means "unchanged" (MSC3202 omits them); the plain call would read zero and upload 50 keys.
+      await machine.receiveSyncChangesMsc4186(toDevice, lists, new Map(), fallback, DECRYPT());
+    }
+
+    const joined: string[] = [];
+    for (const event of batch.roomEvents) joined.push(...this.#rooms.observe(event));
+    if (joined.length > 0) await machine.updateTrackedUsers(users([...new Set(joined)]));
+    await this.#outgoing.drain();
+
+    const events: IncomingEvent[] = [];
+    for (const event of batch.roomEvents) {
+      events.push(event.type === 'm.room.encrypted' ? await this.#decrypt(event) : { event, encrypted: false });
+    }
+    return { events, notices: await this.#identityNotices() };
+  }
+
+  async #decrypt(event: RoomEvent): Promise<IncomingEvent> {
+    try {
+      const decrypted = await this.#o.machine.decryptRoomEvent(JSON.stringify(event), new RoomId(event.room_id), DECRYPT());
+      const plain = JSON.parse(decrypted.event) as { type?: unknown; content?: unknown };
+      const sender = decrypted.sender.toString();
+      if (sender !== event.sender || typeof plain.type !== 'string' || plain.content === null || typeof plain.content !== 'object') {
+        return { event, encrypted: true, decryptionFailure: { reason: 'other', message: 'the decrypted payload does not match its envelope' } };
+      }
+      const deviceId = decrypted.senderDevice?.toString();
+      const verdict = this.#allowed.has(sender) ? await this.#judge.judge(sender, deviceId) : { deviceId, trusted: false, why: 'not an allowed user' };
+      // The decrypted event keeps the envelope's id, room, sender and time; type and content come from the ciphertext.
+      return {
+        event: { ...event, type: plain.type, content: plain.content as Record<string, unknown> },
+        encrypted: true,
+        senderDevice: verdict,
+      };
+    } catch (error) {
+      if (error instanceof MegolmDecryptionError) {
+        const missing = error.code === DecryptionErrorCode.MissingRoomKey || error.code === DecryptionErrorCode.UnknownMessageIndex;
+        if (missing && this.#toDeviceSeen === 0 && !this.#hintedToDevice) {
+          this.#hintedToDevice = true;
+          this.#o.logger.warn('no to-device message has reached the bot since it started, so it cannot get room keys: check experimental_features.msc2409_to_device_messages_enabled and msc3202_transaction_extensions in homeserver.yaml (appservice mode)');
+        }
+        return { event, encrypted: true, decryptionFailure: { reason: missing ? 'missing-keys' : 'other', message: error.description } };
+      }
+      throw error;
+    }
+  }
+
+  async #applyOperatorRequests(): Promise<void> {
+    for (const request of this.#o.state.takeOperatorRequests()) {
+      const outcome = await this.#judge.apply(request);
+      this.#o.logger.warn({ user_id: request.userId, device_id: request.deviceId }, `operator request: ${outcome}`);
+      if (request.kind === 'repin') this.#o.state.set(`identity-announced:${request.userId}`, '');
+    }
+  }
+
+  /** One notice per room per identity change of an allowed user, while it is unapproved. */
+  async #identityNotices(): Promise<Notice[]> {
+    const notices: Notice[] = [];
+    for (const userId of this.#identityChanged) {
+      this.#identityChanged.delete(userId);
+      const identity = await this.#o.machine.getIdentity(new UserId(userId));
+      const changed = identity instanceof OtherUserIdentity && (identity.identityNeedsUserApproval() || identity.hasVerificationViolation());
+      const masterKey = identity instanceof OtherUserIdentity ? identity.masterKey : '';
+      identity?.free();
+      if (!changed) continue;
+      const key = JSON.stringify(masterKey).slice(0, 200);
+      if (this.#o.state.get(`identity-announced:${userId}`) === key) continue;
+      this.#o.state.set(`identity-announced:${userId}`, key);
+      this.#o.logger.warn({ user_id: userId }, "an allowed user's cryptographic identity changed; their commands are refused until an operator re-pins it");
+      const text = `⚠️ ${userId}'s cryptographic identity changed (new cross-signing keys). Until an operator re-pins it ("trust repin ${userId}"), I will not obey commands from ${userId}` +
+        (this.#o.trust === 'any' ? '; under the "any" policy I still do.' : '.');
+      for (const roomId of this.#rooms.roomsWith(userId)) notices.push({ roomId, text, key: `identity-${userId}-${Buffer.from(key).toString('base64url').slice(0, 16)}` });
+    }
+    return notices;
+  }
+
+  async prepareSend(roomId: string, type: string, content: Record<string, unknown>): Promise<Outgoing> {
+    if (!(await this.#rooms.isEncrypted(roomId))) return { type, content };
+    const { machine } = this.#o;
+    const members = await this.#rooms.members(roomId);
+    await machine.updateTrackedUsers(users(members));
+    await this.#outgoing.drain(); // key queries for anyone new
+    const claim = await machine.getMissingSessions(users(members));
+    if (claim) await this.#outgoing.send(claim);
+    const room = new RoomId(roomId);
+    // Always share before encrypting: encryptRoomEvent without a shared session aborts the process.
+    for (const request of await machine.shareRoomKey(room, users(members), new EncryptionSettings())) await this.#outgoing.send(request);
+    const encrypted = await machine.encryptRoomEvent(new RoomId(roomId), type, JSON.stringify(content));
+    return { type: 'm.room.encrypted', content: JSON.parse(encrypted) as Record<string, unknown> };
+  }
+
+  async flush(): Promise<void> {
+    await this.#o.store.flush();
+  }
+
+  async close(): Promise<void> {
+    await this.flush();
+    this.#o.machine.close();
+    this.#o.store.close();
+  }
+}

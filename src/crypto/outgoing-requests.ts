@@ -1,0 +1,85 @@
+import {
+  KeysBackupRequest,
+  KeysClaimRequest,
+  KeysQueryRequest,
+  KeysUploadRequest,
+  RoomMessageRequest,
+  SignatureUploadRequest,
+  ToDeviceRequest,
+  UploadSigningKeysRequest,
+  type OlmMachine,
+} from '@matrix-org/matrix-sdk-crypto-wasm';
+import type { Logger } from '../log.ts';
+import { p, type MatrixClient } from '../matrix/client.ts';
+
+export type AnyRequest =
+  | KeysUploadRequest
+  | KeysQueryRequest
+  | KeysClaimRequest
+  | ToDeviceRequest
+  | SignatureUploadRequest
+  | RoomMessageRequest
+  | KeysBackupRequest
+  | UploadSigningKeysRequest;
+
+/** Bodies the engine hands over are JSON strings; the client wants objects. */
+const json = (body: string): unknown => JSON.parse(body);
+
+/**
+ * Sends the engine's outgoing requests to the homeserver and reports the answers back. Only ever
+ * driven from the crypto queue: the engine re-issues unanswered requests under new ids, so two
+ * concurrent drains would send them twice.
+ */
+export class OutgoingRequests {
+  readonly #machine: OlmMachine;
+  readonly #client: MatrixClient;
+  readonly #logger: Logger;
+
+  constructor(machine: OlmMachine, client: MatrixClient, logger: Logger) {
+    this.#machine = machine;
+    this.#client = client;
+    this.#logger = logger;
+  }
+
+  /** Sends everything the engine has queued; repeats while answers make it queue more (bounded). */
+  async drain(): Promise<void> {
+    for (let round = 0; round < 5; round++) {
+      const requests = (await this.#machine.outgoingRequests()) as AnyRequest[];
+      if (requests.length === 0) return;
+      for (const request of requests) await this.send(request);
+    }
+  }
+
+  async send(request: AnyRequest): Promise<void> {
+    const response = await this.#http(request);
+    // Requests without an id (bootstrap signature and signing-key uploads) are not tracked by the engine.
+    if ('id' in request && request.id !== undefined && !(request instanceof UploadSigningKeysRequest)) {
+      // markRequestAsSent throws synchronously on a malformed response; the await inside try covers both.
+      try {
+        await this.#machine.markRequestAsSent(request.id, request.type, JSON.stringify(response));
+      } catch (error) {
+        this.#logger.error({ request: request.constructor.name, err: String(error) }, 'the crypto engine rejected a homeserver answer');
+        throw error;
+      }
+    }
+  }
+
+  async #http(request: AnyRequest): Promise<unknown> {
+    const c = this.#client;
+    if (request instanceof KeysUploadRequest) return c.request('POST', '/v3/keys/upload', { body: json(request.body), retries: 2 });
+    if (request instanceof KeysQueryRequest) return c.request('POST', '/v3/keys/query', { body: json(request.body), retries: 2 });
+    if (request instanceof KeysClaimRequest) return c.request('POST', '/v3/keys/claim', { body: json(request.body), retries: 2 });
+    if (request instanceof ToDeviceRequest) {
+      return c.request('PUT', p`/v3/sendToDevice/${request.event_type}/${request.txn_id}`, { body: json(request.body), retries: 3 });
+    }
+    if (request instanceof SignatureUploadRequest) return c.request('POST', '/v3/keys/signatures/upload', { body: json(request.body), retries: 2 });
+    if (request instanceof RoomMessageRequest) {
+      return c.request('PUT', p`/v3/rooms/${request.room_id}/send/${request.event_type}/${request.txn_id}`, { body: json(request.body), retries: 3 });
+    }
+    if (request instanceof KeysBackupRequest) {
+      return c.request('PUT', '/v3/room_keys/keys', { query: { version: request.version }, body: json(request.body), retries: 2 });
+    }
+    if (request instanceof UploadSigningKeysRequest) return c.request('POST', '/v3/keys/device_signing/upload', { body: json(request.body), retries: 1 });
+    throw new Error(`unknown outgoing crypto request ${(request as object).constructor.name}`);
+  }
+}
