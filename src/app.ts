@@ -30,6 +30,9 @@ export interface Deps {
 
 export interface App {
   readonly userId: string;
+  readonly deviceId: string;
+  /** The device's ed25519 identity key (what clients show as its fingerprint). */
+  readonly ed25519: string;
   readonly port: number;
   readonly metrics: Metrics;
   readonly health: Health;
@@ -138,6 +141,8 @@ export async function start(config: Config, deps: Deps): Promise<App> {
     const server = http;
     return {
       userId,
+      deviceId: device.deviceId,
+      ed25519: device.machine.identityKeys.ed25519.toBase64(),
       port: server.port,
       metrics,
       health,

@@ -12,6 +12,7 @@ export type CliAction =
   | { readonly kind: 'run'; readonly configFile: string | undefined }
   | { readonly kind: 'check-config'; readonly configFile: string | undefined }
   | { readonly kind: 'generate-registration'; readonly url: string; readonly out: string; readonly id: string; readonly localpart: string; readonly domain: string | undefined; readonly force: boolean }
+  | { readonly kind: 'trust'; readonly configFile: string | undefined; readonly request: 'repin' | 'verify'; readonly userId: string; readonly deviceId: string | undefined }
   | { readonly kind: 'version' }
   | { readonly kind: 'help' };
 
@@ -22,6 +23,8 @@ Usage:
   ${NAME} check-config [-c config.yaml]   validate the configuration, print it with secrets masked, exit
   ${NAME} generate-registration --url URL --out FILE [--id ID] [--localpart NAME] [--domain SERVER] [--force]
   ${NAME} -r -u URL -f FILE               the same, with the flags bridge operators know
+  ${NAME} trust repin @user:server        accept a user's changed cryptographic identity (run beside the bot)
+  ${NAME} trust verify @user:server DEVICE   mark one device of a user as verified (for trust policy "verified")
   ${NAME} --version | --help
 
 The config file may also be given as CONFIG_FILE.`;
@@ -53,8 +56,9 @@ export function parseCli(argv: readonly string[], env: Readonly<Record<string, s
   if (values.version) return { kind: 'version' };
   if (values.help) return { kind: 'help' };
   const command = positionals[0] ?? (values['generate-registration'] ? 'generate-registration' : 'run');
-  if (positionals.length > 1) throw new ConfigError('cli', `unexpected argument "${positionals[1]}" (see --help)`);
   const configFile = values.config ?? env['CONFIG_FILE'];
+  if (command === 'trust') return parseTrust(positionals.slice(1), configFile);
+  if (positionals.length > 1) throw new ConfigError('cli', `unexpected argument "${positionals[1]}" (see --help)`);
   switch (command) {
     case 'run':
       return { kind: 'run', configFile };
@@ -77,6 +81,15 @@ export function parseCli(argv: readonly string[], env: Readonly<Record<string, s
     default:
       throw new ConfigError('cli', `unknown command "${command}" (see --help)`);
   }
+}
+
+function parseTrust(args: readonly string[], configFile: string | undefined): CliAction {
+  const [request, userId, deviceId, extra] = args;
+  if (request !== 'repin' && request !== 'verify') throw new ConfigError('cli', 'trust needs "repin @user:server" or "verify @user:server DEVICE" (see --help)');
+  if (!userId || !/^@[^:\s]+:\S+$/.test(userId)) throw new ConfigError('cli', `trust ${request} needs a full user id like @alice:example.org`);
+  if (request === 'verify' && !deviceId) throw new ConfigError('cli', 'trust verify needs a device id after the user id');
+  if (extra !== undefined || (request === 'repin' && deviceId !== undefined)) throw new ConfigError('cli', `unexpected argument "${extra ?? deviceId}" (see --help)`);
+  return { kind: 'trust', configFile, request, userId, deviceId };
 }
 
 /** Writes a fresh registration (0600) and returns what to tell the operator. */

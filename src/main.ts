@@ -5,6 +5,7 @@ import { ConfigError } from './config/config-error.ts';
 import { describeConfig, loadConfig } from './config/config.ts';
 import { createLogger, type Logger } from './log.ts';
 import { EXIT, StartupError } from './startup-error.ts';
+import { StateDb } from './store/state-db.ts';
 
 /** Shutdown must finish inside Kubernetes' default 30 s grace period, with room to spare. */
 const STOP_DEADLINE_MS = 10_000;
@@ -26,6 +27,15 @@ async function main(): Promise<number> {
     case 'check-config': {
       const config = loadConfig({ file: action.configFile, env: process.env });
       console.log(JSON.stringify(describeConfig(config), null, 2));
+      return 0;
+    }
+    case 'trust': {
+      // The running bot owns the crypto store; the request goes through the state database, which both may write.
+      const config = loadConfig({ file: action.configFile, env: process.env });
+      const state = StateDb.open(config.storage.path);
+      state.addOperatorRequest(action.request, action.userId, action.deviceId);
+      state.close();
+      console.log(`Queued "${action.request}" for ${action.userId}${action.deviceId ? ` device ${action.deviceId}` : ''}: the running bot applies it before it handles the next message, and logs it.`);
       return 0;
     }
     case 'run':

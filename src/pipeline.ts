@@ -38,6 +38,9 @@ export class Pipeline {
     const timer = this.#metrics.batchDuration.startTimer({ source });
     try {
       const { events, notices } = await this.#crypto.process(batch);
+      // Durable before acting: if the bot dies mid-batch, Synapse resends only the room events,
+      // never the to-device keys, so the keys that decrypt them must already be on disk.
+      await this.#crypto.flush();
       await this.#bot.handle(events);
       await this.#bot.announce(notices);
       await this.#crypto.flush();

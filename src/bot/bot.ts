@@ -4,7 +4,7 @@ import { messageText, type RoomEvent } from '../matrix/events.ts';
 import type { IncomingEvent, Notice } from '../matrix/incoming.ts';
 import type { Metrics } from '../metrics.ts';
 import type { StateDb } from '../store/state-db.ts';
-import { parseCommand, type CommandName } from './commands.ts';
+import { parseCommand, type CommandName, type Parsed } from './commands.ts';
 import { Policy } from './policy.ts';
 import * as replies from './replies.ts';
 import type { Reply } from './replies.ts';
@@ -95,6 +95,7 @@ export class Bot {
       this.#o.metrics.undecryptable.inc({ reason: incoming.decryptionFailure.reason });
       log.warn({ reason: incoming.decryptionFailure.reason, detail: incoming.decryptionFailure.message }, 'could not decrypt a message from an allowed user');
       await this.#reply(event, this.#policy.undecryptable(incoming.decryptionFailure.reason), 'undecryptable', { thread: true });
+      this.#o.state.finishEvent(event.event_id);
       return;
     }
     if (incoming.senderDevice?.announce) await this.#reply(event, { text: incoming.senderDevice.announce, html: replies.escapeHtml(incoming.senderDevice.announce) }, 'device-pinned');
@@ -103,9 +104,23 @@ export class Bot {
     // At most once, ever: the claim is durable before anything is done, so a redelivered or
     // retried event (same id, any transaction id) finds it and does nothing.
     if (!this.#o.state.claimEvent(event.event_id, event.room_id)) {
-      log.debug('event already handled; skipping');
+      if (this.#o.state.wasFinished(event.event_id) === false && parsed.kind === 'command') {
+        // Claimed, then the bot died before answering: it may or may not have acted. Say so, once.
+        this.#o.state.finishEvent(event.event_id);
+        log.warn({ command: parsed.name }, 'redelivered a command whose handling was interrupted; not running it again');
+        await this.#reply(event, await this.#interrupted(parsed.word, parsed.name), 'interrupted');
+      } else {
+        log.debug('event already handled; skipping');
+      }
       return;
     }
+    await this.#respond(incoming, parsed, log);
+    this.#o.state.finishEvent(event.event_id);
+  }
+
+  /** Answers a claimed message: unknown word, refusal, too late, or run the command. */
+  async #respond(incoming: IncomingEvent, parsed: Exclude<Parsed, { kind: 'ignore' }>, log: Logger): Promise<void> {
+    const { event } = incoming;
     if (parsed.kind === 'unknown') {
       this.#o.metrics.commands.inc({ command: 'unknown', outcome: 'answered' });
       await this.#reply(event, replies.unknown(parsed.word, this.#o.target, this.#o.commandPrefix), 'unknown');
@@ -128,6 +143,17 @@ export class Bot {
     if (this.#o.echo) await this.#reply(event, replies.echo(parsed.word), 'echo');
     const reply = await this.#run(parsed.name, log);
     await this.#reply(event, reply, 'result');
+  }
+
+  async #interrupted(word: string, command: CommandName): Promise<Reply> {
+    if (command !== 'start' && command !== 'stop') return this.#run(command, this.#o.logger);
+    let now: Reply;
+    try {
+      now = replies.status(this.#o.target, await this.#o.kube.status(this.#o.target));
+    } catch (error) {
+      now = error instanceof KubeError ? replies.kubeFailure('get the status of', this.#o.target, error) : replies.internalFailure('get the status of', this.#o.target);
+    }
+    return replies.interrupted(word, now);
   }
 
   async #run(command: CommandName, log: Logger): Promise<Reply> {

@@ -80,3 +80,9 @@ export function tooOld(word: string, ageSeconds: number, maxSeconds: number): Re
   const age = ageSeconds >= 120 ? `${Math.round(ageSeconds / 60)} minutes` : `${Math.round(ageSeconds)} seconds`;
   return plain(`⏱ Not running "${word}": it reached me ${age} after it was sent (the limit is ${Math.round(maxSeconds / 60)} minutes). Send it again if you still want it.`);
 }
+
+/** A command whose handling was cut short by a restart: it is not run again, but the state is shown. */
+export function interrupted(word: string, now: Reply): Reply {
+  const lead = `⚠️ I was restarted while handling "${word}", so it may or may not have run; I did not run it again. Now: `;
+  return { text: lead + now.text, html: escapeHtml(lead) + now.html };
+}

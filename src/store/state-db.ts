@@ -14,6 +14,8 @@ export class StateDb {
   readonly #db: DatabaseSync;
   readonly #claim: StatementSync;
   readonly #has: StatementSync;
+  readonly #finish: StatementSync;
+  readonly #finished: StatementSync;
   readonly #get: StatementSync;
   readonly #set: StatementSync;
 
@@ -26,7 +28,8 @@ export class StateDb {
       CREATE TABLE IF NOT EXISTS handled_events (
         event_id TEXT PRIMARY KEY,
         room_id TEXT NOT NULL,
-        handled_at INTEGER NOT NULL
+        handled_at INTEGER NOT NULL,
+        finished INTEGER NOT NULL DEFAULT 0
       ) WITHOUT ROWID;
       CREATE INDEX IF NOT EXISTS handled_events_at ON handled_events (handled_at);
       CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -40,6 +43,8 @@ export class StateDb {
     `);
     this.#claim = this.#db.prepare('INSERT INTO handled_events (event_id, room_id, handled_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING');
     this.#has = this.#db.prepare('SELECT 1 FROM handled_events WHERE event_id = ?');
+    this.#finish = this.#db.prepare('UPDATE handled_events SET finished = 1 WHERE event_id = ?');
+    this.#finished = this.#db.prepare('SELECT finished FROM handled_events WHERE event_id = ?');
     this.#get = this.#db.prepare('SELECT value FROM kv WHERE key = ?');
     this.#set = this.#db.prepare('INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value');
     for (const suffix of ['', '-wal', '-shm']) {
@@ -62,6 +67,20 @@ export class StateDb {
    */
   claimEvent(eventId: string, roomId: string, now = Date.now()): boolean {
     return Number(this.#claim.run(eventId, roomId, now).changes) === 1;
+  }
+
+  /** Records that handling ran to its end (the reply was sent). */
+  finishEvent(eventId: string): void {
+    this.#finish.run(eventId);
+  }
+
+  /**
+   * For an event claimed before: true if its handling finished, false if the bot stopped in the
+   * middle (crashed or was killed after the claim), undefined if it was never claimed.
+   */
+  wasFinished(eventId: string): boolean | undefined {
+    const row = this.#finished.get(eventId) as { finished: number } | undefined;
+    return row === undefined ? undefined : row.finished === 1;
   }
 
   wasHandled(eventId: string): boolean {
