@@ -63,7 +63,7 @@ export interface Message {
   eventId: string;
   roomId: string;
   sender: string;
-  /** The decrypted (clear) type: `m.room.message`, or `m.room.encrypted` while still undecrypted. */
+  /** Always `m.room.message` (an undecryptable event has the SDK's `m.bad.encrypted` msgtype). */
   type: string;
   body: string | undefined;
   msgtype: string | undefined;
@@ -106,7 +106,11 @@ export interface E2eeHuman {
   waitForMembership(roomId: string, userId: string, membership?: string, timeoutMs?: number): Promise<void>;
   /** Sends an `m.text` (encrypted by the SDK in an encrypted room); returns the event id. */
   send(roomId: string, body: string): Promise<string>;
-  /** The room's messages seen so far, in arrival order, decrypted where possible. */
+  /**
+   * The room's messages seen so far, in arrival order: plaintext ones, decrypted ones and ones the
+   * SDK failed to decrypt (`decryptionFailed`); an encrypted event appears once its first decryption
+   * attempt is over.
+   */
   messages(roomId: string): Message[];
   /** Waits until `count` (default 1) messages match; throws, listing what was seen, on timeout (default 20 s). */
   waitForMessages(roomId: string, match: (m: Message) => boolean, options?: { count?: number; timeoutMs?: number }): Promise<Message[]>;
@@ -167,6 +171,40 @@ function gateGlobalLogger(): void {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Timers
+
+/** Calls `fn` with `setTimeout` handing out unref'd timers (they still fire while Node runs). */
+function withUnrefTimers<T>(fn: () => T): T {
+  const realSetTimeout = globalThis.setTimeout;
+  globalThis.setTimeout = ((callback: (...a: unknown[]) => void, ms?: number, ...rest: unknown[]) =>
+    realSetTimeout(callback, ms, ...rest).unref()) as typeof globalThis.setTimeout;
+  try {
+    return fn();
+  } finally {
+    globalThis.setTimeout = realSetTimeout;
+  }
+}
+
+/**
+ * matrix-js-sdk leaves timers behind that keep a stopped client's process alive (matrix-js-sdk#2472):
+ * - every HTTP request gets a local timeout from its `timeoutSignal()` ponyfill, never cleared
+ *   (110 s for /sync, 60 s for crypto requests); created synchronously at the start of
+ *   `requestOtherUrl`, before its first `await`;
+ * - every live encrypted event that never decrypts gets a 5-minute timer in
+ *   `RustCrypto.onLiveEventFromSync`, run synchronously from `emit(ClientEvent.Event)`.
+ * Both are made unref'd here; they still do their job while the process runs for other reasons.
+ */
+function unrefSdkTimers(client: MatrixClient): void {
+  const http = client.http as unknown as { requestOtherUrl: (...args: unknown[]) => Promise<unknown> };
+  const request = http.requestOtherUrl.bind(http);
+  http.requestOtherUrl = (...args: unknown[]): Promise<unknown> => withUnrefTimers(() => request(...args));
+  const emitter = client as unknown as { emit: (event: string, ...args: unknown[]) => boolean };
+  const emit = emitter.emit.bind(client);
+  emitter.emit = (event: string, ...args: unknown[]): boolean =>
+    event === ClientEvent.Event ? withUnrefTimers(() => emit(event, ...args)) : emit(event, ...args);
+}
+
+// ---------------------------------------------------------------------------------------------
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -194,6 +232,7 @@ export async function startE2eeHuman(o: StartE2eeHumanOptions): Promise<E2eeHuma
     deviceId: o.deviceId,
     logger: makeLogger(`${o.userId}/${o.deviceId}`),
   });
+  unrefSdkTimers(client);
   const human = new Person(client, o);
   try {
     await human.start(o.crossSign ?? true, o.replaceIdentity ?? false);
@@ -242,7 +281,19 @@ class Person implements E2eeHuman {
     this.#wake();
   }
 
+  async #publishedDeviceKeys(): Promise<unknown> {
+    const q = await this.client.http.authedRequest<{ device_keys?: Record<string, Record<string, unknown>> }>(
+      Method.Post, '/keys/query', undefined, { device_keys: { [this.userId]: [this.deviceId] } },
+    );
+    return q.device_keys?.[this.userId]?.[this.deviceId];
+  }
+
   async start(crossSign: boolean, replaceIdentity: boolean): Promise<void> {
+    // The store is in memory: a device that already published keys cannot be taken over (its
+    // identity keys are gone, and new one-time keys would clash with the old ones on the server).
+    if ((await this.#publishedDeviceKeys()) !== undefined) {
+      throw new Error(`device ${this.deviceId} of ${this.userId} already has keys on the server: log in again for a new device`);
+    }
     // In-memory Rust crypto store: no IndexedDB involved.
     await this.client.initRustCrypto({ useIndexedDB: false });
 
@@ -284,10 +335,7 @@ class Person implements E2eeHuman {
   /** Device keys and one-time keys on the server: others can now start Olm sessions with us. */
   async #waitForOwnKeysPublished(): Promise<void> {
     await until('this device\'s keys to be uploaded', 20_000, async () => {
-      const q = await this.client.http.authedRequest<{ device_keys?: Record<string, Record<string, unknown>> }>(
-        Method.Post, '/keys/query', undefined, { device_keys: { [this.userId]: [this.deviceId] } },
-      );
-      if (q.device_keys?.[this.userId]?.[this.deviceId] === undefined) return undefined;
+      if ((await this.#publishedDeviceKeys()) === undefined) return undefined;
       const counts = await this.client.http.authedRequest<{ one_time_key_counts?: Record<string, number> }>(Method.Post, '/keys/upload', undefined, {});
       return (counts.one_time_key_counts?.['signed_curve25519'] ?? 0) > 0 ? true : undefined;
     }, 100);
@@ -395,8 +443,9 @@ class Person implements E2eeHuman {
       const eventId = event.getId();
       // Local echoes carry a temporary id until the server has the event.
       if (eventId === undefined || !eventId.startsWith('$') || ids.has(eventId)) continue;
+      // Encrypted events show up once the first decryption attempt is over (success or failure).
+      if (event.getType() !== EventType.RoomMessage) continue;
       const type = event.getType();
-      if (type !== EventType.RoomMessage && type !== EventType.RoomMessageEncrypted) continue;
       ids.add(eventId);
       const content = event.getContent();
       const wire = event.getWireContent();
