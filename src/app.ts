@@ -40,6 +40,9 @@ export interface App {
   stop(): Promise<void>;
 }
 
+/** An encrypted message waits this long for its room key before the sender hears it failed. */
+const KEY_WAIT_MS = 15_000;
+
 /** Handled-event ids are kept this long; homeservers do not redeliver anything older. */
 const HANDLED_EVENT_RETENTION_MS = 30 * 24 * 3600 * 1000;
 
@@ -61,7 +64,6 @@ export async function start(config: Config, deps: Deps): Promise<App> {
   }
   const timers: NodeJS.Timeout[] = [];
   let crypto: CryptoStep | undefined;
-  let deviceId: string | undefined;
   let http: HttpServer | undefined;
   const abort = new AbortController();
   try {
@@ -71,6 +73,19 @@ export async function start(config: Config, deps: Deps): Promise<App> {
       health,
     );
     const client = new MatrixClient({ baseUrl: config.homeserver.url, accessToken: registration.asToken, logger });
+    // Listening first: Synapse may push as soon as the bot registers its user or device.
+    const source = new AppserviceSource({
+      registration,
+      allowQueryToken: config.appservice.allowQueryToken,
+      client,
+      isStopping: () => health.stopping,
+      logger,
+    });
+    try {
+      http = await startHttpServer({ bind: config.http.bind, port: config.http.port, health, metrics, appservice: source.router(), logger });
+    } catch (error) {
+      throw new StartupError(`http.port: cannot listen on ${config.http.bind}:${config.http.port}: ${(error as Error).message}`, EXIT.listen, { cause: error });
+    }
     const userId = await connectBotUser(client, registration, config.homeserver.domain, logger, abort.signal);
     client.setIdentity({ user_id: userId });
     health.set('homeserver', true, 'whoami answered');
@@ -78,9 +93,8 @@ export async function start(config: Config, deps: Deps): Promise<App> {
 
     const devices = appserviceDevices(client, userId, registration.senderLocalpart, config.bot.displayName, logger);
     const device = await openDeviceCrypto({ userId, dir: config.storage.path, passphrase: config.storage.passphrase, devices, logger });
-    deviceId = device.deviceId;
     client.setIdentity({ user_id: userId, device_id: device.deviceId });
-    const olm = new OlmCrypto({ machine: device.machine, store: device.store, client, userId, allowedUsers: config.bot.allowedUsers, trust: config.bot.trust, state, logger });
+    const olm = new OlmCrypto({ machine: device.machine, store: device.store, client, userId, allowedUsers: config.bot.allowedUsers, trust: config.bot.trust, state, logger, keyWaitMs: KEY_WAIT_MS });
     crypto = olm;
     await olm.setUp();
     logger.info({ device_id: device.deviceId, ed25519: device.machine.identityKeys.ed25519.toBase64() }, 'end-to-end encryption ready');
@@ -106,20 +120,7 @@ export async function start(config: Config, deps: Deps): Promise<App> {
       logger,
     });
     const pipeline = new Pipeline({ crypto: olm, bot, metrics, logger });
-    const source = new AppserviceSource({
-      registration,
-      allowQueryToken: config.appservice.allowQueryToken,
-      client,
-      device: () => ({ userId, deviceId }),
-      process: (batch) => pipeline.process(batch, 'appservice'),
-      isStopping: () => health.stopping,
-      logger,
-    });
-    try {
-      http = await startHttpServer({ bind: config.http.bind, port: config.http.port, health, metrics, appservice: source.router(), logger });
-    } catch (error) {
-      throw new StartupError(`http.port: cannot listen on ${config.http.bind}:${config.http.port}: ${(error as Error).message}`, EXIT.listen, { cause: error });
-    }
+    source.attach({ device: { userId, deviceId: device.deviceId }, process: (batch) => pipeline.process(batch, 'appservice') });
 
     const check = async (): Promise<void> => {
       await kube.ping(target).catch((error: unknown) => logger.warn(`kubernetes check: ${(error as Error).message}`));
@@ -133,10 +134,15 @@ export async function start(config: Config, deps: Deps): Promise<App> {
     prune();
     timers.push(setInterval(() => void check(), (deps.checkIntervalSeconds ?? 30) * 1000).unref());
     timers.push(setInterval(prune, 24 * 3600 * 1000).unref());
+    // Messages waiting for room keys are retried even when no transaction comes.
+    timers.push(setInterval(() => void pipeline.tick(), 1000).unref());
 
     const problem = await source.ping();
     if (problem) logger.warn(`homeserver → bot: ${problem}`);
     else logger.info({ user_id: userId, port: http.port, deployment: `${target.namespace}/${target.name}` }, 'ready: the homeserver reaches the bot');
+    // Pushes that failed while the bot was down leave Synapse retrying on a backoff, and it drops
+    // to-device messages until it recovers; each ping makes it retry at once.
+    for (const delay of [1000, 3000]) timers.push(setTimeout(() => void source.ping(), delay).unref());
 
     const server = http;
     return {
@@ -149,16 +155,15 @@ export async function start(config: Config, deps: Deps): Promise<App> {
       stop: async () => {
         health.markStopping();
         abort.abort();
-        for (const t of timers) clearInterval(t);
-        await server.close();
-        await pipeline.drain();
+        for (const t of timers) clearTimeout(t);
+        await server.close(pipeline.drain());
         await olm.close();
         state.close();
       },
     };
   } catch (error) {
     abort.abort();
-    for (const t of timers) clearInterval(t);
+    for (const t of timers) clearTimeout(t);
     await http?.close();
     await crypto?.close().catch(() => undefined);
     state.close();

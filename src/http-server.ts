@@ -20,7 +20,8 @@ export interface HttpServerOptions {
 export interface HttpServer {
   readonly port: number;
   readonly server: Server;
-  close(): Promise<void>;
+  /** Stops accepting connections, waits for `inFlight` (the request being handled), then drops every connection. */
+  close(inFlight?: Promise<unknown>): Promise<void>;
 }
 
 /** One listener: `/health` (alive), `/ready` (dependencies answer), `/metrics`, and the appservice API. */
@@ -54,10 +55,14 @@ export async function startHttpServer(o: HttpServerOptions): Promise<HttpServer>
   return {
     port,
     server,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeIdleConnections();
-      }),
+    close: async (inFlight) => {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      await inFlight?.catch(() => undefined);
+      // Keep-alive connections from the homeserver would otherwise hold close() open for a minute.
+      await new Promise((resolve) => setImmediate(resolve));
+      server.closeAllConnections();
+      await closed;
+    },
   };
 }

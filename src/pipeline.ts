@@ -1,7 +1,9 @@
 import type { Bot } from './bot/bot.ts';
 import type { CryptoStep } from './crypto/crypto-step.ts';
 import type { Logger } from './log.ts';
-import type { SyncBatch } from './matrix/batch.ts';
+import { emptyBatch, type SyncBatch } from './matrix/batch.ts';
+
+export type Source = 'appservice' | 'sync' | 'timer';
 import type { Metrics } from './metrics.ts';
 
 /**
@@ -23,10 +25,16 @@ export class Pipeline {
     this.#logger = options.logger;
   }
 
-  process(batch: SyncBatch, source: 'appservice' | 'sync'): Promise<void> {
+  process(batch: SyncBatch, source: Source): Promise<void> {
     const run = this.#tail.then(() => this.#run(batch, source));
     this.#tail = run.catch(() => undefined);
     return run;
+  }
+
+  /** Runs an empty batch when the crypto step has events waiting, so they are settled in time. */
+  async tick(): Promise<void> {
+    if (!this.#crypto.hasPending()) return;
+    await this.process(emptyBatch('timer'), 'timer').catch(() => undefined);
   }
 
   /** Resolves when every batch accepted so far has finished. */
@@ -34,7 +42,7 @@ export class Pipeline {
     await this.#tail;
   }
 
-  async #run(batch: SyncBatch, source: 'appservice' | 'sync'): Promise<void> {
+  async #run(batch: SyncBatch, source: Source): Promise<void> {
     const timer = this.#metrics.batchDuration.startTimer({ source });
     try {
       const { events, notices } = await this.#crypto.process(batch);

@@ -11,13 +11,20 @@ export interface AppserviceSourceOptions {
   readonly registration: Registration;
   readonly allowQueryToken: boolean;
   readonly client: MatrixClient;
-  /** The bot's user and (once encryption is on) device, read per transaction. */
-  readonly device: () => BotDevice;
-  /** Hands a batch to the pipeline; resolves when its effects are durable. */
-  readonly process: (batch: SyncBatch) => Promise<void>;
   readonly isStopping: () => boolean;
   readonly logger: Logger;
 }
+
+/** Where transactions go once the bot is set up. */
+export interface Consumer {
+  /** The bot's user and device, to pick the device-scoped parts of a transaction. */
+  readonly device: BotDevice;
+  /** Hands a batch to the pipeline; resolves when its effects are durable. */
+  readonly process: (batch: SyncBatch) => Promise<void>;
+}
+
+/** Longest a transaction is held while the bot finishes starting (Synapse itself gives up after 60 s). */
+const ATTACH_WAIT_MS = 45_000;
 
 /** How many recently acknowledged transactions are remembered, to answer a resend at once. */
 const RECENT_LIMIT = 1024;
@@ -35,9 +42,23 @@ export class AppserviceSource {
   readonly #recent = new Set<string>();
   readonly #inFlight = new Map<string, Promise<void>>();
   readonly #pings = new Map<string, () => void>();
+  #consumer: Consumer | undefined;
+  readonly #attached: Promise<Consumer>;
+  #attach!: (consumer: Consumer) => void;
 
+  /**
+   * The listener starts before the bot is set up, and holds transactions until `attach`: a
+   * refused connection would put Synapse into its retry mode, where it drops to-device messages
+   * (the room keys) for as long as it lasts.
+   */
   constructor(options: AppserviceSourceOptions) {
     this.#o = options;
+    this.#attached = new Promise((resolve) => (this.#attach = resolve));
+  }
+
+  attach(consumer: Consumer): void {
+    this.#consumer = consumer;
+    this.#attach(consumer);
   }
 
   router(): Router {
@@ -45,7 +66,7 @@ export class AppserviceSource {
       hsToken: this.#o.registration.hsToken,
       allowQueryToken: this.#o.allowQueryToken,
       onTransaction: (txnId, body) => this.#transaction(txnId, body),
-      ownsUser: (userId) => userId === this.#o.device().userId,
+      ownsUser: (userId) => userId === this.#consumer?.device.userId,
       onPing: (id) => {
         if (id) this.#pings.get(id)?.();
       },
@@ -62,9 +83,10 @@ export class AppserviceSource {
     }
     const running = this.#inFlight.get(key);
     if (running) return running;
-    const batch = parseTransaction(txnId, body, this.#o.device());
+    const consumer = this.#consumer ?? (await this.#waitForConsumer());
+    const batch = parseTransaction(txnId, body, consumer.device);
     this.#o.logger.debug({ txn_id: txnId, events: batch.roomEvents.length, to_device: batch.toDevice.length }, 'transaction received');
-    const work = this.#o.process(batch).then(() => {
+    const work = consumer.process(batch).then(() => {
       this.#recent.add(key);
       if (this.#recent.size > RECENT_LIMIT) this.#recent.delete(this.#recent.values().next().value as string);
     });
@@ -73,6 +95,18 @@ export class AppserviceSource {
       await work;
     } finally {
       this.#inFlight.delete(key);
+    }
+  }
+
+  async #waitForConsumer(): Promise<Consumer> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error('the bot is still starting')), ATTACH_WAIT_MS);
+    });
+    try {
+      return await Promise.race([this.#attached, timeout]);
+    } finally {
+      clearTimeout(timer);
     }
   }
 

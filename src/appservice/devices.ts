@@ -40,6 +40,10 @@ export function appserviceDevices(client: MatrixClient, userId: string, localpar
         throw new StartupError(`cannot create the bot's device: the homeserver refused both MSC4190 device creation and appservice login (${(error as Error).message}); set io.element.msc4190: true in the registration, or use a homeserver that supports it`, EXIT.homeserver, { cause: error });
       }
     },
+    async list() {
+      const result = await client.request<{ devices: Array<{ device_id: string }> }>('GET', '/v3/devices', { query: { user_id: userId }, asSelfOnly: true, retries: 2 });
+      return result.devices.map((d) => d.device_id);
+    },
     async remove(deviceId) {
       try {
         await client.request('DELETE', p`/v3/devices/${deviceId}`, { query: { user_id: userId }, body: {}, asSelfOnly: true });

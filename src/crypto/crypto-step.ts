@@ -21,6 +21,8 @@ export interface ProcessedBatch {
 
 export interface CryptoStep {
   process(batch: SyncBatch): Promise<ProcessedBatch>;
+  /** True while events wait for something (room keys) that a later run may bring, even an empty one. */
+  hasPending(): boolean;
   /** Encrypts for the room when the room is encrypted. */
   prepareSend(roomId: string, type: string, content: Record<string, unknown>): Promise<Outgoing>;
   /** Makes every change so far durable; called before a batch is acknowledged. */

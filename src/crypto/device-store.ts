@@ -11,6 +11,8 @@ export interface DeviceApi {
   ensure(deviceId: string): Promise<'created' | 'existed'>;
   /** Deletes a device; a device that is already gone is not an error. */
   remove(deviceId: string): Promise<void>;
+  /** The ids of the bot user's devices on the homeserver. */
+  list(): Promise<string[]>;
 }
 
 export interface DeviceCrypto {
@@ -23,10 +25,12 @@ export interface DeviceCrypto {
 
 const STORE_NAME = 'openclaw-crypto';
 
+const DEVICE_PREFIX = 'OPENCLAW';
+
 export function newDeviceId(): string {
   // Uppercase letters only, as clients show device ids; 8 random letters make collisions negligible.
   const letters = [...randomBytes(8)].map((b) => String.fromCharCode(65 + (b % 26))).join('');
-  return `OPENCLAW${letters}`;
+  return `${DEVICE_PREFIX}${letters}`;
 }
 
 /**
@@ -74,10 +78,10 @@ export async function openDeviceCrypto(options: {
     store = new DurableIndexedDb({ storeName: STORE_NAME });
     store.install();
     await store.load(dir);
-    if (why.oldDeviceId) await devices.remove(why.oldDeviceId).catch((error: unknown) => logger.warn({ device_id: why.oldDeviceId }, `could not delete the old device: ${(error as Error).message}`));
     const id = newDeviceId();
     await devices.ensure(id);
-    logger.warn({ old_device_id: why.oldDeviceId, device_id: id }, `${why.reason}; created a new device ${id}${why.oldDeviceId ? ` and deleted ${why.oldDeviceId}` : ''}. People in encrypted rooms will see the bot's new device; nothing else needs doing.`);
+    const removed = await removeStaleDevices(devices, id, logger);
+    logger.warn({ old_device_id: why.oldDeviceId, device_id: id, deleted: removed }, `${why.reason}; created a new device ${id}${removed.length ? ` and deleted ${removed.join(', ')}` : ''}. People in encrypted rooms will see the bot's new device; nothing else needs doing.`);
     return id;
   };
 
@@ -85,7 +89,10 @@ export async function openDeviceCrypto(options: {
   else if (!deviceId) {
     deviceId = newDeviceId();
     await devices.ensure(deviceId);
-    logger.info({ device_id: deviceId }, 'created the bot device (first start)');
+    // A fresh store beside devices of ours on the server means the store was lost with its record.
+    const removed = await removeStaleDevices(devices, deviceId, logger);
+    if (removed.length > 0) logger.warn({ device_id: deviceId, deleted: removed }, `no crypto store found but the homeserver had bot devices ${removed.join(', ')} (the store was lost): deleted them and created ${deviceId}`);
+    else logger.info({ device_id: deviceId }, 'created the bot device (first start)');
   }
 
   let machine: OlmMachine;
@@ -107,4 +114,25 @@ export async function openDeviceCrypto(options: {
   await store.setDevice({ userId, deviceId });
   await store.flush();
   return { machine, store, deviceId, replaced };
+}
+
+/** Deletes the bot's other devices (ours by their prefix), so no dead device with stale keys lingers. */
+async function removeStaleDevices(devices: DeviceApi, keep: string, logger: Logger): Promise<string[]> {
+  let ids: string[];
+  try {
+    ids = (await devices.list()).filter((id) => id !== keep && id.startsWith(DEVICE_PREFIX));
+  } catch (error) {
+    logger.warn(`could not list the bot's devices to delete stale ones: ${(error as Error).message}`);
+    return [];
+  }
+  const removed: string[] = [];
+  for (const id of ids) {
+    try {
+      await devices.remove(id);
+      removed.push(id);
+    } catch (error) {
+      logger.warn({ device_id: id }, `could not delete a stale device: ${(error as Error).message}`);
+    }
+  }
+  return removed;
 }

@@ -5,6 +5,7 @@ import {
   EncryptionSettings,
   MegolmDecryptionError,
   OtherUserIdentity,
+  ProcessedToDeviceEventType,
   RoomId,
   TrustRequirement,
   UserId,
@@ -32,7 +33,12 @@ export interface OlmCryptoOptions {
   readonly trust: TrustPolicy;
   readonly state: StateDb;
   readonly logger: Logger;
+  /** How long an encrypted event may wait for its room key before the sender is told it failed. */
+  readonly keyWaitMs: number;
+  readonly now?: () => number;
 }
+
+type Decrypted = { kind: 'ok'; incoming: IncomingEvent } | { kind: 'missing' | 'failed'; message: string };
 
 // Trust is judged by our policy (trust.ts), not by the engine: the engine's stricter settings
 // would refuse every device of a user without cross-signing, which the default policy accepts.
@@ -51,6 +57,8 @@ export class OlmCrypto implements CryptoStep {
   readonly #allowed: ReadonlySet<string>;
   /** Allowed users whose identity changed, reported by the engine, to be announced. */
   readonly #identityChanged = new Set<string>();
+  readonly #pending = new Map<string, { event: RoomEvent; firstSeen: number }>();
+  readonly #now: () => number;
   #toDeviceSeen = 0;
   #hintedToDevice = false;
 
@@ -58,8 +66,16 @@ export class OlmCrypto implements CryptoStep {
     this.#o = options;
     this.#outgoing = new OutgoingRequests(options.machine, options.client, options.logger);
     this.#rooms = new RoomTracker(options.client, options.userId);
-    this.#judge = new TrustJudge(options.machine, options.trust, options.state, options.logger);
+    this.#judge = new TrustJudge(options.machine, options.trust, options.state, options.logger, async (userId) => {
+      await options.machine.updateTrackedUsers(users([userId]));
+      await this.#outgoing.drain();
+    });
     this.#allowed = new Set(options.allowedUsers);
+    this.#now = options.now ?? Date.now;
+    for (const { eventJson, firstSeen } of options.state.pendingDecryptions()) {
+      const event = JSON.parse(eventJson) as RoomEvent;
+      this.#pending.set(event.event_id, { event, firstSeen });
+    }
     options.machine.roomKeyRequestsEnabled = false; // no other device of ours could answer them
     options.machine.registerUserIdentityUpdatedCallback(async (id: UserId) => {
       const userId = id.toString();
@@ -91,11 +107,17 @@ export class OlmCrypto implements CryptoStep {
     const toDevice = JSON.stringify(batch.toDevice);
     const lists = new DeviceLists(users(batch.deviceLists.changed), users(batch.deviceLists.left));
     const fallback = batch.unusedFallbackKeyTypes ? new Set(batch.unusedFallbackKeyTypes) : undefined;
-    if (batch.oneTimeKeyCounts) {
-      await machine.receiveSyncChanges(toDevice, lists, new Map(Object.entries(batch.oneTimeKeyCounts)), fallback, DECRYPT());
-    } else {
-      // No counts in this batch means "unchanged" (MSC3202 omits them); the plain call would read zero and upload 50 keys.
-      await machine.receiveSyncChangesMsc4186(toDevice, lists, new Map(), fallback, DECRYPT());
+    const processed = batch.oneTimeKeyCounts
+      ? await machine.receiveSyncChanges(toDevice, lists, new Map(Object.entries(batch.oneTimeKeyCounts)), fallback, DECRYPT())
+      : // No counts in this batch means "unchanged" (MSC3202 omits them); the plain call would read zero and upload 50 keys.
+        await machine.receiveSyncChangesMsc4186(toDevice, lists, new Map(), fallback, DECRYPT());
+    for (const item of processed) {
+      const raw = JSON.parse(item.rawEvent) as { type?: string; sender?: string };
+      if (item.type === ProcessedToDeviceEventType.UnableToDecrypt) {
+        this.#o.logger.warn({ sender: raw.sender, type: raw.type }, 'could not decrypt a to-device message (a room key may be lost)');
+      } else {
+        this.#o.logger.debug({ sender: raw.sender, type: raw.type, kind: ProcessedToDeviceEventType[item.type] }, 'to-device message');
+      }
     }
 
     const joined: string[] = [];
@@ -103,39 +125,64 @@ export class OlmCrypto implements CryptoStep {
     if (joined.length > 0) await machine.updateTrackedUsers(users([...new Set(joined)]));
     await this.#outgoing.drain();
 
+    // Events still waiting for their keys first (they are older), then this batch's.
     const events: IncomingEvent[] = [];
+    const now = this.#now();
+    for (const { event, firstSeen } of this.#pending.values()) {
+      const result = await this.#decrypt(event);
+      if (result.kind === 'missing' && now - firstSeen < this.#o.keyWaitMs) continue;
+      this.#pending.delete(event.event_id);
+      this.#o.state.removePendingDecryption(event.event_id);
+      events.push(this.#settle(result, event));
+    }
     for (const event of batch.roomEvents) {
-      events.push(event.type === 'm.room.encrypted' ? await this.#decrypt(event) : { event, encrypted: false });
+      if (event.type !== 'm.room.encrypted') {
+        events.push({ event, encrypted: false });
+        continue;
+      }
+      const result = await this.#decrypt(event);
+      if (result.kind === 'missing' && this.#o.keyWaitMs > 0) {
+        // The room key is usually a to-device message that Synapse delivers in a later transaction.
+        this.#pending.set(event.event_id, { event, firstSeen: now });
+        this.#o.state.addPendingDecryption(event.event_id, JSON.stringify(event), now);
+        continue;
+      }
+      events.push(this.#settle(result, event));
     }
     return { events, notices: await this.#identityNotices() };
   }
 
-  async #decrypt(event: RoomEvent): Promise<IncomingEvent> {
+  /** True while encrypted events wait for their keys: the pipeline then runs even without new batches. */
+  hasPending(): boolean {
+    return this.#pending.size > 0;
+  }
+
+  #settle(result: Decrypted, event: RoomEvent): IncomingEvent {
+    if (result.kind === 'ok') return result.incoming;
+    if (result.kind === 'missing' && this.#toDeviceSeen === 0 && !this.#hintedToDevice) {
+      this.#hintedToDevice = true;
+      this.#o.logger.warn('no to-device message has reached the bot since it started, so it cannot get room keys: check experimental_features.msc2409_to_device_messages_enabled and msc3202_transaction_extensions in homeserver.yaml (appservice mode)');
+    }
+    return { event, encrypted: true, decryptionFailure: { reason: result.kind === 'missing' ? 'missing-keys' : 'other', message: result.message } };
+  }
+
+  async #decrypt(event: RoomEvent): Promise<Decrypted> {
     try {
       const decrypted = await this.#o.machine.decryptRoomEvent(JSON.stringify(event), new RoomId(event.room_id), DECRYPT());
       const plain = JSON.parse(decrypted.event) as { type?: unknown; content?: unknown };
       const sender = decrypted.sender.toString();
       if (sender !== event.sender || typeof plain.type !== 'string' || plain.content === null || typeof plain.content !== 'object') {
-        return { event, encrypted: true, decryptionFailure: { reason: 'other', message: 'the decrypted payload does not match its envelope' } };
+        return { kind: 'failed', message: 'the decrypted payload does not match its envelope' };
       }
       const deviceId = decrypted.senderDevice?.toString();
       const verdict = this.#allowed.has(sender) ? await this.#judge.judge(sender, deviceId) : { deviceId, trusted: false, why: 'not an allowed user' };
       // The decrypted event keeps the envelope's id, room, sender and time; type and content come from the ciphertext.
-      return {
-        event: { ...event, type: plain.type, content: plain.content as Record<string, unknown> },
-        encrypted: true,
-        senderDevice: verdict,
-      };
+      const incoming: IncomingEvent = { event: { ...event, type: plain.type, content: plain.content as Record<string, unknown> }, encrypted: true, senderDevice: verdict };
+      return { kind: 'ok', incoming };
     } catch (error) {
-      if (error instanceof MegolmDecryptionError) {
-        const missing = error.code === DecryptionErrorCode.MissingRoomKey || error.code === DecryptionErrorCode.UnknownMessageIndex;
-        if (missing && this.#toDeviceSeen === 0 && !this.#hintedToDevice) {
-          this.#hintedToDevice = true;
-          this.#o.logger.warn('no to-device message has reached the bot since it started, so it cannot get room keys: check experimental_features.msc2409_to_device_messages_enabled and msc3202_transaction_extensions in homeserver.yaml (appservice mode)');
-        }
-        return { event, encrypted: true, decryptionFailure: { reason: missing ? 'missing-keys' : 'other', message: error.description } };
-      }
-      throw error;
+      if (!(error instanceof MegolmDecryptionError)) throw error;
+      const missing = error.code === DecryptionErrorCode.MissingRoomKey || error.code === DecryptionErrorCode.UnknownMessageIndex;
+      return { kind: missing ? 'missing' : 'failed', message: error.description };
     }
   }
 
@@ -163,7 +210,7 @@ export class OlmCrypto implements CryptoStep {
       this.#o.logger.warn({ user_id: userId }, "an allowed user's cryptographic identity changed; their commands are refused until an operator re-pins it");
       const text = `⚠️ ${userId}'s cryptographic identity changed (new cross-signing keys). Until an operator re-pins it ("trust repin ${userId}"), I will not obey commands from ${userId}` +
         (this.#o.trust === 'any' ? '; under the "any" policy I still do.' : '.');
-      for (const roomId of this.#rooms.roomsWith(userId)) notices.push({ roomId, text, key: `identity-${userId}-${Buffer.from(key).toString('base64url').slice(0, 16)}` });
+      for (const roomId of await this.#rooms.roomsWith(userId)) notices.push({ roomId, text, key: `identity-${userId}-${Buffer.from(key).toString('base64url').slice(0, 16)}` });
     }
     return notices;
   }

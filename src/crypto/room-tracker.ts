@@ -61,8 +61,11 @@ export class RoomTracker {
     return [...members];
   }
 
-  /** Rooms the bot knows a user to be in (for announcements about that user). */
-  roomsWith(userId: string): string[] {
-    return [...this.#members].filter(([, members]) => members.has(userId)).map(([roomId]) => roomId);
+  /** The bot's rooms that a user is in (for announcements about that user). */
+  async roomsWith(userId: string): Promise<string[]> {
+    const { joined_rooms: rooms } = await this.#client.request<{ joined_rooms: string[] }>('GET', '/v3/joined_rooms', { retries: 2 });
+    const found: string[] = [];
+    for (const roomId of rooms) if ((await this.members(roomId)).includes(userId)) found.push(roomId);
+    return found;
   }
 }

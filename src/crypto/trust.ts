@@ -28,7 +28,11 @@ export class TrustJudge {
   readonly #state: StateDb;
   readonly #logger: Logger;
 
-  constructor(machine: OlmMachine, policy: TrustPolicy, state: StateDb, logger: Logger) {
+  readonly #refreshKeys: (userId: string) => Promise<void>;
+
+  /** `refreshKeys` makes the engine fetch a user's device list (a fresh store knows nobody's devices). */
+  constructor(machine: OlmMachine, policy: TrustPolicy, state: StateDb, logger: Logger, refreshKeys: (userId: string) => Promise<void>) {
+    this.#refreshKeys = refreshKeys;
     this.#machine = machine;
     this.#policy = policy;
     this.#state = state;
@@ -38,7 +42,11 @@ export class TrustJudge {
   async judge(sender: string, deviceId: string | undefined): Promise<TrustVerdict> {
     if (this.#policy === 'any') return { deviceId, trusted: true, why: 'trust policy "any"' };
     if (!deviceId) return { deviceId, trusted: false, why: 'the sending device is unknown' };
-    const device = await this.#machine.getDevice(new UserId(sender), new DeviceId(deviceId));
+    let device = await this.#machine.getDevice(new UserId(sender), new DeviceId(deviceId));
+    if (!device) {
+      await this.#refreshKeys(sender);
+      device = await this.#machine.getDevice(new UserId(sender), new DeviceId(deviceId));
+    }
     if (!device) return { deviceId, trusted: false, why: `device ${deviceId} is unknown to me` };
     try {
       if (this.#policy === 'verified') {

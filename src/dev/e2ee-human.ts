@@ -31,6 +31,7 @@ import {
   type MatrixClient,
   type MatrixEvent,
 } from 'matrix-js-sdk';
+import { DeviceId, EncryptionSettings, OlmMachine, RoomId, UserId } from '@matrix-org/matrix-sdk-crypto-wasm';
 import { logger as sdkGlobalLogger, type Logger } from 'matrix-js-sdk/lib/logger.js';
 import type { CryptoApi } from 'matrix-js-sdk/lib/crypto-api/index.js';
 
@@ -208,9 +209,6 @@ function unrefSdkTimers(client: MatrixClient): void {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-function unpaddedBase64(bytes: number): string {
-  return randomBytes(bytes).toString('base64').replace(/=+$/, '');
-}
 
 async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined> | T | undefined, intervalMs = 50): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -510,20 +508,20 @@ class Person implements E2eeHuman {
   }
 
   async sendUndecryptable(roomId: string): Promise<string> {
-    const keys = await this.#crypto.getOwnDeviceKeys();
-    // Shaped like a real Megolm event, but of a session whose key was never shared with anyone.
-    const content = {
-      algorithm: 'm.megolm.v1.aes-sha2',
-      sender_key: keys.curve25519,
-      device_id: this.deviceId,
-      session_id: unpaddedBase64(32),
-      ciphertext: unpaddedBase64(160),
-    };
-    const txnId = `utd-${Date.now()}-${randomBytes(4).toString('hex')}`;
-    // Straight to the API: the SDK's send path would try to encrypt (or refuse) it.
-    const path = `/rooms/${encodeURIComponent(roomId)}/send/m.room.encrypted/${encodeURIComponent(txnId)}`;
-    const result = await this.client.http.authedRequest<{ event_id: string }>(Method.Put, path, undefined, content);
-    return result.event_id;
+    // A real Megolm message from a throwaway in-memory device whose room key was shared with nobody:
+    // what a recipient sees when the key never reached it (e.g. sent while it was down).
+    const ghost = await OlmMachine.initialize(new UserId(this.userId), new DeviceId(`GHOST${randomBytes(4).toString('hex').toUpperCase()}`));
+    try {
+      await ghost.shareRoomKey(new RoomId(roomId), [], new EncryptionSettings());
+      const content = JSON.parse(await ghost.encryptRoomEvent(new RoomId(roomId), 'm.room.message', JSON.stringify({ msgtype: 'm.text', body: 'start' }))) as Record<string, unknown>;
+      const txnId = `utd-${Date.now()}-${randomBytes(4).toString('hex')}`;
+      // Straight to the API: the SDK's send path would try to encrypt (or refuse) it.
+      const path = `/rooms/${encodeURIComponent(roomId)}/send/m.room.encrypted/${encodeURIComponent(txnId)}`;
+      const result = await this.client.http.authedRequest<{ event_id: string }>(Method.Put, path, undefined, content);
+      return result.event_id;
+    } finally {
+      ghost.close();
+    }
   }
 
   async stop(): Promise<void> {

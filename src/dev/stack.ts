@@ -3,12 +3,13 @@
  * **simulated** Kubernetes API, and the bot started in-process. Used by the integration tests,
  * the demo and the benchmark, so they all exercise the same wiring as production.
  */
-import { mkdir, writeFile } from 'node:fs/promises';
+import { createWriteStream } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { start, type App, type Deps } from '../app.ts';
 import { buildRegistration, registrationYaml } from '../appservice/registration.ts';
 import { loadConfig, type Config } from '../config/config.ts';
-import { silentLogger, type Logger } from '../log.ts';
+import { createLogger, type Logger } from '../log.ts';
 import { Human } from './human.ts';
 import { startKubeSimulator, type KubeSimulator } from './kube-simulator.ts';
 import { freeLoopbackPort, startSynapse, type HarnessLogger, type Synapse } from './synapse.ts';
@@ -41,6 +42,13 @@ export interface Stack {
   /** Environment for the bot, as an operator would set it (tests add or override keys). */
   botEnv(overrides?: Record<string, string | undefined>): Record<string, string | undefined>;
   startBot(options?: { env?: Record<string, string | undefined>; logger?: Logger; deps?: Partial<Deps> }): Promise<{ app: App; config: Config }>;
+  /**
+   * Waits until Synapse is not retrying failed pushes to the bot. After the bot was down, Synapse
+   * retries on a backoff and meanwhile drops to-device messages (room keys) sent to it, so a test
+   * that restarts the bot waits for this before sending an encrypted command. Read from Synapse's
+   * own log (its appservice scheduler's lines), since Synapse exposes this state nowhere else.
+   */
+  waitForAppserviceUp(timeoutMs?: number): Promise<void>;
   /** Registers a user and returns them as a Human with a running /sync loop. */
   human(localpart: string): Promise<Human>;
   stop(): Promise<void>;
@@ -107,11 +115,24 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     botEnv,
     async startBot(o = {}) {
       const config = loadConfig({ env: botEnv(o.env) });
-      const app = await start(config, { logger: o.logger ?? silentLogger(), defaultMetrics: false, ...o.deps });
+      // Without a logger of the caller's, the bot logs at debug into the stack's directory, for diagnosis.
+      const logger = o.logger ?? createLogger({ level: 'debug' }, createWriteStream(join(dir, 'bot.log'), { flags: 'a', mode: 0o600 }));
+      const app = await start(config, { logger, defaultMetrics: false, ...o.deps });
       const stop = app.stop;
       apps.add(app);
       const tracked: App = { ...app, stop: async () => { apps.delete(app); await stop(); } };
       return { app: tracked, config };
+    },
+    async waitForAppserviceUp(timeoutMs = 15_000) {
+      const settleMs = 500; // failures of pushes started while the bot was down are logged a little later
+      const started = Date.now();
+      for (;;) {
+        const log = await readFile(join(synapse.dir, 'homeserver.log'), 'utf8');
+        const last = [...log.matchAll(/Starting recoverer for AS ID|Successfully recovered application service/g)].at(-1)?.[0];
+        if (Date.now() - started >= settleMs && last !== 'Starting recoverer for AS ID') return;
+        if (Date.now() - started > timeoutMs) throw new Error('Synapse is still retrying pushes to the bot');
+        await new Promise((r) => setTimeout(r, 100));
+      }
     },
     async human(localpart) {
       const user = await synapse.registerUser(localpart, `pw-${localpart}-${humanCount++}`);

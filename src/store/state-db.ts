@@ -33,6 +33,11 @@ export class StateDb {
       ) WITHOUT ROWID;
       CREATE INDEX IF NOT EXISTS handled_events_at ON handled_events (handled_at);
       CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+      CREATE TABLE IF NOT EXISTS pending_decryption (
+        event_id TEXT PRIMARY KEY,
+        event_json TEXT NOT NULL,
+        first_seen INTEGER NOT NULL
+      ) WITHOUT ROWID;
       CREATE TABLE IF NOT EXISTS operator_requests (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         kind TEXT NOT NULL,
@@ -110,6 +115,23 @@ export class StateDb {
     return rows
       .sort((a, b) => a.id - b.id)
       .map((r) => ({ kind: r.kind as OperatorRequest['kind'], userId: r.user_id, deviceId: r.device_id ?? undefined }));
+  }
+
+  /**
+   * Encrypted events waiting for their room key (it often arrives a transaction after the
+   * message). Kept here because the transaction that carried them is already acknowledged.
+   */
+  addPendingDecryption(eventId: string, eventJson: string, firstSeen: number): void {
+    this.#db.prepare('INSERT INTO pending_decryption (event_id, event_json, first_seen) VALUES (?, ?, ?) ON CONFLICT DO NOTHING').run(eventId, eventJson, firstSeen);
+  }
+
+  removePendingDecryption(eventId: string): void {
+    this.#db.prepare('DELETE FROM pending_decryption WHERE event_id = ?').run(eventId);
+  }
+
+  pendingDecryptions(): Array<{ eventJson: string; firstSeen: number }> {
+    const rows = this.#db.prepare('SELECT event_json, first_seen FROM pending_decryption ORDER BY first_seen').all() as Array<{ event_json: string; first_seen: number }>;
+    return rows.map((r) => ({ eventJson: r.event_json, firstSeen: r.first_seen }));
   }
 
   /** Forgets handled events older than the cut-off; homeservers do not redeliver events that old. */

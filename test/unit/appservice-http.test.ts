@@ -57,11 +57,10 @@ async function startServer(allowQueryToken: boolean): Promise<Running> {
     registration,
     allowQueryToken,
     client: new MatrixClient({ baseUrl: 'http://127.0.0.1:1', accessToken: registration.asToken, logger }),
-    device: () => ({ userId: '@bot:example.org', deviceId: undefined }),
-    process: recorder.process,
     isStopping: () => recorder.stopping,
     logger,
   });
+  source.attach({ device: { userId: '@bot:example.org', deviceId: undefined }, process: recorder.process });
   const server = await startHttpServer({
     bind: '127.0.0.1',
     port: 0,
@@ -233,6 +232,37 @@ describe('appservice HTTP API: transactions', () => {
     main.recorder.stopping = false;
     await expectEmptyOk(await put(txnId, { events: [event('$late')] }));
     assert.equal(main.recorder.batches.length, 1);
+  });
+});
+
+describe('appservice HTTP API: start-up', () => {
+  test('a transaction arriving while the bot is still starting is held, then processed', async () => {
+    const logger = silentLogger();
+    const recorder = new Recorder();
+    const source = new AppserviceSource({
+      registration,
+      allowQueryToken: false,
+      client: new MatrixClient({ baseUrl: 'http://127.0.0.1:1', accessToken: registration.asToken, logger }),
+      isStopping: () => false,
+      logger,
+    });
+    const server = await startHttpServer({ bind: '127.0.0.1', port: 0, health: new Health([]), metrics: new Metrics({ defaultMetrics: false }), appservice: source.router(), logger });
+    try {
+      let answered = false;
+      const response = put('early', { events: [event('$early')] }, auth, `http://127.0.0.1:${server.port}`).then((r) => {
+        answered = true;
+        return r;
+      });
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      assert.equal(answered, false, 'held until the bot is attached');
+      assert.equal(recorder.batches.length, 0);
+      source.attach({ device: { userId: '@bot:example.org', deviceId: 'DEV' }, process: recorder.process });
+      await expectEmptyOk(await response);
+      assert.equal(recorder.batches.length, 1);
+      assert.equal(recorder.batches[0]?.roomEvents[0]?.event_id, '$early');
+    } finally {
+      await server.close();
+    }
   });
 });
 
