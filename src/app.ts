@@ -1,18 +1,15 @@
-import { AppserviceSource } from './appservice/appservice-source.ts';
-import { connectBotUser, ensureDisplayName } from './appservice/bot-user.ts';
+import { ensureDisplayName } from './appservice/bot-user.ts';
 import { Bot, type RoomActions } from './bot/bot.ts';
 import type { Config } from './config/config.ts';
-import type { CryptoStep } from './crypto/crypto-step.ts';
+import { createConnection } from './connection.ts';
 import { openDeviceCrypto } from './crypto/device-store.ts';
 import { OlmCrypto } from './crypto/olm-crypto.ts';
-import { appserviceDevices } from './appservice/devices.ts';
 import { Health } from './health.ts';
 import { startHttpServer, type HttpServer } from './http-server.ts';
 import { createKube } from './kube/client-node-kube.ts';
 import { instrumentKube } from './kube/instrumented-kube.ts';
 import type { DeploymentTarget, Kube } from './kube/kube.ts';
 import type { Logger } from './log.ts';
-import { MatrixClient } from './matrix/client.ts';
 import { Metrics } from './metrics.ts';
 import { Pipeline } from './pipeline.ts';
 import { EXIT, StartupError } from './startup-error.ts';
@@ -26,6 +23,8 @@ export interface Deps {
   readonly defaultMetrics?: boolean;
   /** Seconds between background readiness checks. */
   readonly checkIntervalSeconds?: number;
+  /** Called if the bot gives up while running (password mode: homeserver unreachable too long). */
+  readonly onFatal?: (error: Error) => void;
 }
 
 export interface App {
@@ -46,13 +45,12 @@ const KEY_WAIT_MS = 15_000;
 /** Handled-event ids are kept this long; homeservers do not redeliver anything older. */
 const HANDLED_EVENT_RETENTION_MS = 30 * 24 * 3600 * 1000;
 
-/** Starts the bot in appservice mode. Password mode arrives with its own source; everything below it is shared. */
+/**
+ * Starts the bot: one pipeline (crypto → policy and commands → Kubernetes), fed by the mode's
+ * source (appservice transactions or /sync). `main` calls this; tests call it in-process.
+ */
 export async function start(config: Config, deps: Deps): Promise<App> {
   const logger = deps.logger;
-  const registration = config.appservice.registration;
-  if (config.mode !== 'appservice' || !registration) {
-    throw new StartupError('password mode is not available in this version; use mode: appservice', EXIT.config);
-  }
   const target: DeploymentTarget = { namespace: config.kubernetes.namespace, name: config.kubernetes.deployment };
   const metrics = new Metrics({ defaultMetrics: deps.defaultMetrics ?? true });
   const health = new Health(['homeserver', 'kubernetes']);
@@ -63,46 +61,54 @@ export async function start(config: Config, deps: Deps): Promise<App> {
     throw new StartupError(`storage.path: cannot open the state store in ${config.storage.path}: ${(error as Error).message}`, EXIT.store, { cause: error });
   }
   const timers: NodeJS.Timeout[] = [];
-  let crypto: CryptoStep | undefined;
-  let http: HttpServer | undefined;
   const abort = new AbortController();
+  const connection = createConnection({
+    config,
+    state,
+    health,
+    logger,
+    onFatal: deps.onFatal ?? ((error) => logger.fatal(`giving up: ${error.message}`)),
+  });
+  let http: HttpServer | undefined;
+  let olm: OlmCrypto | undefined;
   try {
+    // Listening first: in appservice mode Synapse may push as soon as the bot registers its user or
+    // device, and the listener holds those transactions until the pipeline is ready.
+    try {
+      http = await startHttpServer({ bind: config.http.bind, port: config.http.port, health, metrics, appservice: connection.router, logger });
+    } catch (error) {
+      throw new StartupError(`http.port: cannot listen on ${config.http.bind}:${config.http.port}: ${(error as Error).message}`, EXIT.listen, { cause: error });
+    }
     const kube = instrumentKube(
       deps.kube ?? createKube({ kubeconfigPath: config.kubernetes.kubeconfig, requestTimeoutMs: config.kubernetes.timeoutSeconds * 1000, logger }),
       metrics,
       health,
     );
-    const client = new MatrixClient({ baseUrl: config.homeserver.url, accessToken: registration.asToken, logger });
-    // Listening first: Synapse may push as soon as the bot registers its user or device.
-    const source = new AppserviceSource({
-      registration,
-      allowQueryToken: config.appservice.allowQueryToken,
-      client,
-      isStopping: () => health.stopping,
-      logger,
-    });
-    try {
-      http = await startHttpServer({ bind: config.http.bind, port: config.http.port, health, metrics, appservice: source.router(), logger });
-    } catch (error) {
-      throw new StartupError(`http.port: cannot listen on ${config.http.bind}:${config.http.port}: ${(error as Error).message}`, EXIT.listen, { cause: error });
-    }
-    const userId = await connectBotUser(client, registration, config.homeserver.domain, logger, abort.signal);
-    client.setIdentity({ user_id: userId });
-    health.set('homeserver', true, 'whoami answered');
+    const { client } = connection;
+    const userId = await connection.connect(abort.signal);
+    health.set('homeserver', true, 'the homeserver answered');
     await ensureDisplayName(client, userId, config.bot.displayName, logger);
 
-    const devices = appserviceDevices(client, userId, registration.senderLocalpart, config.bot.displayName, logger);
-    const device = await openDeviceCrypto({ userId, dir: config.storage.path, passphrase: config.storage.passphrase, devices, logger });
-    client.setIdentity({ user_id: userId, device_id: device.deviceId });
-    const olm = new OlmCrypto({ machine: device.machine, store: device.store, client, userId, allowedUsers: config.bot.allowedUsers, trust: config.bot.trust, state, logger, keyWaitMs: KEY_WAIT_MS });
-    crypto = olm;
-    await olm.setUp();
-    logger.info({ device_id: device.deviceId, ed25519: device.machine.identityKeys.ed25519.toBase64() }, 'end-to-end encryption ready');
+    const device = await openDeviceCrypto({
+      userId,
+      dir: config.storage.path,
+      passphrase: config.storage.passphrase,
+      devices: connection.devices(),
+      freshDeviceId: connection.unusedDeviceId,
+      logger,
+    });
+    connection.useDevice(userId, device.deviceId);
+    const crypto = new OlmCrypto({ machine: device.machine, store: device.store, client, userId, allowedUsers: config.bot.allowedUsers, trust: config.bot.trust, state, logger, keyWaitMs: KEY_WAIT_MS });
+    olm = crypto;
+    await crypto.setUp();
+    const ed25519 = device.machine.identityKeys.ed25519.toBase64();
+    logger.info({ device_id: device.deviceId, ed25519 }, 'end-to-end encryption ready');
+
     const rooms: RoomActions = {
       join: async (roomId) => void (await client.joinRoom(roomId)),
       leave: (roomId, reason) => client.leaveRoom(roomId, reason),
       send: async (roomId, content, txnId) => {
-        const out = await olm.prepareSend(roomId, 'm.room.message', content);
+        const out = await crypto.prepareSend(roomId, 'm.room.message', content);
         await client.sendEvent(roomId, out.type, out.content, txnId);
       },
     };
@@ -119,8 +125,8 @@ export async function start(config: Config, deps: Deps): Promise<App> {
       metrics,
       logger,
     });
-    const pipeline = new Pipeline({ crypto: olm, bot, metrics, logger });
-    source.attach({ device: { userId, deviceId: device.deviceId }, process: (batch) => pipeline.process(batch, 'appservice') });
+    const source = config.mode === 'appservice' ? 'appservice' : 'sync';
+    const pipeline = new Pipeline({ crypto, bot, metrics, logger });
 
     const check = async (): Promise<void> => {
       await kube.ping(target).catch((error: unknown) => logger.warn(`kubernetes check: ${(error as Error).message}`));
@@ -134,21 +140,19 @@ export async function start(config: Config, deps: Deps): Promise<App> {
     prune();
     timers.push(setInterval(() => void check(), (deps.checkIntervalSeconds ?? 30) * 1000).unref());
     timers.push(setInterval(prune, 24 * 3600 * 1000).unref());
-    // Messages waiting for room keys are retried even when no transaction comes.
+    // Messages waiting for room keys are retried even when no new batch comes.
     timers.push(setInterval(() => void pipeline.tick(), 1000).unref());
 
-    const problem = await source.ping();
-    if (problem) logger.warn(`homeserver → bot: ${problem}`);
-    else logger.info({ user_id: userId, port: http.port, deployment: `${target.namespace}/${target.name}` }, 'ready: the homeserver reaches the bot');
-    // Pushes that failed while the bot was down leave Synapse retrying on a backoff, and it drops
-    // to-device messages until it recovers; each ping makes it retry at once.
-    for (const delay of [1000, 3000]) timers.push(setTimeout(() => void source.ping(), delay).unref());
+    await connection.begin((batch) => pipeline.process(batch, source), userId, device.deviceId, {
+      afterRelogin: () => pipeline.exclusive(() => crypto.ensurePublished()),
+    });
+    logger.info({ user_id: userId, device_id: device.deviceId, mode: config.mode, port: http.port, deployment: `${target.namespace}/${target.name}` }, 'ready');
 
     const server = http;
     return {
       userId,
       deviceId: device.deviceId,
-      ed25519: device.machine.identityKeys.ed25519.toBase64(),
+      ed25519,
       port: server.port,
       metrics,
       health,
@@ -156,16 +160,18 @@ export async function start(config: Config, deps: Deps): Promise<App> {
         health.markStopping();
         abort.abort();
         for (const t of timers) clearTimeout(t);
+        await connection.stop();
         await server.close(pipeline.drain());
-        await olm.close();
+        await crypto.close();
         state.close();
       },
     };
   } catch (error) {
     abort.abort();
     for (const t of timers) clearTimeout(t);
+    await connection.stop().catch(() => undefined);
     await http?.close();
-    await crypto?.close().catch(() => undefined);
+    await olm?.close().catch(() => undefined);
     state.close();
     throw error;
   }

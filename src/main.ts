@@ -44,12 +44,18 @@ async function main(): Promise<number> {
   const config = loadConfig({ file: action.configFile, env: process.env });
   const logger = createLogger({ level: config.log.level, format: config.log.format });
   logger.info({ version: VERSION, config: describeConfig(config) }, `${NAME} starting`);
-  const app = await start(config, { logger });
-  return await untilSignal(app, logger);
+  let fatal: ((error: Error) => void) | undefined;
+  const app = await start(config, { logger, onFatal: (error) => fatal?.(error) });
+  return await untilSignal(app, logger, (handler) => (fatal = handler));
 }
 
-function untilSignal(app: App, logger: Logger): Promise<number> {
+/** Runs until SIGTERM/SIGINT (exit 0 after a clean stop) or a fatal error while running (exit 1). */
+function untilSignal(app: App, logger: Logger, onFatal: (handler: (error: Error) => void) => void): Promise<number> {
   return new Promise((resolve) => {
+    onFatal((error) => {
+      logger.fatal(`giving up: ${error.message}`);
+      void app.stop().finally(() => resolve(1));
+    });
     let stopping = false;
     const stop = (signal: string): void => {
       if (stopping) return;

@@ -31,6 +31,13 @@ export class Pipeline {
     return run;
   }
 
+  /** Runs `work` in the queue, between batches (engine work outside a batch, e.g. after a new login). */
+  exclusive<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.#tail.then(work);
+    this.#tail = run.catch(() => undefined);
+    return run;
+  }
+
   /** Runs an empty batch when the crypto step has events waiting, so they are settled in time. */
   async tick(): Promise<void> {
     if (!this.#crypto.hasPending()) return;

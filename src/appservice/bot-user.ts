@@ -1,6 +1,7 @@
 import type { Logger } from '../log.ts';
 import { MatrixError, p, type MatrixClient } from '../matrix/client.ts';
 import { EXIT, StartupError } from '../startup-error.ts';
+import { untilReachable } from '../matrix/reachable.ts';
 import type { Registration } from './registration.ts';
 
 /**
@@ -44,20 +45,5 @@ export async function ensureDisplayName(client: MatrixClient, userId: string, di
     }
   } catch (error) {
     logger.warn(`could not set the display name: ${(error as Error).message}`);
-  }
-}
-
-/** Retries while the homeserver does not answer at all (down, starting), with capped backoff. */
-export async function untilReachable<T>(call: () => Promise<T>, logger: Logger, signal?: AbortSignal): Promise<T> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await call();
-    } catch (error) {
-      const unreachable = error instanceof MatrixError && (error.status === 0 || error.status === 502 || error.status === 503 || error.status === 504);
-      if (!unreachable || signal?.aborted) throw error;
-      const wait = Math.min(1000 * 2 ** (attempt - 1), 30_000);
-      logger.warn({ attempt, retry_in_s: wait / 1000 }, `homeserver not reachable yet: ${error.message}`);
-      await new Promise((resolve) => setTimeout(resolve, wait));
-    }
   }
 }

@@ -71,6 +71,9 @@ export class Bot {
     if (event.content['membership'] !== 'invite') return;
     const log = this.#o.logger.child({ room_id: event.room_id, event_id: event.event_id, inviter: event.sender });
     if (this.#o.state.wasHandled(event.event_id)) return;
+    // /sync shows an invite twice: as stripped state, then as the timeline event once joined.
+    const answered = Number(this.#o.state.get(`invite-answered:${event.room_id}`) ?? -1);
+    if (event.origin_server_ts <= answered) return;
     if (!this.#policy.isAllowed(event.sender)) {
       log.warn('declining invite from a user who is not allowed');
       await this.#o.rooms.leave(event.room_id, 'This bot only joins rooms when invited by an allowed user.');
@@ -81,6 +84,7 @@ export class Bot {
     }
     // Claimed after the join so a failed join is retried on redelivery; join and hello are idempotent.
     this.#o.state.claimEvent(event.event_id, event.room_id);
+    this.#o.state.set(`invite-answered:${event.room_id}`, String(event.origin_server_ts));
   }
 
   async #message(incoming: IncomingEvent): Promise<void> {

@@ -32,6 +32,7 @@ export interface Config {
     readonly allowQueryToken: boolean;
   };
   readonly http: { readonly bind: string; readonly port: number };
+  readonly sync: { readonly maxRetries: number };
   readonly kubernetes: {
     readonly deployment: string;
     readonly namespace: string;
@@ -272,6 +273,7 @@ export function loadConfig(options: LoadOptions): Config {
       allowQueryToken: values.get('appservice.allowQueryToken')?.value as boolean,
     },
     http: { bind: str('http.bind') as string, port: values.get('http.port')?.value as number },
+    sync: { maxRetries: values.get('sync.maxRetries')?.value as number },
     kubernetes: {
       deployment,
       namespace,

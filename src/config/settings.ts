@@ -71,6 +71,10 @@ export const SETTINGS: readonly Setting[] = [
     doc: 'Path to the appservice registration YAML (the same file Synapse loads); tokens, id and sender are read from it. Required in appservice mode.',
   },
   {
+    key: 'sync.maxRetries', env: ['SYNC_MAX_RETRIES'], kind: 'int', default: 20, min: 0,
+    doc: 'Password mode: consecutive failed attempts to reach the homeserver (backoff doubling up to 60 s) before the bot exits non-zero, as the old bot did. 0: retry forever.',
+  },
+  {
     key: 'http.bind', env: ['HTTP_BIND_ADDRESS'], kind: 'string', default: '0.0.0.0',
     doc: 'Address the HTTP listener binds: appservice transactions, `/health`, `/ready`, `/metrics`.',
   },

@@ -44,6 +44,8 @@ export async function openDeviceCrypto(options: {
   readonly dir: string;
   readonly passphrase: string | undefined;
   readonly devices: DeviceApi;
+  /** A device that exists but was never used (password mode's first login): used for a fresh store. */
+  readonly freshDeviceId?: string | undefined;
   readonly logger: Logger;
 }): Promise<DeviceCrypto> {
   const { userId, devices, logger } = options;
@@ -87,7 +89,7 @@ export async function openDeviceCrypto(options: {
 
   if (replaced) deviceId = await startOver(replaced);
   else if (!deviceId) {
-    deviceId = newDeviceId();
+    deviceId = options.freshDeviceId ?? newDeviceId();
     await devices.ensure(deviceId);
     // A fresh store beside devices of ours on the server means the store was lost with its record.
     const removed = await removeStaleDevices(devices, deviceId, logger);

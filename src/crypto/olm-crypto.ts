@@ -20,6 +20,7 @@ import type { IncomingEvent } from '../matrix/incoming.ts';
 import type { StateDb } from '../store/state-db.ts';
 import type { CryptoStep, Notice, Outgoing, ProcessedBatch } from './crypto-step.ts';
 import type { DurableIndexedDb } from './durable-idb.ts';
+import { canonicalJson } from './canonical-json.ts';
 import { OutgoingRequests } from './outgoing-requests.ts';
 import { RoomTracker } from './room-tracker.ts';
 import { TrustJudge } from './trust.ts';
@@ -97,7 +98,44 @@ export class OlmCrypto implements CryptoStep {
       this.#o.logger.info('cross-signed the bot device with a new identity');
     }
     await this.#outgoing.drain();
+    await this.ensurePublished();
     await this.flush();
+  }
+
+  /**
+   * Makes sure the homeserver still holds this device's keys. Deleting a device (a logout, an admin)
+   * deletes its keys; logging in again with the same device id brings the device back empty, and
+   * the engine, believing its keys published, would never upload them again. So they are checked,
+   * and signed and uploaded again (with the cross-signing signature) when missing.
+   */
+  async ensurePublished(): Promise<void> {
+    const { machine, client, userId } = this.#o;
+    const deviceId = machine.deviceId.toString();
+    const ed25519 = machine.identityKeys.ed25519.toBase64();
+    const curve25519 = machine.identityKeys.curve25519.toBase64();
+    const query = await client.request<{ device_keys?: Record<string, Record<string, { keys?: Record<string, string> }>> }>('POST', '/v3/keys/query', {
+      body: { device_keys: { [userId]: [deviceId] } },
+      retries: 2,
+    });
+    const published = query.device_keys?.[userId]?.[deviceId]?.keys?.[`ed25519:${deviceId}`];
+    if (published === ed25519) return;
+    const keys = {
+      user_id: userId,
+      device_id: deviceId,
+      algorithms: ['m.olm.v1.curve25519-aes-sha2', 'm.megolm.v1.aes-sha2'],
+      keys: { [`curve25519:${deviceId}`]: curve25519, [`ed25519:${deviceId}`]: ed25519 },
+    };
+    const signatures = JSON.parse((await machine.sign(canonicalJson(keys))).asJSON()) as Record<string, Record<string, string>>;
+    const own = signatures[userId]?.[`ed25519:${deviceId}`];
+    if (!own) throw new Error('the crypto engine did not sign the device keys');
+    await client.request('POST', '/v3/keys/upload', { body: { device_keys: { ...keys, signatures: { [userId]: { [`ed25519:${deviceId}`]: own } } } }, retries: 2 });
+    const device = await machine.getDevice(new UserId(userId), machine.deviceId);
+    if (device) {
+      // Re-sign the device with the bot's self-signing key, so clients see it as verified by its owner again.
+      await this.#outgoing.send(await device.verify());
+      device.free();
+    }
+    this.#o.logger.warn({ device_id: deviceId }, published ? 'the homeserver held other keys for this device; published ours again' : "the homeserver had lost this device's keys (the device was deleted and recreated); published them again");
   }
 
   async process(batch: SyncBatch): Promise<ProcessedBatch> {

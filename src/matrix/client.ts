@@ -33,6 +33,8 @@ export interface RequestOptions {
   readonly retries?: number;
   /** Skip the client's identity parameters (appservice user/device masquerading). */
   readonly asSelfOnly?: boolean;
+  /** Cancels the request (e.g. a long poll when the bot stops). */
+  readonly signal?: AbortSignal;
 }
 
 export interface MatrixClientOptions {
@@ -139,7 +141,9 @@ export class MatrixClient {
         method,
         headers: { authorization: `Bearer ${this.#accessToken}`, ...(options.body === undefined ? {} : { 'content-type': 'application/json' }) },
         body: options.body === undefined ? null : JSON.stringify(options.body),
-        signal: AbortSignal.timeout(options.timeoutMs ?? this.#timeoutMs),
+        signal: options.signal
+          ? AbortSignal.any([options.signal, AbortSignal.timeout(options.timeoutMs ?? this.#timeoutMs)])
+          : AbortSignal.timeout(options.timeoutMs ?? this.#timeoutMs),
       });
     } catch (error) {
       const reason = (error as Error).name === 'TimeoutError' ? 'timed out' : describeFetchError(error);

@@ -1,0 +1,183 @@
+import type { Health } from '../health.ts';
+import type { Logger } from '../log.ts';
+import type { SyncBatch } from '../matrix/batch.ts';
+import { MatrixError, type MatrixClient } from '../matrix/client.ts';
+import { isRoomEvent, type RoomEvent, type ToDeviceEvent } from '../matrix/events.ts';
+import type { StateDb } from '../store/state-db.ts';
+import type { PasswordSession } from './password-session.ts';
+
+export interface SyncSourceOptions {
+  readonly client: MatrixClient;
+  readonly session: PasswordSession;
+  readonly state: StateDb;
+  readonly health: Health;
+  /** Hands a batch to the pipeline; resolves when its effects are durable. */
+  readonly process: (batch: SyncBatch) => Promise<void>;
+  /** Consecutive failed attempts before giving up (0: never). */
+  readonly maxRetries: number;
+  readonly longPollMs: number;
+  /** After a new login on the same device (the token was rejected): re-check the device's keys. */
+  readonly afterRelogin: () => Promise<void>;
+  /** Called when the source gives up (retries exhausted, login refused). */
+  readonly onFatal: (error: Error) => void;
+  readonly logger: Logger;
+}
+
+const TOKEN_KEY = 'sync-token';
+const MAX_BACKOFF_MS = 60_000;
+
+/** Keeps what the bot needs: room timelines (members lazily), no presence, no account data, no receipts. */
+const FILTER = JSON.stringify({
+  presence: { types: [] },
+  account_data: { types: [] },
+  room: {
+    timeline: { limit: 50, lazy_load_members: true },
+    state: { lazy_load_members: true },
+    ephemeral: { types: [] },
+    account_data: { types: [] },
+  },
+});
+
+interface SyncResponse {
+  next_batch: string;
+  to_device?: { events?: unknown[] };
+  device_lists?: { changed?: unknown[]; left?: unknown[] };
+  device_one_time_keys_count?: Record<string, unknown>;
+  device_unused_fallback_key_types?: unknown[];
+  'org.matrix.msc2732.device_unused_fallback_key_types'?: unknown[];
+  rooms?: {
+    join?: Record<string, { timeline?: { events?: unknown[] } }>;
+    invite?: Record<string, { invite_state?: { events?: unknown[] } }>;
+  };
+}
+
+const strings = (value: unknown): string[] => (Array.isArray(value) ? value.filter((v): v is string => typeof v === 'string') : []);
+
+/**
+ * The password-mode producer: long-polls /sync and turns each response into the same SyncBatch an
+ * appservice transaction becomes. The next `since` token is saved only after the batch's effects
+ * are durable, so a crash replays the batch (commands are still claimed once per event id).
+ */
+export class SyncSource {
+  readonly #o: SyncSourceOptions;
+  #running = false;
+  #loop: Promise<void> | undefined;
+  #abort = new AbortController();
+
+  constructor(options: SyncSourceOptions) {
+    this.#o = options;
+  }
+
+  /** Runs the first sync (skipping the backlog on a first start), then keeps syncing in the background. */
+  async start(): Promise<void> {
+    this.#running = true;
+    await this.#withRetries(() => this.#once());
+    this.#loop = (async () => {
+      while (this.#running) {
+        try {
+          await this.#withRetries(() => this.#once());
+        } catch (error) {
+          if (!this.#running) return;
+          this.#running = false;
+          this.#o.onFatal(error as Error);
+        }
+      }
+    })();
+  }
+
+  async stop(): Promise<void> {
+    this.#running = false;
+    this.#abort.abort();
+    await this.#loop;
+  }
+
+  async #withRetries(step: () => Promise<void>): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await step();
+        this.#o.health.set('homeserver', true, 'syncing');
+        return;
+      } catch (error) {
+        if (!this.#running) return;
+        if (error instanceof MatrixError && error.errcode === 'M_UNKNOWN_TOKEN') {
+          await this.#o.session.relogin();
+          await this.#o.afterRelogin();
+          continue;
+        }
+        const transient = !(error instanceof MatrixError) || error.status === 0 || error.status === 429 || error.status >= 500;
+        if (!transient) throw error;
+        const max = this.#o.maxRetries;
+        this.#o.health.set('homeserver', false, (error as Error).message);
+        if (max > 0 && attempt > max) throw new Error(`gave up after ${max} failed attempts: ${(error as Error).message}`, { cause: error });
+        const wait = error instanceof MatrixError && error.retryAfterMs ? error.retryAfterMs : Math.min(1000 * 2 ** (attempt - 1), MAX_BACKOFF_MS);
+        this.#o.logger.warn({ attempt, max_attempts: max || undefined, retry_in_s: wait / 1000 }, `sync failed (attempt ${attempt}${max ? ` of ${max}` : ''}): ${(error as Error).message}`);
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, wait);
+          this.#abort.signal.addEventListener('abort', () => {
+            clearTimeout(timer);
+            resolve();
+          }, { once: true });
+        });
+      }
+    }
+  }
+
+  async #once(): Promise<void> {
+    const since = this.#o.state.get(TOKEN_KEY);
+    const sync = await this.#o.client.request<SyncResponse>('GET', '/v3/sync', {
+      query: { filter: FILTER, since, timeout: since ? String(this.#o.longPollMs) : '0' },
+      timeoutMs: this.#o.longPollMs + 30_000,
+      signal: this.#abort.signal,
+    });
+    if (!this.#running) return;
+    const batch = this.#batch(sync, since === undefined);
+    await this.#o.process(batch);
+    this.#o.state.set(TOKEN_KEY, sync.next_batch);
+  }
+
+  #batch(sync: SyncResponse, firstStart: boolean): SyncBatch {
+    const self = this.#o.session.userId;
+    const roomEvents: RoomEvent[] = [];
+    let skipped = 0;
+    for (const [roomId, room] of Object.entries(sync.rooms?.join ?? {})) {
+      const events = (room.timeline?.events ?? []).map((e) => ({ ...(e as object), room_id: roomId })).filter(isRoomEvent);
+      // First start: the old bot's "startup sync" - history is not acted on, only what comes after.
+      if (firstStart) skipped += events.length;
+      else roomEvents.push(...events);
+    }
+    for (const [roomId, room] of Object.entries(sync.rooms?.invite ?? {})) {
+      // Invites come as stripped state, without an event id: one is made up per sighting, and the
+      // join that follows is idempotent.
+      const member = (room.invite_state?.events ?? []).find((e) => {
+        const x = e as { type?: unknown; state_key?: unknown };
+        return x.type === 'm.room.member' && x.state_key === self;
+      }) as { sender?: string; content?: Record<string, unknown> } | undefined;
+      if (!member?.sender || member.content?.['membership'] !== 'invite') continue;
+      roomEvents.push({
+        event_id: `~invite:${roomId}:${sync.next_batch}`,
+        room_id: roomId,
+        sender: member.sender,
+        type: 'm.room.member',
+        state_key: self,
+        origin_server_ts: Date.now(),
+        content: member.content,
+      });
+    }
+    if (skipped > 0) this.#o.logger.info({ skipped }, 'first start: not acting on messages sent before the bot started');
+    const counts = sync.device_one_time_keys_count;
+    return {
+      label: `sync ${sync.next_batch}`,
+      roomEvents,
+      toDevice: (sync.to_device?.events ?? []).filter((e): e is ToDeviceEvent => {
+        const x = e as { type?: unknown; sender?: unknown; content?: unknown };
+        return typeof x.type === 'string' && typeof x.sender === 'string' && typeof x.content === 'object' && x.content !== null;
+      }),
+      deviceLists: { changed: strings(sync.device_lists?.changed), left: strings(sync.device_lists?.left) },
+      // In /sync, a missing count means zero (unlike appservice transactions), so it is always given.
+      oneTimeKeyCounts: Object.fromEntries(Object.entries(counts ?? {}).filter((e): e is [string, number] => typeof e[1] === 'number')),
+      unusedFallbackKeyTypes: sync.device_unused_fallback_key_types || sync['org.matrix.msc2732.device_unused_fallback_key_types']
+        ? strings(sync.device_unused_fallback_key_types ?? sync['org.matrix.msc2732.device_unused_fallback_key_types'])
+        : undefined,
+    };
+  }
+}

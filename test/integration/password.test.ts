@@ -1,0 +1,153 @@
+/**
+ * Password mode (the old bot's way in: /login + /sync) against a real Synapse, with a real E2EE
+ * client as the human and the simulated Kubernetes API. Same pipeline as appservice mode.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { App } from '../../src/app.ts';
+import { loadConfig } from '../../src/config/config.ts';
+import { startE2eeHuman, type E2eeHuman, type Message } from '../../src/dev/e2ee-human.ts';
+import { Human } from '../../src/dev/human.ts';
+import { DEPLOYMENT, NAMESPACE, startStack, type Stack } from '../../src/dev/stack.ts';
+import { start } from '../../src/app.ts';
+import { silentLogger } from '../../src/log.ts';
+import { StartupError } from '../../src/startup-error.ts';
+import { StateDb } from '../../src/store/state-db.ts';
+
+const BOT_PASSWORD = 'toggle bot password ';
+const ALICE_PASSWORD = 'alice-password-2';
+
+describe('password mode against a real Synapse', { timeout: 600_000 }, () => {
+  let stack: Stack;
+  let app: App | undefined;
+  let alice: E2eeHuman;
+  let plainAlice: Human;
+  let room: string;
+  let oldRoom: string;
+  const botUser = '@toggle:localhost';
+  let fatal: Error | undefined;
+
+  const env = (extra: Record<string, string | undefined> = {}): Record<string, string | undefined> =>
+    stack.botEnv({ AS_REGISTRATION_FILE: undefined, MATRIX_USER: 'toggle', MATRIX_PASSWORD: BOT_PASSWORD, ...extra });
+  const startBot = async (): Promise<App> => (await stack.startBot({ env: env(), deps: { onFatal: (error) => (fatal = error) } })).app;
+  const patches = (): number => stack.sim.requests.filter((r) => r.method === 'PATCH').length;
+  const fromBot = (m: Message): boolean => m.sender === botUser;
+  const session = (): { accessToken: string; deviceId: string } => {
+    const state = StateDb.open(join(stack.dir, 'bot-data'));
+    try {
+      return JSON.parse(state.get('password-session') ?? '{}') as { accessToken: string; deviceId: string };
+    } finally {
+      state.close();
+    }
+  };
+
+  async function command(text: string, replies = 2): Promise<Message[]> {
+    const before = alice.messages(room).filter(fromBot).length;
+    await alice.send(room, text);
+    return (await alice.waitForMessages(room, fromBot, { count: before + replies, timeoutMs: 30_000 })).slice(before);
+  }
+
+  before(async () => {
+    stack = await startStack({ dir: await mkdtemp(join(tmpdir(), 'openclaw-password-')) });
+    await stack.synapse.registerUser('toggle', BOT_PASSWORD);
+    const login = await stack.synapse.registerUser('alice', ALICE_PASSWORD);
+    alice = await startE2eeHuman({ baseUrl: stack.synapse.baseUrl, ...login, password: ALICE_PASSWORD });
+    plainAlice = new Human(stack.synapse.baseUrl, login.userId, (await stack.synapse.login('alice', ALICE_PASSWORD)).accessToken);
+    await plainAlice.startSync();
+  });
+
+  after(async () => {
+    await alice?.stop().catch(() => undefined);
+    await plainAlice?.stopSync();
+    await app?.stop().catch(() => undefined);
+    await stack?.stop();
+  });
+
+  it('refuses a wrong password with one clear error naming the setting, never the password', async () => {
+    const config = loadConfig({ env: env({ MATRIX_PASSWORD: 'not the password' }) });
+    await assert.rejects(start(config, { logger: silentLogger(), defaultMetrics: false }), (error: unknown) => {
+      assert.ok(error instanceof StartupError);
+      assert.match(error.message, /^login refused: wrong user or password for toggle \(bot.password \/ MATRIX_PASSWORD\)$/);
+      assert.ok(!error.message.includes('not the password'));
+      return true;
+    });
+  });
+
+  it('does not act on messages sent before its first start', async () => {
+    // The account was already in a room (as with the old bot), and a command waits there.
+    const manual = await stack.synapse.login('toggle', BOT_PASSWORD);
+    oldRoom = await plainAlice.createRoom({ name: 'old room', invite: [botUser] });
+    await fetch(`${stack.synapse.baseUrl}/_matrix/client/v3/join/${encodeURIComponent(oldRoom)}`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${manual.accessToken}`, 'content-type': 'application/json' },
+      body: '{}',
+    });
+    await plainAlice.send(oldRoom, 'start');
+    app = await startBot();
+    assert.equal(app.userId, botUser);
+    const status = await plainAlice.send(oldRoom, 'status');
+    const replies = await plainAlice.waitFor(oldRoom, (e) => e.sender === botUser && e.type === 'm.room.message', { count: 2 });
+    assert.deepEqual(replies.map((e) => e.content['body']), ['🦞 status', 'openclaw is ⚪ off: desired 0, ready 0, available 0, updated 0.']);
+    assert.equal(plainAlice.noticesFrom(oldRoom, botUser).length, 2, `only the status after start was answered (${status})`);
+    assert.equal(patches(), 0);
+  });
+
+  it('joins an encrypted DM on invite and obeys start, status and stop with encrypted replies', async () => {
+    room = await alice.createEncryptedRoom([botUser], { isDirect: true });
+    const [hello] = await alice.waitForMessages(room, fromBot, { timeoutMs: 30_000 });
+    assert.equal(hello?.encrypted, true);
+    const started = await command('start');
+    assert.match(started[1]?.body ?? '', /Starting openclaw: replicas 0 → 1/);
+    assert.ok(started.every((m) => m.encrypted && !m.decryptionFailed));
+    assert.equal(stack.sim.replicas(NAMESPACE, DEPLOYMENT), 1);
+    assert.match((await command('status'))[1]?.body ?? '', /openclaw is/);
+    assert.match((await command('stop'))[1]?.body ?? '', /Stopping openclaw: replicas 1 → 0/);
+    assert.equal(stack.sim.replicas(NAMESPACE, DEPLOYMENT), 0);
+  });
+
+  it('restarts on the same device without logging in again', async () => {
+    assert.ok(app);
+    const before = { deviceId: app.deviceId, ed25519: app.ed25519, token: session().accessToken };
+    await app.stop();
+    app = await startBot();
+    assert.deepEqual({ deviceId: app.deviceId, ed25519: app.ed25519, token: session().accessToken }, before);
+    assert.match((await command('status'))[1]?.body ?? '', /openclaw is ⚪ off/);
+  });
+
+  it('logs in again with the same device when its token is revoked, and keeps working', async () => {
+    assert.ok(app);
+    const before = session();
+    // A logout deletes the device and its keys on Synapse; the bot must bring both back.
+    const logout = await fetch(`${stack.synapse.baseUrl}/_matrix/client/v3/logout`, { method: 'POST', headers: { authorization: `Bearer ${before.accessToken}` } });
+    assert.equal(logout.status, 200);
+    const deadline = Date.now() + 20_000;
+    while (session().accessToken === before.accessToken && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    const after = session();
+    assert.notEqual(after.accessToken, before.accessToken);
+    assert.equal(after.deviceId, before.deviceId);
+    const trust = await alice.deviceTrust(botUser, after.deviceId);
+    assert.equal(trust.known, true);
+    assert.equal(trust.ed25519, app.ed25519, 'the same keys are published again');
+    assert.equal(trust.signedByOwner, true);
+    assert.match((await command('status'))[1]?.body ?? '', /openclaw is ⚪ off/);
+  });
+
+  it('reconnects after Synapse restarts, and the next command works', async () => {
+    assert.ok(app);
+    await stack.synapse.stop();
+    const down = Date.now() + 15_000;
+    while ((await fetch(`http://127.0.0.1:${app.port}/ready`)).status === 200 && Date.now() < down) await new Promise((r) => setTimeout(r, 100));
+    assert.equal((await fetch(`http://127.0.0.1:${app.port}/ready`)).status, 503, 'not ready while the homeserver is down');
+    assert.equal((await fetch(`http://127.0.0.1:${app.port}/health`)).status, 200, 'still alive');
+    await stack.synapse.restart();
+    const up = Date.now() + 40_000;
+    while ((await fetch(`http://127.0.0.1:${app.port}/ready`)).status !== 200 && Date.now() < up) await new Promise((r) => setTimeout(r, 200));
+    assert.equal((await fetch(`http://127.0.0.1:${app.port}/ready`)).status, 200);
+    assert.match((await command('start'))[1]?.body ?? '', /Starting openclaw/);
+    assert.equal(stack.sim.replicas(NAMESPACE, DEPLOYMENT), 1);
+    assert.equal(fatal, undefined);
+  });
+});
