@@ -110,6 +110,7 @@ export class OlmCrypto implements CryptoStep {
    */
   async ensurePublished(): Promise<void> {
     const { machine, client, userId } = this.#o;
+    await this.#outgoing.drain();
     const deviceId = machine.deviceId.toString();
     const ed25519 = machine.identityKeys.ed25519.toBase64();
     const curve25519 = machine.identityKeys.curve25519.toBase64();
@@ -129,7 +130,8 @@ export class OlmCrypto implements CryptoStep {
     const own = signatures[userId]?.[`ed25519:${deviceId}`];
     if (!own) throw new Error('the crypto engine did not sign the device keys');
     await client.request('POST', '/v3/keys/upload', { body: { device_keys: { ...keys, signatures: { [userId]: { [`ed25519:${deviceId}`]: own } } } }, retries: 2 });
-    const device = await machine.getDevice(new UserId(userId), machine.deviceId);
+    // Zero timeout: this runs inside the crypto queue, so a pending key query would never be answered while it waited.
+    const device = await machine.getDevice(new UserId(userId), machine.deviceId, 0);
     if (device) {
       // Re-sign the device with the bot's self-signing key, so clients see it as verified by its owner again.
       await this.#outgoing.send(await device.verify());

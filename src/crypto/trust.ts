@@ -42,10 +42,11 @@ export class TrustJudge {
   async judge(sender: string, deviceId: string | undefined): Promise<TrustVerdict> {
     if (this.#policy === 'any') return { deviceId, trusted: true, why: 'trust policy "any"' };
     if (!deviceId) return { deviceId, trusted: false, why: 'the sending device is unknown' };
-    let device = await this.#machine.getDevice(new UserId(sender), new DeviceId(deviceId));
+    // Zero timeout: this runs inside the crypto queue, which is what answers pending key queries.
+    let device = await this.#machine.getDevice(new UserId(sender), new DeviceId(deviceId), 0);
     if (!device) {
       await this.#refreshKeys(sender);
-      device = await this.#machine.getDevice(new UserId(sender), new DeviceId(deviceId));
+      device = await this.#machine.getDevice(new UserId(sender), new DeviceId(deviceId), 0);
     }
     if (!device) return { deviceId, trusted: false, why: `device ${deviceId} is unknown to me` };
     try {
@@ -112,7 +113,7 @@ export class TrustJudge {
       return `${request.userId} has no cross-signing identity; forgot their pinned devices, the next ones will be pinned on first use`;
     }
     if (!request.deviceId) return 'verify needs a device id';
-    const device = await this.#machine.getDevice(user, new DeviceId(request.deviceId));
+    const device = await this.#machine.getDevice(user, new DeviceId(request.deviceId), 0);
     if (!device) return `device ${request.deviceId} of ${request.userId} is unknown; it must have sent something first`;
     await device.setLocalTrust(LocalTrust.Verified);
     device.free();

@@ -128,7 +128,12 @@ describe('password mode against a real Synapse', { timeout: 600_000 }, () => {
     const after = session();
     assert.notEqual(after.accessToken, before.accessToken);
     assert.equal(after.deviceId, before.deviceId);
-    const trust = await alice.deviceTrust(botUser, after.deviceId);
+    // The keys are published again just after the new login; a client sees them within moments.
+    let trust = await alice.deviceTrust(botUser, after.deviceId);
+    for (let i = 0; i < 50 && !trust.signedByOwner; i++) {
+      await new Promise((r) => setTimeout(r, 200));
+      trust = await alice.deviceTrust(botUser, after.deviceId);
+    }
     assert.equal(trust.known, true);
     assert.equal(trust.ed25519, app.ed25519, 'the same keys are published again');
     assert.equal(trust.signedByOwner, true);
@@ -138,16 +143,33 @@ describe('password mode against a real Synapse', { timeout: 600_000 }, () => {
   it('reconnects after Synapse restarts, and the next command works', async () => {
     assert.ok(app);
     await stack.synapse.stop();
-    const down = Date.now() + 15_000;
-    while ((await fetch(`http://127.0.0.1:${app.port}/ready`)).status === 200 && Date.now() < down) await new Promise((r) => setTimeout(r, 100));
-    assert.equal((await fetch(`http://127.0.0.1:${app.port}/ready`)).status, 503, 'not ready while the homeserver is down');
-    assert.equal((await fetch(`http://127.0.0.1:${app.port}/health`)).status, 200, 'still alive');
+    try {
+      const down = Date.now() + 15_000;
+      while ((await fetch(`http://127.0.0.1:${app.port}/ready`)).status === 200 && Date.now() < down) await new Promise((r) => setTimeout(r, 100));
+      assert.equal((await fetch(`http://127.0.0.1:${app.port}/ready`)).status, 503, 'not ready while the homeserver is down');
+      assert.equal((await fetch(`http://127.0.0.1:${app.port}/health`)).status, 200, 'still alive');
+      await stack.synapse.restart();
+      const up = Date.now() + 40_000;
+      while ((await fetch(`http://127.0.0.1:${app.port}/ready`)).status !== 200 && Date.now() < up) await new Promise((r) => setTimeout(r, 200));
+      assert.equal((await fetch(`http://127.0.0.1:${app.port}/ready`)).status, 200);
+      assert.match((await command('start'))[1]?.body ?? '', /Starting openclaw/);
+      assert.equal(stack.sim.replicas(NAMESPACE, DEPLOYMENT), 1);
+      assert.equal(fatal, undefined);
+    } finally {
+      if (!stack.synapse.running) await stack.synapse.restart();
+    }
+  });
+
+  it('gives up after SYNC_MAX_RETRIES failed attempts in a row, as the old bot did', async () => {
+    assert.ok(app);
+    await app.stop();
+    fatal = undefined;
+    app = (await stack.startBot({ env: env({ SYNC_MAX_RETRIES: '2' }), deps: { onFatal: (error) => (fatal = error) } })).app;
+    await stack.synapse.stop();
+    // Attempts 1 and 2 wait 1 s and 2 s; the third failure ends it.
+    const deadline = Date.now() + 30_000;
+    while (!fatal && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
     await stack.synapse.restart();
-    const up = Date.now() + 40_000;
-    while ((await fetch(`http://127.0.0.1:${app.port}/ready`)).status !== 200 && Date.now() < up) await new Promise((r) => setTimeout(r, 200));
-    assert.equal((await fetch(`http://127.0.0.1:${app.port}/ready`)).status, 200);
-    assert.match((await command('start'))[1]?.body ?? '', /Starting openclaw/);
-    assert.equal(stack.sim.replicas(NAMESPACE, DEPLOYMENT), 1);
-    assert.equal(fatal, undefined);
+    assert.match((fatal as Error | undefined)?.message ?? '', /^gave up after 2 failed attempts: /);
   });
 });
