@@ -144,8 +144,10 @@ export class Bot {
       await this.#reply(event, replies.tooOld(parsed.word, ageSeconds, this.#o.maxCommandAgeSeconds), 'too-old');
       return;
     }
-    if (this.#o.echo) await this.#reply(event, replies.echo(parsed.word), 'echo');
+    // The echo goes out while the command runs; the result waits for it, so they arrive in order.
+    const echoed = this.#o.echo ? this.#reply(event, replies.echo(parsed.word), 'echo') : Promise.resolve();
     const reply = await this.#run(parsed.name, log);
+    await echoed;
     await this.#reply(event, reply, 'result');
   }
 

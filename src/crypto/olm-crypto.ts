@@ -44,6 +44,8 @@ type Decrypted = { kind: 'ok'; incoming: IncomingEvent } | { kind: 'missing' | '
 // Trust is judged by our policy (trust.ts), not by the engine: the engine's stricter settings
 // would refuse every device of a user without cross-signing, which the default policy accepts.
 const DECRYPT = (): DecryptionSettings => new DecryptionSettings(TrustRequirement.Untrusted);
+/** Longest the engine goes without being fed a batch (it rotates fallback keys and the like on its own clock). */
+const ENGINE_FEED_INTERVAL_MS = 60_000;
 const users = (ids: readonly string[]): UserId[] => ids.map((id) => new UserId(id)); // fresh: the engine consumes them
 
 /**
@@ -61,6 +63,8 @@ export class OlmCrypto implements CryptoStep {
   readonly #pending = new Map<string, { event: RoomEvent; firstSeen: number }>();
   readonly #now: () => number;
   #toDeviceSeen = 0;
+  #lastCounts = '';
+  #lastFed = Number.NEGATIVE_INFINITY;
   #hintedToDevice = false;
 
   constructor(options: OlmCryptoOptions) {
@@ -144,26 +148,35 @@ export class OlmCrypto implements CryptoStep {
     const { machine } = this.#o;
     await this.#applyOperatorRequests();
     this.#toDeviceSeen += batch.toDevice.length;
-    const toDevice = JSON.stringify(batch.toDevice);
-    const lists = new DeviceLists(users(batch.deviceLists.changed), users(batch.deviceLists.left));
-    const fallback = batch.unusedFallbackKeyTypes ? new Set(batch.unusedFallbackKeyTypes) : undefined;
-    const processed = batch.oneTimeKeyCounts
-      ? await machine.receiveSyncChanges(toDevice, lists, new Map(Object.entries(batch.oneTimeKeyCounts)), fallback, DECRYPT())
-      : // No counts in this batch means "unchanged" (MSC3202 omits them); the plain call would read zero and upload 50 keys.
-        await machine.receiveSyncChangesMsc4186(toDevice, lists, new Map(), fallback, DECRYPT());
-    for (const item of processed) {
-      const raw = JSON.parse(item.rawEvent) as { type?: string; sender?: string };
-      if (item.type === ProcessedToDeviceEventType.UnableToDecrypt) {
-        this.#o.logger.warn({ sender: raw.sender, type: raw.type }, 'could not decrypt a to-device message (a room key may be lost)');
-      } else {
-        this.#o.logger.debug({ sender: raw.sender, type: raw.type, kind: ProcessedToDeviceEventType[item.type] }, 'to-device message');
+    const counts = JSON.stringify([batch.oneTimeKeyCounts ?? null, batch.unusedFallbackKeyTypes ?? null]);
+    // Feeding the engine costs ~10 ms even when nothing changed (it reloads its account), and most
+    // batches carry only room events: skip it then, but not for long, so time-based key upkeep runs.
+    const unchanged = batch.toDevice.length === 0 && batch.deviceLists.changed.length === 0 && batch.deviceLists.left.length === 0 &&
+      (counts === this.#lastCounts || batch.oneTimeKeyCounts === undefined) && this.#now() - this.#lastFed < ENGINE_FEED_INTERVAL_MS;
+    if (!unchanged) {
+      const toDevice = JSON.stringify(batch.toDevice);
+      const lists = new DeviceLists(users(batch.deviceLists.changed), users(batch.deviceLists.left));
+      const fallback = batch.unusedFallbackKeyTypes ? new Set(batch.unusedFallbackKeyTypes) : undefined;
+      const processed = batch.oneTimeKeyCounts
+        ? await machine.receiveSyncChanges(toDevice, lists, new Map(Object.entries(batch.oneTimeKeyCounts)), fallback, DECRYPT())
+        : // No counts in this batch means "unchanged" (MSC3202 omits them); the plain call would read zero and upload 50 keys.
+          await machine.receiveSyncChangesMsc4186(toDevice, lists, new Map(), fallback, DECRYPT());
+      this.#lastFed = this.#now();
+      if (batch.oneTimeKeyCounts) this.#lastCounts = counts;
+      for (const item of processed) {
+        const raw = JSON.parse(item.rawEvent) as { type?: string; sender?: string };
+        if (item.type === ProcessedToDeviceEventType.UnableToDecrypt) {
+          this.#o.logger.warn({ sender: raw.sender, type: raw.type }, 'could not decrypt a to-device message (a room key may be lost)');
+        } else {
+          this.#o.logger.debug({ sender: raw.sender, type: raw.type, kind: ProcessedToDeviceEventType[item.type] }, 'to-device message');
+        }
       }
     }
 
     const joined: string[] = [];
     for (const event of batch.roomEvents) joined.push(...this.#rooms.observe(event));
     if (joined.length > 0) await machine.updateTrackedUsers(users([...new Set(joined)]));
-    await this.#outgoing.drain();
+    if (!unchanged || joined.length > 0) await this.#outgoing.drain();
 
     // Events still waiting for their keys first (they are older), then this batch's.
     const events: IncomingEvent[] = [];
@@ -178,6 +191,11 @@ export class OlmCrypto implements CryptoStep {
     for (const event of batch.roomEvents) {
       if (event.type !== 'm.room.encrypted') {
         events.push({ event, encrypted: false });
+        continue;
+      }
+      if (!this.#allowed.has(event.sender)) {
+        // Never obeyed whatever it says (the sender is checked against the envelope), so not worth decrypting.
+        events.push({ event, encrypted: true });
         continue;
       }
       const result = await this.#decrypt(event);

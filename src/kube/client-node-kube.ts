@@ -58,12 +58,30 @@ export function loadKubeConfig(kubeconfigPath: string | undefined, env: NodeJS.P
   return kc;
 }
 
+const DISPATCHER_RENEW_MS = 10 * 60 * 1000;
+type Dispatcher = NonNullable<ReturnType<RequestContext['getDispatcher']>>;
+
 export function createKube(options: ClientNodeKubeOptions): Kube {
   const kc = loadKubeConfig(options.kubeconfigPath, options.env);
   const server = kc.getCurrentCluster()?.server ?? 'the configured server';
   const api = kc.makeApiClient(AppsV1Api);
   const log = options.logger;
   const timeoutMs = options.requestTimeoutMs;
+  // client-node builds a new connection pool for every request (a TLS handshake each time, several ms).
+  // The first one is kept and reused, and renewed now and then to follow rotated client certificates.
+  let shared: { dispatcher: Dispatcher; since: number } | undefined;
+  const keepAlive = (ctx: RequestContext): void => {
+    const fresh = ctx.getDispatcher();
+    if (!fresh) return;
+    if (!shared || Date.now() - shared.since > DISPATCHER_RENEW_MS) {
+      const old = shared?.dispatcher;
+      shared = { dispatcher: fresh, since: Date.now() };
+      void old?.close().catch(() => undefined);
+    } else {
+      ctx.setDispatcher(shared.dispatcher);
+      void fresh.close().catch(() => undefined);
+    }
+  };
 
   /** Runs one API call with its own deadline and maps any failure to a KubeError. */
   async function call<T>(what: string, target: DeploymentTarget, verb: string, resource: string,
@@ -74,7 +92,7 @@ export function createKube(options: ClientNodeKubeOptions): Kube {
     });
     const timer = setTimeout(() => controller.abort(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
     const signalMiddleware: ObservableMiddleware = {
-      pre: (ctx: RequestContext) => { ctx.setSignal(controller.signal); return new Observable(Promise.resolve(ctx)); },
+      pre: (ctx: RequestContext) => { keepAlive(ctx); ctx.setSignal(controller.signal); return new Observable(Promise.resolve(ctx)); },
       post: (ctx: ResponseContext) => new Observable(Promise.resolve(ctx)),
     };
     const opts: ConfigurationOptions<ObservableMiddleware> = {
