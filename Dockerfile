@@ -36,7 +36,10 @@ LABEL org.opencontainers.image.title="openclaw-k8s-toggle-operator" \
       org.opencontainers.image.version="0.1.0" \
       org.opencontainers.image.licenses="LGPL-3.0-only" \
       org.opencontainers.image.source="${SOURCE_URL}"
+# NODE_OPTIONS: a small young generation and a capped old generation keep the resident size down (the
+# live heap is ~40 MiB); measured by `npm run bench` at about -50 MiB for a little more GC work.
 ENV NODE_ENV=production \
+    NODE_OPTIONS="--max-semi-space-size=1 --max-old-space-size=96" \
     CRYPTO_STORE_PATH=/data
 WORKDIR /app
 # Production dependencies exactly as locked; none has an install script. The npm cache is not kept.

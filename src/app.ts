@@ -25,6 +25,8 @@ export interface Deps {
   readonly checkIntervalSeconds?: number;
   /** Called if the bot gives up while running (password mode: homeserver unreachable too long). */
   readonly onFatal?: (error: Error) => void;
+  /** Aborts start-up (a SIGTERM while waiting for the homeserver). */
+  readonly signal?: AbortSignal;
 }
 
 export interface App {
@@ -45,6 +47,15 @@ const KEY_WAIT_MS = 15_000;
 /** Handled-event ids are kept this long; homeservers do not redeliver anything older. */
 const HANDLED_EVENT_RETENTION_MS = 30 * 24 * 3600 * 1000;
 
+function loadKube(config: Config, logger: Logger): Kube {
+  try {
+    return createKube({ kubeconfigPath: config.kubernetes.kubeconfig, requestTimeoutMs: config.kubernetes.timeoutSeconds * 1000, logger });
+  } catch (error) {
+    const where = config.kubernetes.kubeconfig ?? 'the in-cluster service account or ~/.kube/config';
+    throw new StartupError(`kubernetes.kubeconfig: cannot load the Kubernetes configuration from ${where}: ${(error as Error).message}`, EXIT.config, { cause: error });
+  }
+}
+
 /**
  * Starts the bot: one pipeline (crypto → policy and commands → Kubernetes), fed by the mode's
  * source (appservice transactions or /sync). `main` calls this; tests call it in-process.
@@ -62,6 +73,7 @@ export async function start(config: Config, deps: Deps): Promise<App> {
   }
   const timers: NodeJS.Timeout[] = [];
   const abort = new AbortController();
+  deps.signal?.addEventListener('abort', () => abort.abort(), { once: true });
   const connection = createConnection({
     config,
     state,
@@ -79,11 +91,7 @@ export async function start(config: Config, deps: Deps): Promise<App> {
     } catch (error) {
       throw new StartupError(`http.port: cannot listen on ${config.http.bind}:${config.http.port}: ${(error as Error).message}`, EXIT.listen, { cause: error });
     }
-    const kube = instrumentKube(
-      deps.kube ?? createKube({ kubeconfigPath: config.kubernetes.kubeconfig, requestTimeoutMs: config.kubernetes.timeoutSeconds * 1000, logger }),
-      metrics,
-      health,
-    );
+    const kube = instrumentKube(deps.kube ?? loadKube(config, logger), metrics, health);
     const { client } = connection;
     const userId = await connection.connect(abort.signal);
     health.set('homeserver', true, 'the homeserver answered');

@@ -2,7 +2,7 @@
 import { start, type App } from './app.ts';
 import { generateRegistration, NAME, parseCli, USAGE, VERSION } from './cli.ts';
 import { ConfigError } from './config/config-error.ts';
-import { describeConfig, loadConfig } from './config/config.ts';
+import { describeConfig, loadConfig, type Config } from './config/config.ts';
 import { createLogger, type Logger } from './log.ts';
 import { EXIT, StartupError } from './startup-error.ts';
 import { StateDb } from './store/state-db.ts';
@@ -44,43 +44,69 @@ async function main(): Promise<number> {
   const config = loadConfig({ file: action.configFile, env: process.env });
   const logger = createLogger({ level: config.log.level, format: config.log.format });
   logger.info({ version: VERSION, config: describeConfig(config) }, `${NAME} starting`);
-  let fatal: ((error: Error) => void) | undefined;
-  const app = await start(config, { logger, onFatal: (error) => fatal?.(error) });
-  return await untilSignal(app, logger, (handler) => (fatal = handler));
+  return await run(config, logger);
 }
 
-/** Runs until SIGTERM/SIGINT (exit 0 after a clean stop) or a fatal error while running (exit 1). */
-function untilSignal(app: App, logger: Logger, onFatal: (handler: (error: Error) => void) => void): Promise<number> {
-  return new Promise((resolve) => {
-    onFatal((error) => {
-      logger.fatal(`giving up: ${error.message}`);
-      void app.stop().finally(() => resolve(1));
+/**
+ * Runs until SIGTERM/SIGINT (exit 0 after a clean stop) or a fatal error while running (exit 1).
+ * Signals are handled from the start: one during start-up (e.g. while waiting for the homeserver)
+ * aborts it cleanly instead of killing the process mid-write.
+ */
+async function run(config: Config, logger: Logger): Promise<number> {
+  const starting = new AbortController();
+  let app: App | undefined;
+  let stopping = false;
+  let finish!: (code: number) => void;
+  const done = new Promise<number>((resolve) => (finish = resolve));
+  const stop = (reason: string, code: number): void => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ reason }, 'stopping: finishing the transaction in flight, flushing state');
+    if (!app) {
+      starting.abort();
+      return; // start() unwinds and closes what it opened; its rejection ends main
+    }
+    const deadline = setTimeout(() => {
+      logger.error('did not stop within 10 s; exiting anyway');
+      finish(1);
+    }, STOP_DEADLINE_MS);
+    app.stop().then(
+      () => {
+        clearTimeout(deadline);
+        logger.info('stopped');
+        finish(code);
+      },
+      (error: unknown) => {
+        clearTimeout(deadline);
+        logger.error({ err: error }, 'error while stopping');
+        finish(1);
+      },
+    );
+  };
+  process.once('SIGTERM', () => stop('SIGTERM', 0));
+  process.once('SIGINT', () => stop('SIGINT', 0));
+  try {
+    app = await start(config, {
+      logger,
+      signal: starting.signal,
+      onFatal: (error) => {
+        logger.fatal(`giving up: ${error.message}`);
+        stop('fatal error', 1);
+      },
     });
-    let stopping = false;
-    const stop = (signal: string): void => {
-      if (stopping) return;
-      stopping = true;
-      logger.info({ signal }, 'stopping: finishing the transaction in flight, flushing state');
-      const deadline = setTimeout(() => {
-        logger.error('did not stop within 10 s; exiting anyway');
-        resolve(1);
-      }, STOP_DEADLINE_MS);
-      app.stop().then(
-        () => {
-          clearTimeout(deadline);
-          logger.info('stopped');
-          resolve(0);
-        },
-        (error: unknown) => {
-          clearTimeout(deadline);
-          logger.error({ err: error }, 'error while stopping');
-          resolve(1);
-        },
-      );
-    };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
-  });
+  } catch (error) {
+    if (starting.signal.aborted) {
+      logger.info('stopped during start-up');
+      return 0;
+    }
+    throw error;
+  }
+  if (stopping) {
+    // A signal arrived just as start-up finished.
+    stopping = false;
+    stop('signal during start-up', 0);
+  }
+  return done;
 }
 
 /** Lets stdout drain before exiting; the timer only fires if a stray handle keeps the loop alive. */

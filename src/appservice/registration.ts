@@ -96,6 +96,9 @@ export function parseRegistration(text: string): Registration {
     hsToken: requireString(record, 'hs_token'),
     senderLocalpart: requireString(record, 'sender_localpart'),
   };
+  for (const [field, value] of [['as_token', registration.asToken], ['hs_token', registration.hsToken], ['url', registration.url ?? '']] as const) {
+    if (value.includes('CHANGE-ME')) throw new ConfigError(KEY, `the registration's ${field} is still the example's placeholder: generate a registration (generate-registration)`);
+  }
   if (registration.asToken === registration.hsToken) {
     throw new ConfigError(KEY, 'as_token and hs_token must differ');
   }

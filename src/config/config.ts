@@ -304,13 +304,12 @@ function deepFreeze<T>(value: T): T {
 
 /** The effective configuration as log fields, secrets masked (the old bot printed this at start-up). */
 export function describeConfig(config: Config): Record<string, unknown> {
-  const mask = (secret: string | undefined): string | undefined => (secret ? '[set]' : undefined);
   return {
     mode: config.mode,
     homeserver: config.homeserver.url,
     domain: config.homeserver.domain,
     user: config.bot.localpart,
-    password: mask(config.bot.password),
+    passwordGiven: config.bot.password !== undefined,
     allowedUsers: config.bot.allowedUsers,
     echo: config.bot.echo,
     commandPrefix: config.bot.commandPrefix || undefined,
@@ -322,7 +321,7 @@ export function describeConfig(config: Config): Record<string, unknown> {
     deployment: `${config.kubernetes.namespace}/${config.kubernetes.deployment}`,
     kubeconfig: config.kubernetes.kubeconfig ?? 'in-cluster or default',
     storePath: config.storage.path,
-    storePassphrase: mask(config.storage.passphrase),
+    storePassphraseGiven: config.storage.passphrase !== undefined,
     logLevel: config.log.level,
   };
 }

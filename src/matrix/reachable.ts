@@ -11,7 +11,13 @@ export async function untilReachable<T>(call: () => Promise<T>, logger: Logger, 
       if (!unreachable || signal?.aborted) throw error;
       const wait = Math.min(1000 * 2 ** (attempt - 1), 30_000);
       logger.warn({ attempt, retry_in_s: wait / 1000 }, `homeserver not reachable yet: ${error.message}`);
-      await new Promise((resolve) => setTimeout(resolve, wait));
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(resolve, wait);
+        signal?.addEventListener('abort', () => {
+          clearTimeout(timer);
+          reject(new Error('stopped while waiting for the homeserver'));
+        }, { once: true });
+      });
     }
   }
 }

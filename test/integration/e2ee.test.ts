@@ -181,6 +181,20 @@ describe('end-to-end encryption against a real Synapse', { timeout: 600_000 }, (
     assert.match((await command('status')).messages[1]?.body ?? '', /openclaw is ⚪ off/);
   });
 
+  it('stops on SIGTERM with exit code 0 within 10 s, and starts again on the same device', async () => {
+    assert.ok(child);
+    const deviceId = await storedDeviceId();
+    const started = Date.now();
+    const code = await new Promise<number | null>((resolve) => {
+      child?.once('exit', resolve);
+      child?.kill('SIGTERM');
+    });
+    assert.equal(code, 0);
+    assert.ok(Date.now() - started < 10_000, `stopped in ${Date.now() - started} ms`);
+    child = await startChild();
+    assert.equal(await storedDeviceId(), deviceId);
+  });
+
   it('killed between scaling and acknowledging, runs the command once: Synapse redelivers, the bot reports instead of repeating', async () => {
     const before = patches();
     const killed = new Promise<void>((resolve) => {

@@ -239,3 +239,42 @@ describe('the real entry point', () => {
     assert.ok(lines[0]?.includes('MATRIX_HOMESERVER'), lines[0]);
   });
 });
+
+describe('signals', () => {
+  test('SIGTERM while waiting for an unreachable homeserver stops start-up cleanly with exit 0', async () => {
+    const registration = join(dir, 'signal-registration.yaml');
+    generateRegistration(generateAction(['generate-registration', '--url', 'http://127.0.0.1:9', '--out', registration]));
+    // A kubeconfig that parses (the cluster is never reached before the homeserver answers).
+    const kubeconfig = join(dir, 'signal-kubeconfig');
+    writeFileSync(kubeconfig, 'apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: "https://127.0.0.1:9"}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n');
+    const child = spawn(NODE, [MAIN], {
+      cwd: dir,
+      env: {
+        PATH: process.env['PATH'] ?? '/usr/bin:/bin',
+        HOME: dir,
+        MATRIX_HOMESERVER: 'http://127.0.0.1:9', // nothing listens on the discard port
+        AS_REGISTRATION_FILE: registration,
+        ALLOWED_USERS: '@alice:example.org',
+        CRYPTO_STORE_PATH: join(dir, 'signal-data'),
+        HTTP_BIND_ADDRESS: '127.0.0.1',
+        HTTP_PORT: '0',
+        KUBECONFIG: kubeconfig,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+    // Wait until it says it is waiting for the homeserver, then ask it to stop.
+    const deadline = Date.now() + 15_000;
+    while (!stdout.includes('homeserver not reachable yet') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    assert.ok(stdout.includes('homeserver not reachable yet'), stdout);
+    const started = Date.now();
+    const code = await new Promise<number | null>((resolvePromise) => {
+      child.on('close', resolvePromise);
+      child.kill('SIGTERM');
+    });
+    assert.equal(code, 0);
+    assert.ok(Date.now() - started < 5_000, 'stopped promptly');
+    assert.match(stdout, /stopped during start-up/);
+  });
+});

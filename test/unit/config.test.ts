@@ -225,10 +225,10 @@ describe('loadConfig: valid configurations', () => {
       assert.ok(!text.includes(secret), `describeConfig leaks ${secret}: ${text}`);
     }
     const described = describeConfig(config);
-    assert.equal(described['password'], '[set]');
-    assert.equal(described['storePassphrase'], '[set]');
+    assert.equal(described['passwordGiven'], true);
+    assert.equal(described['storePassphraseGiven'], true);
     assert.equal(described['appserviceId'], 'openclaw-toggle');
-    assert.equal(describeConfig(load(baseEnv()))['password'], undefined);
+    assert.equal(describeConfig(load(baseEnv()))['passwordGiven'], false);
   });
 });
 
@@ -401,5 +401,11 @@ describe('loadConfig: secrets and user ids', () => {
   test('historical user ids with upper-case letters are accepted as allowed users', () => {
     assert.deepEqual(load({ ...baseEnv(), ALLOWED_USERS: '@Alice:example.org' }).bot.allowedUsers, ['@Alice:example.org']);
     rejects({ ...baseEnv(), ALLOWED_USERS: '@al ice:example.org' }, 'bot.allowedUsers');
+  });
+});
+
+describe('loadConfig: the example registration', () => {
+  test('registration/registration.example.yaml is refused until generated for real', () => {
+    rejects({ ...baseEnv(), AS_REGISTRATION_FILE: resolve('registration/registration.example.yaml') }, 'appservice.registration', ['placeholder']);
   });
 });

@@ -212,7 +212,7 @@ describe('Deployment', () => {
   });
 
   test('resources: a CPU request, a memory request and limit', () => {
-    assert.deepEqual(container['resources'], { requests: { cpu: '50m', memory: '128Mi' }, limits: { memory: '256Mi' } });
+    assert.deepEqual(container['resources'], { requests: { cpu: '50m', memory: '160Mi' }, limits: { memory: '256Mi' } });
   });
 
   test('probes: GET /health and /ready, served by src/http-server.ts, on the named container port', () => {
