@@ -7,7 +7,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLogger } from '../log.ts';
-import type { TimelineEvent } from './human.ts';
+import { startE2eeHuman, type Message } from './e2ee-human.ts';
 import { DEPLOYMENT, NAMESPACE, startStack } from './stack.ts';
 import { ensureSynapseVenv } from './synapse.ts';
 
@@ -18,6 +18,7 @@ async function demo(): Promise<void> {
   out('openclaw-k8s-toggle-operator demo');
   out('  homeserver: a real Synapse on 127.0.0.1 (installed once into a cached Python venv)');
   out('  Kubernetes: a SIMULATED API server on 127.0.0.1; no real cluster is contacted or changed');
+  out('  you:        a demo user with a real end-to-end-encrypted client (matrix-js-sdk, Element\'s crypto), in an encrypted DM');
   out('');
   await ensureSynapseVenv({ logger: { info: (m: string) => out(`  ${m}`), warn: (m: string) => out(`  ${m}`) } });
   const dir = await mkdtemp(join(tmpdir(), 'openclaw-demo-'));
@@ -30,29 +31,33 @@ async function demo(): Promise<void> {
     const logger = createLogger({ level: (process.env['LOG_LEVEL'] as 'info' | undefined) ?? 'warn', format: 'pretty' });
     const { app } = await stack.startBot({ logger });
     out(`${time()}  bot ${app.userId} is up (Synapse at ${stack.synapse.baseUrl}, bot listening on 127.0.0.1:${app.port})`);
-    const alice = await stack.human('alice');
-    out(`${time()}  created demo user ${alice.userId} (the only allowed user)`);
+    const login = await stack.synapse.registerUser('alice', 'demo-password');
+    const alice = await startE2eeHuman({ baseUrl: stack.synapse.baseUrl, ...login, password: 'demo-password' });
+    out(`${time()}  created demo user ${alice.userId} (the only allowed user), device ${alice.deviceId}`);
     out('');
 
     const bot = app.userId;
-    const isBotNotice = (e: TimelineEvent): boolean => e.sender === bot && e.type === 'm.room.message';
+    const fromBot = (m: Message): boolean => m.sender === bot;
     let shown = 0;
-    const showReplies = async (room: string, count: number): Promise<string[]> => {
-      const notices = await alice.waitFor(room, isBotNotice, { count: shown + count, timeoutMs: 30_000 });
-      const fresh = notices.slice(shown).map((e) => String(e.content['body']));
-      shown = notices.length;
-      for (const text of fresh) text.split('\n').forEach((line, i) => out(`${time()}  ${i === 0 ? 'bot:   ' : '       '}${line}`));
-      return fresh;
+    const showReplies = async (room: string, count: number): Promise<void> => {
+      const replies = await alice.waitForMessages(room, fromBot, { count: shown + count, timeoutMs: 30_000 });
+      for (const m of replies.slice(shown)) {
+        const lock = m.encrypted && !m.decryptionFailed ? '🔒' : '  ';
+        (m.body ?? '').split('\n').forEach((line, i) => out(`${time()}  ${i === 0 ? `bot ${lock}` : '       '} ${line}`));
+      }
+      shown = replies.length;
     };
-    const say = async (room: string, text: string, replies = 2): Promise<string[]> => {
-      out(`${time()}  alice: ${text}`);
+    const say = async (room: string, text: string, replies = 2): Promise<void> => {
+      out(`${time()}  alice🔒 ${text}`);
       await alice.send(room, text);
-      return showReplies(room, replies);
+      await showReplies(room, replies);
     };
 
-    out(`${time()}  alice creates a room and invites ${bot}`);
-    const room = await alice.createRoom({ name: 'OpenClaw', invite: [bot] });
+    out(`${time()}  alice creates an encrypted DM and invites ${bot}`);
+    const room = await alice.createEncryptedRoom([bot], { name: 'OpenClaw', isDirect: true });
     await showReplies(room, 1);
+    const trust = await alice.deviceTrust(bot, app.deviceId);
+    out(`${time()}  alice's client sees the bot's device ${app.deviceId} as ${trust.signedByOwner ? 'verified by its owner (cross-signed)' : 'NOT verified by its owner'}`);
     await say(room, 'help');
     await say(room, 'status');
     await say(room, 'start');
@@ -63,6 +68,7 @@ async function demo(): Promise<void> {
     }
     await say(room, 'status');
     await say(room, 'stop');
+    await alice.stop();
     out('');
     out(`${time()}  done; stopping the bot, Synapse and the simulated cluster`);
     await app.stop();
