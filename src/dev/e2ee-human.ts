@@ -395,7 +395,7 @@ class Person implements E2eeHuman {
     }
   }
 
-  async #waitForRoom(roomId: string, what: string, ready: () => boolean, timeoutMs = 15_000): Promise<void> {
+  async #waitForRoom(what: string, ready: () => boolean, timeoutMs = 15_000): Promise<void> {
     await until(what, timeoutMs, () => (ready() ? true : undefined));
   }
 
@@ -407,7 +407,7 @@ class Person implements E2eeHuman {
       ...(options.name === undefined ? {} : { name: options.name }),
       initial_state: [{ type: EventType.RoomEncryption, state_key: '', content: { algorithm: 'm.megolm.v1.aes-sha2' } }],
     });
-    await this.#waitForRoom(roomId, `room ${roomId} to arrive encrypted by sync`, () => {
+    await this.#waitForRoom(`room ${roomId} to arrive encrypted by sync`, () => {
       const room = this.client.getRoom(roomId);
       return room !== null && room.getMyMembership() === 'join' && room.hasEncryptionStateEvent();
     });
@@ -420,16 +420,16 @@ class Person implements E2eeHuman {
 
   async join(roomId: string): Promise<void> {
     await this.client.joinRoom(roomId);
-    await this.#waitForRoom(roomId, `room ${roomId} to arrive by sync after joining`, () => this.client.getRoom(roomId)?.getMyMembership() === 'join');
+    await this.#waitForRoom(`room ${roomId} to arrive by sync after joining`, () => this.client.getRoom(roomId)?.getMyMembership() === 'join');
   }
 
   async waitForMembership(roomId: string, userId: string, membership = 'join', timeoutMs = 15_000): Promise<void> {
-    await this.#waitForRoom(roomId, `${userId} to be ${membership} in ${roomId}`, () => this.client.getRoom(roomId)?.getMember(userId)?.membership === membership, timeoutMs);
+    await this.#waitForRoom(`${userId} to be ${membership} in ${roomId}`, () => this.client.getRoom(roomId)?.getMember(userId)?.membership === membership, timeoutMs);
   }
 
   async send(roomId: string, body: string): Promise<string> {
     // An unknown room would be sent in plaintext by the SDK: make sure sync has delivered it.
-    await this.#waitForRoom(roomId, `room ${roomId} before sending`, () => this.client.getRoom(roomId)?.getMyMembership() === 'join');
+    await this.#waitForRoom(`room ${roomId} before sending`, () => this.client.getRoom(roomId)?.getMyMembership() === 'join');
     const result = await this.client.sendMessage(roomId, { msgtype: MsgType.Text, body });
     return result.event_id;
   }
