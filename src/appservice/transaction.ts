@@ -1,5 +1,5 @@
 import type { SyncBatch } from '../matrix/batch.ts';
-import { isRoomEvent, type RoomEvent, type ToDeviceEvent } from '../matrix/events.ts';
+import { isRoomEvent, isToDeviceEvent, stringList, type RoomEvent, type ToDeviceEvent } from '../matrix/events.ts';
 
 /**
  * The only place that knows the transaction field names, stable and unstable (MSC2409 to-device
@@ -26,10 +26,6 @@ function isObject(value: unknown): value is Json {
   return value !== null && typeof value === 'object' && !Array.isArray(value);
 }
 
-function strings(value: unknown): string[] {
-  return Array.isArray(value) ? value.filter((v): v is string => typeof v === 'string') : [];
-}
-
 export interface BotDevice {
   readonly userId: string;
   /** Unset while the bot has no device (no encryption): device-scoped data is then dropped. */
@@ -48,15 +44,15 @@ export function parseTransaction(txnId: string, body: unknown, bot: BotDevice): 
   const rawToDevice = first(body, F.toDevice);
   if (Array.isArray(rawToDevice) && bot.deviceId) {
     for (const e of rawToDevice) {
-      if (!isObject(e) || typeof e['type'] !== 'string' || typeof e['sender'] !== 'string' || !isObject(e['content'])) continue;
-      if (e['to_user_id'] !== undefined && e['to_user_id'] !== bot.userId) continue;
-      if (e['to_device_id'] !== undefined && e['to_device_id'] !== bot.deviceId && e['to_device_id'] !== '*') continue;
-      toDevice.push(e as unknown as ToDeviceEvent);
+      if (!isToDeviceEvent(e)) continue;
+      if (e.to_user_id !== undefined && e.to_user_id !== bot.userId) continue;
+      if (e.to_device_id !== undefined && e.to_device_id !== bot.deviceId && e.to_device_id !== '*') continue;
+      toDevice.push(e);
     }
   }
 
   const lists = first(body, F.deviceLists);
-  const deviceLists = isObject(lists) ? { changed: strings(lists['changed']), left: strings(lists['left']) } : { changed: [], left: [] };
+  const deviceLists = isObject(lists) ? { changed: stringList(lists['changed']), left: stringList(lists['left']) } : { changed: [], left: [] };
 
   const forDevice = (names: readonly string[]): unknown => {
     const byUser = first(body, names);
@@ -76,6 +72,6 @@ export function parseTransaction(txnId: string, body: unknown, bot: BotDevice): 
     toDevice,
     deviceLists,
     oneTimeKeyCounts,
-    unusedFallbackKeyTypes: Array.isArray(fallback) ? strings(fallback) : undefined,
+    unusedFallbackKeyTypes: Array.isArray(fallback) ? stringList(fallback) : undefined,
   };
 }

@@ -60,8 +60,7 @@ export class Bot {
   /** Posts the crypto step's notices (e.g. an allowed user's identity changed). */
   async announce(notices: readonly Notice[]): Promise<void> {
     for (const notice of notices) {
-      const content = { msgtype: 'm.notice', body: notice.text, format: 'org.matrix.custom.html', formatted_body: replies.escapeHtml(notice.text) };
-      await this.#o.rooms.send(notice.roomId, content, notice.key).catch((error: unknown) => {
+      await this.#o.rooms.send(notice.roomId, replies.noticeContent(replies.plain(notice.text)), notice.key).catch((error: unknown) => {
         this.#o.logger.error({ room_id: notice.roomId, err: errorSummary(error) }, 'could not send a notice');
       });
     }
@@ -102,7 +101,7 @@ export class Bot {
       this.#o.state.finishEvent(event.event_id);
       return;
     }
-    if (incoming.senderDevice?.announce) await this.#reply(event, { text: incoming.senderDevice.announce, html: replies.escapeHtml(incoming.senderDevice.announce) }, 'device-pinned');
+    if (incoming.senderDevice?.announce) await this.#reply(event, replies.plain(incoming.senderDevice.announce), 'device-pinned');
     const parsed = parseCommand(messageText(event) ?? '', this.#o.commandPrefix);
     if (parsed.kind === 'ignore') return;
     // At most once, ever: the claim is durable before anything is done, so a redelivered or
@@ -200,12 +199,7 @@ export class Bot {
    * would not run it again anyway (it is claimed), so failing the batch would gain nothing.
    */
   async #reply(to: RoomEvent, reply: Reply, purpose: string, options: { thread?: boolean } = {}): Promise<void> {
-    const content: Record<string, unknown> = {
-      msgtype: 'm.notice',
-      body: reply.text,
-      format: 'org.matrix.custom.html',
-      formatted_body: reply.html,
-    };
+    const content = replies.noticeContent(reply);
     if (options.thread) {
       // Reply into the event's thread, or start one on it.
       const relates = to.content['m.relates_to'] as { rel_type?: unknown; event_id?: unknown } | undefined;

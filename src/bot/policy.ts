@@ -1,5 +1,5 @@
 import type { IncomingEvent } from '../matrix/incoming.ts';
-import type { Reply } from './replies.ts';
+import { plain, type Reply } from './replies.ts';
 
 /** Who may command the bot, and what to say when a command is refused. */
 export class Policy {
@@ -21,13 +21,13 @@ export class Policy {
     if (!incoming.encrypted || !device || device.trusted) return undefined;
     const text = `🔒 Not running this: it came from a device I do not trust (${device.why}). ` +
       'Verify the device from your other session, or ask the operator to re-pin your identity.';
-    return { text, html: text };
+    return plain(text);
   }
 
   undecryptable(reason: 'missing-keys' | 'other'): Reply {
     const text = reason === 'missing-keys'
       ? "🔐 I could not decrypt this message: its keys never reached me (they were probably sent while I was restarting). I did nothing. Please send the command again; if this keeps happening, restart your client's encryption session or start a new DM with me."
       : '🔐 I could not decrypt this message, so I did nothing. Please send the command again.';
-    return { text, html: text };
+    return plain(text);
   }
 }

@@ -11,7 +11,8 @@ export function escapeHtml(text: string): string {
   return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 }
 
-function plain(text: string): Reply {
+/** A reply that is just text (escaped for the HTML side). */
+export function plain(text: string): Reply {
   return { text, html: escapeHtml(text) };
 }
 
@@ -85,4 +86,9 @@ export function tooOld(word: string, ageSeconds: number, maxSeconds: number): Re
 export function interrupted(word: string, now: Reply): Reply {
   const lead = `⚠️ I was restarted while handling "${word}", so it may or may not have run; I did not run it again. Now: `;
   return { text: lead + now.text, html: escapeHtml(lead) + now.html };
+}
+
+/** The m.notice content of a reply: bots answer with notices, in plain text and simple HTML. */
+export function noticeContent(reply: Reply): Record<string, unknown> {
+  return { msgtype: 'm.notice', body: reply.text, format: 'org.matrix.custom.html', formatted_body: reply.html };
 }

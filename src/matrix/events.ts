@@ -44,3 +44,14 @@ export function isRoomEvent(value: unknown): value is RoomEvent {
     typeof e['content'] === 'object'
   );
 }
+
+/** The strings of a JSON array (anything else is dropped); [] for a non-array. */
+export function stringList(value: unknown): string[] {
+  return Array.isArray(value) ? value.filter((v): v is string => typeof v === 'string') : [];
+}
+
+export function isToDeviceEvent(value: unknown): value is ToDeviceEvent {
+  if (value === null || typeof value !== 'object') return false;
+  const e = value as Record<string, unknown>;
+  return typeof e['type'] === 'string' && typeof e['sender'] === 'string' && e['content'] !== null && typeof e['content'] === 'object' && !Array.isArray(e['content']);
+}

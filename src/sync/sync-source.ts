@@ -2,7 +2,7 @@ import type { Health } from '../health.ts';
 import type { Logger } from '../log.ts';
 import type { SyncBatch } from '../matrix/batch.ts';
 import { MatrixError, type MatrixClient } from '../matrix/client.ts';
-import { isRoomEvent, type RoomEvent, type ToDeviceEvent } from '../matrix/events.ts';
+import { isRoomEvent, isToDeviceEvent, stringList, type RoomEvent } from '../matrix/events.ts';
 import type { StateDb } from '../store/state-db.ts';
 import type { PasswordSession } from './password-session.ts';
 
@@ -50,8 +50,6 @@ interface SyncResponse {
     invite?: Record<string, { invite_state?: { events?: unknown[] } }>;
   };
 }
-
-const strings = (value: unknown): string[] => (Array.isArray(value) ? value.filter((v): v is string => typeof v === 'string') : []);
 
 /**
  * The password-mode producer: long-polls /sync and turns each response into the same SyncBatch an
@@ -168,15 +166,12 @@ export class SyncSource {
     return {
       label: `sync ${sync.next_batch}`,
       roomEvents,
-      toDevice: (sync.to_device?.events ?? []).filter((e): e is ToDeviceEvent => {
-        const x = e as { type?: unknown; sender?: unknown; content?: unknown };
-        return typeof x.type === 'string' && typeof x.sender === 'string' && typeof x.content === 'object' && x.content !== null;
-      }),
-      deviceLists: { changed: strings(sync.device_lists?.changed), left: strings(sync.device_lists?.left) },
+      toDevice: (sync.to_device?.events ?? []).filter(isToDeviceEvent),
+      deviceLists: { changed: stringList(sync.device_lists?.changed), left: stringList(sync.device_lists?.left) },
       // In /sync, a missing count means zero (unlike appservice transactions), so it is always given.
       oneTimeKeyCounts: Object.fromEntries(Object.entries(counts ?? {}).filter((e): e is [string, number] => typeof e[1] === 'number')),
       unusedFallbackKeyTypes: sync.device_unused_fallback_key_types || sync['org.matrix.msc2732.device_unused_fallback_key_types']
-        ? strings(sync.device_unused_fallback_key_types ?? sync['org.matrix.msc2732.device_unused_fallback_key_types'])
+        ? stringList(sync.device_unused_fallback_key_types ?? sync['org.matrix.msc2732.device_unused_fallback_key_types'])
         : undefined,
     };
   }
