@@ -134,7 +134,7 @@ export async function start(config: Config, deps: Deps): Promise<App> {
       logger,
     });
     const source = config.mode === 'appservice' ? 'appservice' : 'sync';
-    const pipeline = new Pipeline({ crypto, bot, metrics, logger });
+    const pipeline = new Pipeline({ crypto, bot, state, metrics, logger });
 
     const check = async (): Promise<void> => {
       await kube.ping(target).catch((error: unknown) => logger.warn(`kubernetes check: ${(error as Error).message}`));

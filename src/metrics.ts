@@ -27,6 +27,18 @@ export class Metrics {
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });
+  readonly eventsSkipped = new Counter({
+    name: 'openclaw_events_skipped_total',
+    help: 'Events given up on for a failure no redelivery can fix (a 4xx from the homeserver, a malformed event), by reason',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly deadLetters = new Counter({
+    name: 'openclaw_dead_letters_total',
+    help: 'Events recorded as dead letters after their transaction kept failing, by reason',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
   readonly kubeLatency = new Histogram({
     name: 'openclaw_kube_request_duration_seconds',
     help: 'Kubernetes API call latency, by operation and outcome',

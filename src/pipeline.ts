@@ -1,10 +1,21 @@
+import { createHash } from 'node:crypto';
 import type { Bot } from './bot/bot.ts';
 import type { CryptoStep } from './crypto/crypto-step.ts';
+import { BatchFailed, classify, errorMessage } from './failure.ts';
+import { faultPoint } from './fault-points.ts';
 import type { Logger } from './log.ts';
 import { emptyBatch, type SyncBatch } from './matrix/batch.ts';
+import type { Metrics } from './metrics.ts';
+import type { StateDb } from './store/state-db.ts';
 
 export type Source = 'appservice' | 'sync' | 'timer';
-import type { Metrics } from './metrics.ts';
+
+/**
+ * The backstop's bound: a batch that failed this many times (the homeserver's 5th delivery comes
+ * about 30 s after the first failure) or for this long is handled event by event instead.
+ */
+export const BACKSTOP_FAILURES = 4;
+export const BACKSTOP_MS = 10 * 60_000;
 
 /**
  * The one consumer of batches from either source. Batches run strictly one after another (the
@@ -14,15 +25,19 @@ import type { Metrics } from './metrics.ts';
 export class Pipeline {
   readonly #crypto: CryptoStep;
   readonly #bot: Bot;
+  readonly #state: StateDb;
   readonly #metrics: Metrics;
   readonly #logger: Logger;
+  readonly #now: () => number;
   #tail: Promise<unknown> = Promise.resolve();
 
-  constructor(options: { crypto: CryptoStep; bot: Bot; metrics: Metrics; logger: Logger }) {
+  constructor(options: { crypto: CryptoStep; bot: Bot; state: StateDb; metrics: Metrics; logger: Logger; now?: () => number }) {
     this.#crypto = options.crypto;
     this.#bot = options.bot;
+    this.#state = options.state;
     this.#metrics = options.metrics;
     this.#logger = options.logger;
+    this.#now = options.now ?? Date.now;
   }
 
   process(batch: SyncBatch, source: Source): Promise<void> {
@@ -51,21 +66,81 @@ export class Pipeline {
 
   async #run(batch: SyncBatch, source: Source): Promise<void> {
     const timer = this.#metrics.batchDuration.startTimer({ source });
+    const key = fingerprint(batch, source);
     try {
-      const { events, notices } = await this.#crypto.process(batch);
-      // Durable before acting: if the bot dies mid-batch, Synapse resends only the room events,
-      // never the to-device keys, so the keys that decrypt them must already be on disk.
-      await this.#crypto.flush();
-      await this.#bot.handle(events);
-      await this.#bot.announce(notices);
-      await this.#crypto.flush();
+      this.#reportDropped(batch);
+      const history = key === undefined ? undefined : this.#state.batchFailures(key);
+      if (key !== undefined && history && (history.failures >= BACKSTOP_FAILURES || this.#now() - history.firstFailedAt >= BACKSTOP_MS)) {
+        await this.#oneByOne(batch, history);
+      } else {
+        await this.#whole(batch);
+      }
+      if (key !== undefined && history) this.#state.batchSucceeded(key);
       this.#metrics.transactions.inc({ source, outcome: 'ok' });
+      faultPoint('before-ack');
     } catch (error) {
       this.#metrics.transactions.inc({ source, outcome: 'error' });
-      this.#logger.error({ batch: batch.label, err: error instanceof Error ? error.message : String(error) }, 'batch failed; it will be redelivered');
-      throw error;
+      let failures: number | undefined;
+      try {
+        if (key !== undefined) failures = this.#state.batchFailed(key, this.#now()).failures;
+      } catch {
+        // The state store is what failed; the count resumes when it works again.
+      }
+      this.#logger.error({ batch: batch.label, failures, reason: classify(error).reason, err: errorMessage(error) }, 'batch failed; it will be redelivered');
+      throw new BatchFailed(batch.label, { cause: error });
     } finally {
       timer();
     }
   }
+
+  async #whole(batch: SyncBatch): Promise<void> {
+    const { events, notices } = await this.#crypto.process(batch);
+    // Durable before acting: if the bot dies mid-batch, Synapse resends only the room events,
+    // never the to-device keys, so the keys that decrypt them must already be on disk.
+    await this.#crypto.flush();
+    await this.#bot.handle(events);
+    await this.#bot.announce(notices);
+    await this.#crypto.flush();
+  }
+
+  /**
+   * The backstop, for a batch that kept failing: whatever the cause, it must not hold back every
+   * later event for ever. Its key material goes first, alone, then each room event on its own;
+   * an event that still fails becomes a dead letter (recorded, logged, counted, never retried).
+   */
+  async #oneByOne(batch: SyncBatch, history: { failures: number; firstFailedAt: number }): Promise<void> {
+    this.#logger.warn({ batch: batch.label, failures: history.failures, failing_for_s: Math.round((this.#now() - history.firstFailedAt) / 1000) }, 'this batch keeps failing: handling its events one by one; those that still fail become dead letters');
+    try {
+      await this.#whole({ ...batch, roomEvents: [] });
+    } catch (error) {
+      const reason = classify(error).reason;
+      this.#metrics.deadLetters.inc({ reason });
+      this.#logger.error({ batch: batch.label, reason, err: errorMessage(error) }, 'dead letter: gave up on the key material of this batch (to-device messages, device lists)');
+    }
+    for (const event of batch.roomEvents) {
+      try {
+        await this.#whole({ ...emptyBatch(batch.label), roomEvents: [event] });
+      } catch (error) {
+        await this.#bot.deadLetter(event, classify(error).reason, error);
+      }
+    }
+  }
+
+  #reportDropped(batch: SyncBatch): void {
+    for (const { eventId, reason } of batch.dropped ?? []) {
+      this.#metrics.eventsSkipped.inc({ reason: 'malformed' });
+      this.#logger.warn({ batch: batch.label, event_id: eventId, reason }, 'dropped a malformed event');
+    }
+  }
+}
+
+/**
+ * What identifies a batch across redeliveries: Synapse resends a failed transaction with its
+ * room events only (and on SQLite restarts transaction ids), so the event ids are the identity;
+ * a /sync batch without room events is identified by its token.
+ */
+function fingerprint(batch: SyncBatch, source: Source): string | undefined {
+  const parts = batch.roomEvents.length > 0 ? batch.roomEvents.map((e) => e.event_id) : source === 'sync' ? [batch.label] : [];
+  if (parts.length === 0) return undefined;
+  return createHash('sha256').update(parts.join('\n')).digest('base64url');
 }

@@ -1,4 +1,4 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import type { Router } from 'express';
 import type { Logger } from '../log.ts';
 import { MatrixError, p, type MatrixClient } from '../matrix/client.ts';
@@ -65,7 +65,7 @@ export class AppserviceSource {
     return appserviceRouter({
       hsToken: this.#o.registration.hsToken,
       allowQueryToken: this.#o.allowQueryToken,
-      onTransaction: (txnId, body) => this.#transaction(txnId, body),
+      onTransaction: (txnId, body, digest) => this.#transaction(txnId, body, digest),
       ownsUser: (userId) => userId === this.#consumer?.device.userId,
       onPing: (id) => {
         if (id) this.#pings.get(id)?.();
@@ -75,8 +75,8 @@ export class AppserviceSource {
     });
   }
 
-  async #transaction(txnId: string, body: unknown): Promise<void> {
-    const key = `${txnId}:${createHash('sha256').update(JSON.stringify(body)).digest('base64url')}`;
+  async #transaction(txnId: string, body: unknown, digest: string): Promise<void> {
+    const key = `${txnId}:${digest}`;
     if (this.#recent.has(key)) {
       this.#o.logger.debug({ txn_id: txnId }, 'transaction already acknowledged; answering again');
       return;

@@ -1,13 +1,17 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
 import type { Logger } from '../log.ts';
+import { BatchFailed } from '../failure.ts';
 import { TransactionFormatError } from './transaction.ts';
 
 export interface AppserviceHandlers {
   readonly hsToken: string;
   readonly allowQueryToken: boolean;
-  /** Resolves once the transaction's effects are durable; rejects to make Synapse retry it. */
-  readonly onTransaction: (txnId: string, body: unknown) => Promise<void>;
+  /**
+   * Resolves once the transaction's effects are durable; rejects to make Synapse retry it.
+   * `digest` is a hash of the raw body, to recognise a resend.
+   */
+  readonly onTransaction: (txnId: string, body: unknown, digest: string) => Promise<void>;
   /** True if the bot owns this user id (Synapse's user query). */
   readonly ownsUser: (userId: string) => boolean;
   /** Synapse confirmed it can reach us (our own start-up ping comes back here). */
@@ -30,6 +34,25 @@ function sameToken(given: string, expected: string): boolean {
 }
 
 export const MAX_BODY_BYTES = 10 * 1024 * 1024;
+/**
+ * Deepest JSON nesting accepted. Matrix events are shallow (a handful of levels); thousands of
+ * levels only serve to exhaust the stack of whatever walks the value later.
+ */
+export const MAX_JSON_DEPTH = 64;
+
+/** Nesting depth of a parsed JSON value, without recursion (the value may be hostile). */
+export function jsonDepth(value: unknown, limit = Number.POSITIVE_INFINITY): number {
+  let deepest = 0;
+  const stack: Array<[unknown, number]> = [[value, 1]];
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop() as [unknown, number];
+    if (v === null || typeof v !== 'object') continue;
+    if (depth > deepest) deepest = depth;
+    if (deepest > limit) return deepest;
+    for (const child of Object.values(v)) if (child !== null && typeof child === 'object') stack.push([child, depth + 1]);
+  }
+  return deepest;
+}
 
 /** The homeserver-facing API: `/_matrix/app/v1/…`, authenticated with `hs_token`. */
 export function appserviceRouter(h: AppserviceHandlers): Router {
@@ -68,14 +91,25 @@ export function appserviceRouter(h: AppserviceHandlers): Router {
     try {
       parsed = json(req);
     } catch {
+      h.logger.warn({ txn_id: txnId }, 'refused a transaction whose body is not JSON');
       return matrixError(res, 400, 'M_NOT_JSON', 'Transaction body is not valid JSON');
     }
+    if (jsonDepth(parsed, MAX_JSON_DEPTH) > MAX_JSON_DEPTH) {
+      h.logger.warn({ txn_id: txnId, max_depth: MAX_JSON_DEPTH }, 'refused a transaction nested deeper than any Matrix event');
+      return matrixError(res, 400, 'M_BAD_JSON', `Transaction body is nested deeper than ${MAX_JSON_DEPTH} levels`);
+    }
+    const raw = req.body as unknown;
+    const digest = createHash('sha256').update(Buffer.isBuffer(raw) ? raw : Buffer.alloc(0)).digest('base64url');
     try {
-      await h.onTransaction(txnId, parsed);
+      await h.onTransaction(txnId, parsed, digest);
       res.status(200).json({});
     } catch (error) {
-      if (error instanceof TransactionFormatError) return matrixError(res, 400, 'M_BAD_JSON', error.message);
-      // Logged by the pipeline with the batch's context; Synapse will retry the same transaction.
+      if (error instanceof TransactionFormatError) {
+        h.logger.warn({ txn_id: txnId, err: error.message }, 'refused a malformed transaction');
+        return matrixError(res, 400, 'M_BAD_JSON', error.message);
+      }
+      // A failed batch is logged by the pipeline with its context; anything else is logged here.
+      if (!(error instanceof BatchFailed)) h.logger.error({ txn_id: txnId, err: error instanceof Error ? error.message : String(error) }, 'transaction failed; Synapse will retry it');
       matrixError(res, 500, 'M_UNKNOWN', 'Transaction failed; please retry');
     }
   });

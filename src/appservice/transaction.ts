@@ -1,5 +1,5 @@
 import type { SyncBatch } from '../matrix/batch.ts';
-import { isRoomEvent, isToDeviceEvent, stringList, type RoomEvent, type ToDeviceEvent } from '../matrix/events.ts';
+import { roomEventProblem, isToDeviceEvent, stringList, type RoomEvent, type ToDeviceEvent } from '../matrix/events.ts';
 
 /**
  * The only place that knows the transaction field names, stable and unstable (MSC2409 to-device
@@ -37,8 +37,14 @@ export function parseTransaction(txnId: string, body: unknown, bot: BotDevice): 
   if (!isObject(body)) throw new TransactionFormatError('the transaction body must be a JSON object');
   const events = body[F.events];
   if (!Array.isArray(events)) throw new TransactionFormatError('the transaction has no "events" array');
-  // A malformed event is skipped rather than failing the transaction: a retry would carry it again forever.
-  const roomEvents: RoomEvent[] = events.filter(isRoomEvent);
+  // A malformed event is dropped rather than failing the transaction: a retry would carry it again forever.
+  const roomEvents: RoomEvent[] = [];
+  const dropped: Array<{ eventId: string | undefined; reason: string }> = [];
+  for (const event of events) {
+    const problem = roomEventProblem(event);
+    if (problem === undefined) roomEvents.push(event as RoomEvent);
+    else dropped.push({ eventId: typeof (event as { event_id?: unknown } | null)?.event_id === 'string' ? (event as { event_id: string }).event_id.slice(0, 255) : undefined, reason: problem });
+  }
 
   const toDevice: ToDeviceEvent[] = [];
   const rawToDevice = first(body, F.toDevice);
@@ -73,5 +79,6 @@ export function parseTransaction(txnId: string, body: unknown, bot: BotDevice): 
     deviceLists,
     oneTimeKeyCounts,
     unusedFallbackKeyTypes: Array.isArray(fallback) ? stringList(fallback) : undefined,
+    dropped,
   };
 }

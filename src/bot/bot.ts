@@ -1,3 +1,5 @@
+import { classify, errorMessage } from '../failure.ts';
+import { faultPoint } from '../fault-points.ts';
 import type { Logger } from '../log.ts';
 import { KubeError, type DeploymentTarget, type Kube } from '../kube/kube.ts';
 import { messageText, type RoomEvent } from '../matrix/events.ts';
@@ -5,6 +7,7 @@ import type { IncomingEvent, Notice } from '../matrix/incoming.ts';
 import type { Metrics } from '../metrics.ts';
 import type { StateDb } from '../store/state-db.ts';
 import { parseCommand, type CommandName, type Parsed } from './commands.ts';
+import { Outbox } from './outbox.ts';
 import { Policy } from './policy.ts';
 import * as replies from './replies.ts';
 import type { Reply } from './replies.ts';
@@ -35,123 +38,185 @@ export interface BotOptions {
 export class Bot {
   readonly #o: BotOptions;
   readonly #policy: Policy;
+  readonly #outbox: Outbox;
   readonly #now: () => number;
 
   constructor(options: BotOptions) {
     this.#o = options;
     this.#policy = new Policy(options.userId, options.allowedUsers);
+    this.#outbox = new Outbox(options.state, (roomId, content, txnId) => options.rooms.send(roomId, content, txnId), options.logger);
     this.#now = options.now ?? Date.now;
   }
 
-  /** Handles events in order. Throws only for failures worth a redelivery (e.g. a join that failed). */
+  /**
+   * Handles events in order. Throws only for failures a redelivery may fix (the homeserver is
+   * unavailable, the disk is full); an event that fails for good is logged, counted and skipped,
+   * so that it cannot hold back the events after it.
+   */
   async handle(events: readonly IncomingEvent[]): Promise<void> {
     for (const incoming of events) {
-      const { event } = incoming;
-      this.#o.metrics.events.inc({ type: event.type });
-      if (event.sender === this.#o.userId) continue; // our own echo and replies: never commands
-      if (event.type === 'm.room.member' && event.state_key === this.#o.userId) {
-        await this.#membership(event);
-      } else if (incoming.decryptionFailure || messageText(event) !== undefined) {
-        await this.#message(incoming);
+      try {
+        await this.#handleOne(incoming);
+      } catch (error) {
+        const failure = classify(error);
+        if (failure.transient) throw error;
+        this.skip(incoming.event, failure.reason, error);
       }
     }
+  }
+
+  /** Gives up on an event for good: logged once, counted, and marked handled so no redelivery retries it. */
+  skip(event: RoomEvent, reason: string, error: unknown): void {
+    this.#o.metrics.eventsSkipped.inc({ reason });
+    this.#o.logger.warn({ event_id: event.event_id, room_id: event.room_id, sender: event.sender, type: event.type, reason, err: errorMessage(error) }, 'skipping an event that cannot succeed on redelivery');
+    this.#o.state.claimEvent(event.event_id, event.room_id);
+    this.#o.state.finishEvent(event.event_id);
+  }
+
+  /**
+   * The pipeline's backstop gave up on this event (its batch kept failing): recorded for the
+   * operator, never retried, and an allowed sender is told (best effort: the homeserver may be
+   * what keeps failing).
+   */
+  async deadLetter(event: RoomEvent, reason: string, error: unknown): Promise<void> {
+    this.#o.state.addDeadLetter(event.event_id, event.room_id, reason, errorMessage(error));
+    this.#o.metrics.deadLetters.inc({ reason });
+    this.#o.logger.error({ event_id: event.event_id, room_id: event.room_id, sender: event.sender, type: event.type, reason, err: errorMessage(error) }, 'dead letter: gave up on an event whose batch kept failing');
+    this.#o.state.claimEvent(event.event_id, event.room_id);
+    this.#o.state.finishEvent(event.event_id);
+    if (!this.#policy.isAllowed(event.sender) || (event.type !== 'm.room.message' && event.type !== 'm.room.encrypted')) return;
+    await this.#outbox.reply(event, 'result', replies.gaveUp(), { thread: true }).catch((sendError: unknown) => {
+      this.#o.logger.warn({ event_id: event.event_id, err: errorMessage(sendError) }, 'could not tell the sender about the dead letter');
+    });
   }
 
   /** Posts the crypto step's notices (e.g. an allowed user's identity changed). */
   async announce(notices: readonly Notice[]): Promise<void> {
     for (const notice of notices) {
       await this.#o.rooms.send(notice.roomId, replies.noticeContent(replies.plain(notice.text)), notice.key).catch((error: unknown) => {
-        this.#o.logger.error({ room_id: notice.roomId, err: errorSummary(error) }, 'could not send a notice');
+        this.#o.logger.error({ room_id: notice.roomId, err: errorMessage(error) }, 'could not send a notice');
       });
     }
+  }
+
+  async #handleOne(incoming: IncomingEvent): Promise<void> {
+    const { event } = incoming;
+    this.#o.metrics.events.inc({ type: event.type });
+    if (event.sender === this.#o.userId) return; // our own echo and replies: never commands
+    if (event.type === 'm.room.member' && event.state_key === this.#o.userId) {
+      await this.#membership(event);
+    } else if (incoming.decryptionFailure || incoming.encrypted || messageText(event) !== undefined) {
+      await this.#message(incoming);
+    }
+  }
+
+  /**
+   * Runs `work` for an event at most once, ever: the claim is durable before anything is done. An
+   * event claimed before whose handling never finished (the bot died in the middle) is resumed:
+   * `work` gets `resumed = true` and must not repeat what may have happened.
+   */
+  async #once(event: RoomEvent, log: Logger, work: (resumed: boolean) => Promise<void>): Promise<void> {
+    const first = this.#o.state.claimEvent(event.event_id, event.room_id);
+    if (!first && this.#o.state.wasFinished(event.event_id) !== false) {
+      log.debug('event already handled; skipping');
+      return;
+    }
+    if (!first) log.warn('redelivered an event whose handling was interrupted; finishing it from what was recorded');
+    faultPoint('after-claim');
+    await work(!first);
+    this.#o.state.finishEvent(event.event_id);
   }
 
   async #membership(event: RoomEvent): Promise<void> {
     if (event.content['membership'] !== 'invite') return;
     const log = this.#o.logger.child({ room_id: event.room_id, event_id: event.event_id, inviter: event.sender });
-    if (this.#o.state.wasHandled(event.event_id)) return;
     // /sync shows an invite twice: as stripped state, then as the timeline event once joined.
     const answered = Number(this.#o.state.get(`invite-answered:${event.room_id}`) ?? -1);
     if (event.origin_server_ts <= answered) return;
-    if (!this.#policy.isAllowed(event.sender)) {
-      log.warn('declining invite from a user who is not allowed');
-      await this.#o.rooms.leave(event.room_id, 'This bot only joins rooms when invited by an allowed user.');
-    } else {
-      await this.#o.rooms.join(event.room_id);
-      log.info('joined room on invite');
-      await this.#reply(event, replies.hello(this.#o.target, this.#o.commandPrefix), 'hello');
-    }
-    // Claimed after the join so a failed join is retried on redelivery; join and hello are idempotent.
-    this.#o.state.claimEvent(event.event_id, event.room_id);
-    this.#o.state.set(`invite-answered:${event.room_id}`, String(event.origin_server_ts));
+    await this.#once(event, log, async () => {
+      // Leave and join are idempotent, so a resumed invite simply answers again.
+      if (!this.#policy.isAllowed(event.sender)) {
+        log.warn('declining invite from a user who is not allowed');
+        await this.#o.rooms.leave(event.room_id, 'This bot only joins rooms when invited by an allowed user.');
+      } else {
+        await this.#o.rooms.join(event.room_id);
+        log.info('joined room on invite');
+        await this.#outbox.reply(event, 'hello', replies.hello(this.#o.target, this.#o.commandPrefix));
+      }
+      this.#o.state.set(`invite-answered:${event.room_id}`, String(event.origin_server_ts));
+    });
   }
 
   async #message(incoming: IncomingEvent): Promise<void> {
     const { event } = incoming;
     const log = this.#o.logger.child({ room_id: event.room_id, event_id: event.event_id, sender: event.sender });
     if (!this.#policy.isAllowed(event.sender)) {
-      log.debug('ignoring message from a user who is not allowed');
+      log.debug({ encrypted: incoming.encrypted }, 'ignoring a message from a user who is not allowed');
       return;
     }
-    if (incoming.decryptionFailure) {
-      if (!this.#o.state.claimEvent(event.event_id, event.room_id)) return;
-      this.#o.metrics.undecryptable.inc({ reason: incoming.decryptionFailure.reason });
-      log.warn({ reason: incoming.decryptionFailure.reason, detail: incoming.decryptionFailure.message }, 'could not decrypt a message from an allowed user');
-      await this.#reply(event, this.#policy.undecryptable(incoming.decryptionFailure.reason), 'undecryptable', { thread: true });
-      this.#o.state.finishEvent(event.event_id);
+    const failure = incoming.decryptionFailure;
+    if (failure) {
+      await this.#once(event, log, async (resumed) => {
+        if (!resumed) {
+          this.#o.metrics.undecryptable.inc({ reason: failure.reason });
+          log.warn({ reason: failure.reason, detail: failure.message }, 'could not decrypt a message from an allowed user');
+        }
+        await this.#outbox.reply(event, 'result', this.#policy.undecryptable(failure.reason), { thread: true });
+      });
       return;
     }
-    if (incoming.senderDevice?.announce) await this.#reply(event, replies.plain(incoming.senderDevice.announce), 'device-pinned');
     const parsed = parseCommand(messageText(event) ?? '', this.#o.commandPrefix);
     if (parsed.kind === 'ignore') return;
-    // At most once, ever: the claim is durable before anything is done, so a redelivered or
-    // retried event (same id, any transaction id) finds it and does nothing.
-    if (!this.#o.state.claimEvent(event.event_id, event.room_id)) {
-      if (this.#o.state.wasFinished(event.event_id) === false && parsed.kind === 'command') {
-        // Claimed, then the bot died before answering: it may or may not have acted. Say so, once.
-        this.#o.state.finishEvent(event.event_id);
-        log.warn({ command: parsed.name }, 'redelivered a command whose handling was interrupted; not running it again');
-        await this.#reply(event, await this.#interrupted(parsed.word, parsed.name), 'interrupted');
-      } else {
-        log.debug('event already handled; skipping');
-      }
-      return;
-    }
-    await this.#respond(incoming, parsed, log);
-    this.#o.state.finishEvent(event.event_id);
+    await this.#once(event, log, (resumed) => this.#respond(incoming, parsed, log, resumed));
   }
 
   /** Answers a claimed message: unknown word, refusal, too late, or run the command. */
-  async #respond(incoming: IncomingEvent, parsed: Exclude<Parsed, { kind: 'ignore' }>, log: Logger): Promise<void> {
+  async #respond(incoming: IncomingEvent, parsed: Exclude<Parsed, { kind: 'ignore' }>, log: Logger, resumed: boolean): Promise<void> {
     const { event } = incoming;
+    if (resumed && this.#outbox.has(event.event_id, 'result')) {
+      // The outcome was decided (and maybe sent) before the restart: say exactly that again.
+      await this.#outbox.resend(event.event_id);
+      return;
+    }
+    if (incoming.senderDevice?.announce) await this.#outbox.reply(event, 'device-pinned', replies.plain(incoming.senderDevice.announce));
     if (parsed.kind === 'unknown') {
       this.#o.metrics.commands.inc({ command: 'unknown', outcome: 'answered' });
-      await this.#reply(event, replies.unknown(parsed.word, this.#o.target, this.#o.commandPrefix), 'unknown');
+      await this.#outbox.reply(event, 'result', replies.unknown(parsed.word, this.#o.target, this.#o.commandPrefix));
       return;
     }
     const refusal = this.#policy.refusal(incoming);
     if (refusal) {
       this.#o.metrics.commands.inc({ command: parsed.name, outcome: 'refused' });
       log.warn({ command: parsed.name, device_id: incoming.senderDevice?.deviceId, why: incoming.senderDevice?.why }, 'refusing command from an untrusted device');
-      await this.#reply(event, refusal, 'refused');
+      await this.#outbox.reply(event, 'result', refusal);
       return;
     }
+    // A resumed start or stop may have acted before the restart: it is reported, never run again.
+    const mayHaveActed = resumed && (parsed.name === 'start' || parsed.name === 'stop');
     const ageSeconds = (this.#now() - event.origin_server_ts) / 1000;
-    if (this.#o.maxCommandAgeSeconds > 0 && ageSeconds > this.#o.maxCommandAgeSeconds) {
+    if (!mayHaveActed && this.#o.maxCommandAgeSeconds > 0 && ageSeconds > this.#o.maxCommandAgeSeconds) {
       this.#o.metrics.commands.inc({ command: parsed.name, outcome: 'too-old' });
       log.warn({ command: parsed.name, age_s: Math.round(ageSeconds) }, 'not running a command that arrived too late');
-      await this.#reply(event, replies.tooOld(parsed.word, ageSeconds, this.#o.maxCommandAgeSeconds), 'too-old');
+      await this.#outbox.reply(event, 'result', replies.tooOld(parsed.word, ageSeconds, this.#o.maxCommandAgeSeconds));
       return;
     }
     // The echo goes out while the command runs; the result waits for it, so they arrive in order.
-    const echoed = this.#o.echo ? this.#reply(event, replies.echo(parsed.word), 'echo') : Promise.resolve();
-    const reply = await this.#run(parsed.name, log);
+    const echoed = this.#o.echo ? this.#outbox.reply(event, 'echo', replies.echo(parsed.word)) : Promise.resolve();
+    echoed.catch(() => undefined); // awaited below; this only keeps an early failure from being "unhandled"
+    let reply: Reply;
+    if (mayHaveActed) {
+      log.warn({ command: parsed.name }, 'redelivered a command whose handling was interrupted; not running it again');
+      reply = await this.#interrupted(parsed.word);
+    } else {
+      reply = await this.#run(parsed.name, log);
+    }
+    // Recorded before anything waits: from here on, a restart re-sends this instead of guessing.
+    this.#outbox.record(event, 'result', reply);
     await echoed;
-    await this.#reply(event, reply, 'result');
+    await this.#outbox.reply(event, 'result', reply);
   }
 
-  async #interrupted(word: string, command: CommandName): Promise<Reply> {
-    if (command !== 'start' && command !== 'stop') return this.#run(command, this.#o.logger);
+  async #interrupted(word: string): Promise<Reply> {
     let now: Reply;
     try {
       now = replies.status(this.#o.target, await this.#o.kube.status(this.#o.target));
@@ -176,6 +241,7 @@ export class Bot {
         case 'start':
         case 'stop': {
           const result = await kube.scale(target, command === 'start' ? 1 : 0);
+          faultPoint('after-patch');
           log.info({ command, namespace: target.namespace, deployment: target.name, from: result.previous, to: result.desired }, 'scaled deployment');
           reply = replies.scaled(target, result);
           break;
@@ -193,27 +259,4 @@ export class Bot {
       return replies.internalFailure(action, target);
     }
   }
-
-  /**
-   * Sends a notice. A failed reply is logged, not thrown: the command has run, and a redelivery
-   * would not run it again anyway (it is claimed), so failing the batch would gain nothing.
-   */
-  async #reply(to: RoomEvent, reply: Reply, purpose: string, options: { thread?: boolean } = {}): Promise<void> {
-    const content = replies.noticeContent(reply);
-    if (options.thread) {
-      // Reply into the event's thread, or start one on it.
-      const relates = to.content['m.relates_to'] as { rel_type?: unknown; event_id?: unknown } | undefined;
-      const root = relates?.rel_type === 'm.thread' && typeof relates.event_id === 'string' ? relates.event_id : to.event_id;
-      content['m.relates_to'] = { rel_type: 'm.thread', event_id: root, is_falling_back: true, 'm.in_reply_to': { event_id: to.event_id } };
-    }
-    try {
-      await this.#o.rooms.send(to.room_id, content, `${to.event_id}.${purpose}`);
-    } catch (error) {
-      this.#o.logger.error({ room_id: to.room_id, event_id: to.event_id, purpose, err: errorSummary(error) }, 'could not send reply');
-    }
-  }
-}
-
-function errorSummary(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

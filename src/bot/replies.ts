@@ -88,6 +88,11 @@ export function interrupted(word: string, now: Reply): Reply {
   return { text: lead + now.text, html: escapeHtml(lead) + now.html };
 }
 
+/** The backstop gave up on a message whose handling kept failing. */
+export function gaveUp(): Reply {
+  return plain('⚠️ I gave up on this message: handling it failed again and again, so I will not try it again (the operator finds it in my log as a dead letter). Say "status" to see the current state, and send the command again if you still want it.');
+}
+
 /** The m.notice content of a reply: bots answer with notices, in plain text and simple HTML. */
 export function noticeContent(reply: Reply): Record<string, unknown> {
   return { msgtype: 'm.notice', body: reply.text, format: 'org.matrix.custom.html', formatted_body: reply.html };

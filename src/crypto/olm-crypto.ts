@@ -20,6 +20,8 @@ import type { IncomingEvent } from '../matrix/incoming.ts';
 import type { StateDb } from '../store/state-db.ts';
 import type { CryptoStep, Notice, Outgoing, ProcessedBatch } from './crypto-step.ts';
 import type { DurableIndexedDb } from './durable-idb.ts';
+import { faultPoint } from '../fault-points.ts';
+import { isRoomId, isUserId } from '../matrix/ids.ts';
 import { canonicalJson } from './canonical-json.ts';
 import { OutgoingRequests } from './outgoing-requests.ts';
 import { RoomTracker } from './room-tracker.ts';
@@ -46,7 +48,23 @@ type Decrypted = { kind: 'ok'; incoming: IncomingEvent } | { kind: 'missing' | '
 const DECRYPT = (): DecryptionSettings => new DecryptionSettings(TrustRequirement.Untrusted);
 /** Longest the engine goes without being fed a batch (it rotates fallback keys and the like on its own clock). */
 const ENGINE_FEED_INTERVAL_MS = 60_000;
-const users = (ids: readonly string[]): UserId[] => ids.map((id) => new UserId(id)); // fresh: the engine consumes them
+
+/**
+ * Fresh UserIds (the engine consumes them) for the ids that are valid: a malformed id from the
+ * homeserver (a crafted device list or member event) would make the engine throw for the whole batch.
+ */
+function users(ids: readonly string[]): UserId[] {
+  const out: UserId[] = [];
+  for (const id of ids) {
+    if (!isUserId(id)) continue;
+    try {
+      out.push(new UserId(id));
+    } catch {
+      // The engine's grammar is the last word; an id it refuses is not one it can track.
+    }
+  }
+  return out;
+}
 
 /**
  * End-to-end encryption with the wasm OlmMachine. Every call comes from the pipeline's single
@@ -69,7 +87,7 @@ export class OlmCrypto implements CryptoStep {
 
   constructor(options: OlmCryptoOptions) {
     this.#o = options;
-    this.#outgoing = new OutgoingRequests(options.machine, options.client, options.logger);
+    this.#outgoing = new OutgoingRequests(options.machine, options.client, options.logger, () => this.flush());
     this.#rooms = new RoomTracker(options.client, options.userId);
     this.#judge = new TrustJudge(options.machine, options.trust, options.state, options.logger, async (userId) => {
       await options.machine.updateTrackedUsers(users([userId]));
@@ -225,23 +243,34 @@ export class OlmCrypto implements CryptoStep {
   }
 
   async #decrypt(event: RoomEvent): Promise<Decrypted> {
+    if (!isRoomId(event.room_id)) return { kind: 'failed', message: 'the event has a malformed room id' };
+    let decrypted: Awaited<ReturnType<OlmMachine['decryptRoomEvent']>>;
     try {
-      const decrypted = await this.#o.machine.decryptRoomEvent(JSON.stringify(event), new RoomId(event.room_id), DECRYPT());
-      const plain = JSON.parse(decrypted.event) as { type?: unknown; content?: unknown };
-      const sender = decrypted.sender.toString();
-      if (sender !== event.sender || typeof plain.type !== 'string' || plain.content === null || typeof plain.content !== 'object') {
-        return { kind: 'failed', message: 'the decrypted payload does not match its envelope' };
-      }
-      const deviceId = decrypted.senderDevice?.toString();
-      const verdict = this.#allowed.has(sender) ? await this.#judge.judge(sender, deviceId) : { deviceId, trusted: false, why: 'not an allowed user' };
-      // The decrypted event keeps the envelope's id, room, sender and time; type and content come from the ciphertext.
-      const incoming: IncomingEvent = { event: { ...event, type: plain.type, content: plain.content as Record<string, unknown> }, encrypted: true, senderDevice: verdict };
-      return { kind: 'ok', incoming };
+      decrypted = await this.#o.machine.decryptRoomEvent(JSON.stringify(event), new RoomId(event.room_id), DECRYPT());
     } catch (error) {
-      if (!(error instanceof MegolmDecryptionError)) throw error;
+      if (!(error instanceof MegolmDecryptionError)) {
+        // The engine refused this one event (a malformed field): no redelivery changes that.
+        return { kind: 'failed', message: `the crypto engine could not read the event: ${error instanceof Error ? error.message : String(error)}` };
+      }
       const missing = error.code === DecryptionErrorCode.MissingRoomKey || error.code === DecryptionErrorCode.UnknownMessageIndex;
       return { kind: missing ? 'missing' : 'failed', message: error.description };
     }
+    let plain: { type?: unknown; content?: unknown };
+    try {
+      plain = JSON.parse(decrypted.event) as typeof plain;
+    } catch {
+      return { kind: 'failed', message: 'the decrypted payload is not JSON' };
+    }
+    const sender = decrypted.sender.toString();
+    if (sender !== event.sender || typeof plain.type !== 'string' || plain.content === null || typeof plain.content !== 'object' || Array.isArray(plain.content)) {
+      return { kind: 'failed', message: 'the decrypted payload does not match its envelope' };
+    }
+    const deviceId = decrypted.senderDevice?.toString();
+    // Outside the try: a key query that fails on the way is worth a redelivery, not a "could not decrypt".
+    const verdict = this.#allowed.has(sender) ? await this.#judge.judge(sender, deviceId) : { deviceId, trusted: false, why: 'not an allowed user' };
+    // The decrypted event keeps the envelope's id, room, sender and time; type and content come from the ciphertext.
+    const incoming: IncomingEvent = { event: { ...event, type: plain.type, content: plain.content as Record<string, unknown> }, encrypted: true, senderDevice: verdict };
+    return { kind: 'ok', incoming };
   }
 
   async #applyOperatorRequests(): Promise<void> {
@@ -285,6 +314,11 @@ export class OlmCrypto implements CryptoStep {
     // Always share before encrypting: encryptRoomEvent without a shared session aborts the process.
     for (const request of await machine.shareRoomKey(room, users(members), new EncryptionSettings())) await this.#outgoing.send(request);
     const encrypted = await machine.encryptRoomEvent(new RoomId(roomId), type, JSON.stringify(content));
+    // Encrypting advanced the room's Megolm ratchet. Durable before the ciphertext leaves: a restart
+    // from older state would encrypt under the same message index again, which other clients
+    // reject as a replay (and two plaintexts under one key index is a cryptographic defect).
+    await this.flush();
+    faultPoint('after-encrypt');
     return { type: 'm.room.encrypted', content: JSON.parse(encrypted) as Record<string, unknown> };
   }
 

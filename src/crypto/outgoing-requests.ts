@@ -9,6 +9,7 @@ import {
   UploadSigningKeysRequest,
   type OlmMachine,
 } from '@matrix-org/matrix-sdk-crypto-wasm';
+import { faultPoint } from '../fault-points.ts';
 import type { Logger } from '../log.ts';
 import { p, type MatrixClient } from '../matrix/client.ts';
 
@@ -34,11 +35,20 @@ export class OutgoingRequests {
   readonly #machine: OlmMachine;
   readonly #client: MatrixClient;
   readonly #logger: Logger;
+  readonly #makeDurable: () => Promise<void>;
 
-  constructor(machine: OlmMachine, client: MatrixClient, logger: Logger) {
+  /**
+   * `makeDurable` writes the engine's state to disk. It runs before every request that carries
+   * something the engine just created: one-time and cross-signing keys, Olm-encrypted room keys
+   * (each advances an Olm ratchet), signatures. Once such a request has left, a restart must not
+   * come back with state from before it: it would publish other keys under the same ids, or
+   * encrypt again with a ratchet step already used.
+   */
+  constructor(machine: OlmMachine, client: MatrixClient, logger: Logger, makeDurable: () => Promise<void>) {
     this.#machine = machine;
     this.#client = client;
     this.#logger = logger;
+    this.#makeDurable = makeDurable;
   }
 
   /** Sends everything the engine has queued; repeats while answers make it queue more (bounded). */
@@ -51,7 +61,10 @@ export class OutgoingRequests {
   }
 
   async send(request: AnyRequest): Promise<void> {
+    // A key query carries nothing of ours; everything else does (see the constructor).
+    if (!(request instanceof KeysQueryRequest)) await this.#makeDurable();
     const response = await this.#http(request);
+    if (request instanceof ToDeviceRequest) faultPoint('after-to-device');
     // Requests without an id (bootstrap signature and signing-key uploads) are not tracked by the engine.
     if ('id' in request && request.id !== undefined && !(request instanceof UploadSigningKeysRequest)) {
       // markRequestAsSent throws synchronously on a malformed response; the await inside try covers both.

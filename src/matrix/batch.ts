@@ -15,6 +15,8 @@ export interface SyncBatch {
   readonly oneTimeKeyCounts: Readonly<Record<string, number>> | undefined;
   /** Unused fallback key algorithms for the bot's device; undefined when not reported. */
   readonly unusedFallbackKeyTypes: readonly string[] | undefined;
+  /** Events the source dropped as malformed (a redelivery would carry them again): logged and counted. */
+  readonly dropped?: ReadonlyArray<{ readonly eventId: string | undefined; readonly reason: string }>;
 }
 
 export function emptyBatch(label: string): SyncBatch {

@@ -1,4 +1,5 @@
 /** The slice of the Matrix event format the bot reads. Unknown fields are kept, not typed. */
+import { isEventId, isRoomId, isUserId } from './ids.ts';
 
 export interface RoomEvent {
   readonly event_id: string;
@@ -32,17 +33,24 @@ export function messageText(event: RoomEvent): string | undefined {
   return body;
 }
 
-export function isRoomEvent(value: unknown): value is RoomEvent {
-  if (value === null || typeof value !== 'object') return false;
+/** Why a value is not a room event the bot can handle, or undefined when it is one. */
+export function roomEventProblem(value: unknown): string | undefined {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return 'not an object';
   const e = value as Record<string, unknown>;
-  return (
-    typeof e['event_id'] === 'string' &&
-    typeof e['room_id'] === 'string' &&
-    typeof e['sender'] === 'string' &&
-    typeof e['type'] === 'string' &&
-    e['content'] !== null &&
-    typeof e['content'] === 'object'
-  );
+  if (!isEventId(e['event_id'])) return 'malformed event_id';
+  if (!isRoomId(e['room_id'])) return 'malformed room_id';
+  if (!isUserId(e['sender'])) return 'malformed sender';
+  if (typeof e['type'] !== 'string') return 'malformed type';
+  if (e['content'] === null || typeof e['content'] !== 'object' || Array.isArray(e['content'])) return 'malformed content';
+  if (typeof e['origin_server_ts'] !== 'number') return 'malformed origin_server_ts';
+  if (e['state_key'] !== undefined && typeof e['state_key'] !== 'string') return 'malformed state_key';
+  // The bot's own membership is what it acts on: a member event must name a user.
+  if (e['type'] === 'm.room.member' && !isUserId(e['state_key'])) return 'member event with a malformed state_key';
+  return undefined;
+}
+
+export function isRoomEvent(value: unknown): value is RoomEvent {
+  return roomEventProblem(value) === undefined;
 }
 
 /** The strings of a JSON array (anything else is dropped); [] for a non-array. */

@@ -38,6 +38,26 @@ export class StateDb {
         event_json TEXT NOT NULL,
         first_seen INTEGER NOT NULL
       ) WITHOUT ROWID;
+      CREATE TABLE IF NOT EXISTS replies (
+        event_id TEXT NOT NULL,
+        purpose TEXT NOT NULL,
+        room_id TEXT NOT NULL,
+        content_json TEXT NOT NULL,
+        recorded_at INTEGER NOT NULL,
+        PRIMARY KEY (event_id, purpose)
+      );
+      CREATE TABLE IF NOT EXISTS failing_batches (
+        fingerprint TEXT PRIMARY KEY,
+        first_failed_at INTEGER NOT NULL,
+        failures INTEGER NOT NULL
+      ) WITHOUT ROWID;
+      CREATE TABLE IF NOT EXISTS dead_letters (
+        event_id TEXT PRIMARY KEY,
+        room_id TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        recorded_at INTEGER NOT NULL
+      ) WITHOUT ROWID;
       CREATE TABLE IF NOT EXISTS operator_requests (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         kind TEXT NOT NULL,
@@ -134,9 +154,60 @@ export class StateDb {
     return rows.map((r) => ({ eventJson: r.event_json, firstSeen: r.first_seen }));
   }
 
-  /** Forgets handled events older than the cut-off; homeservers do not redeliver events that old. */
+  /**
+   * Records a reply before it is sent, and returns the one recorded first: a redelivered event
+   * re-sends exactly what was decided the first time (same content, same transaction id) instead of
+   * deciding again. Rows keep their insertion order (rowid), which is the order they are sent in.
+   */
+  recordReply(eventId: string, purpose: string, roomId: string, contentJson: string, now = Date.now()): string {
+    this.#db.prepare('INSERT INTO replies (event_id, purpose, room_id, content_json, recorded_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING').run(eventId, purpose, roomId, contentJson, now);
+    const row = this.#db.prepare('SELECT content_json FROM replies WHERE event_id = ? AND purpose = ?').get(eventId, purpose) as { content_json: string };
+    return row.content_json;
+  }
+
+  /** The replies recorded for an event, in the order they were recorded. */
+  recordedReplies(eventId: string): Array<{ purpose: string; roomId: string; contentJson: string }> {
+    const rows = this.#db.prepare('SELECT purpose, room_id, content_json FROM replies WHERE event_id = ? ORDER BY rowid').all(eventId) as Array<{ purpose: string; room_id: string; content_json: string }>;
+    return rows.map((r) => ({ purpose: r.purpose, roomId: r.room_id, contentJson: r.content_json }));
+  }
+
+  /**
+   * Counts one more failure of a batch (by fingerprint) and returns how many there have been and
+   * since when. Kept on disk: a batch that crashes or fails the bot must not reset its count by it.
+   */
+  batchFailed(fingerprint: string, now = Date.now()): { failures: number; firstFailedAt: number } {
+    const row = this.#db
+      .prepare('INSERT INTO failing_batches (fingerprint, first_failed_at, failures) VALUES (?, ?, 1) ON CONFLICT (fingerprint) DO UPDATE SET failures = failures + 1 RETURNING failures, first_failed_at')
+      .get(fingerprint, now) as { failures: number; first_failed_at: number };
+    return { failures: row.failures, firstFailedAt: row.first_failed_at };
+  }
+
+  batchFailures(fingerprint: string): { failures: number; firstFailedAt: number } | undefined {
+    const row = this.#db.prepare('SELECT failures, first_failed_at FROM failing_batches WHERE fingerprint = ?').get(fingerprint) as { failures: number; first_failed_at: number } | undefined;
+    return row && { failures: row.failures, firstFailedAt: row.first_failed_at };
+  }
+
+  batchSucceeded(fingerprint: string): void {
+    this.#db.prepare('DELETE FROM failing_batches WHERE fingerprint = ?').run(fingerprint);
+  }
+
+  /** An event given up on after its batch kept failing: kept for the operator, never retried. */
+  addDeadLetter(eventId: string, roomId: string, reason: string, detail: string, now = Date.now()): void {
+    this.#db.prepare('INSERT INTO dead_letters (event_id, room_id, reason, detail, recorded_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING').run(eventId, roomId, reason, detail.slice(0, 500), now);
+  }
+
+  deadLetters(): Array<{ eventId: string; roomId: string; reason: string; detail: string }> {
+    const rows = this.#db.prepare('SELECT event_id, room_id, reason, detail FROM dead_letters ORDER BY recorded_at').all() as Array<{ event_id: string; room_id: string; reason: string; detail: string }>;
+    return rows.map((r) => ({ eventId: r.event_id, roomId: r.room_id, reason: r.reason, detail: r.detail }));
+  }
+
+  /** Forgets handled events (and their replies) older than the cut-off; homeservers do not redeliver events that old. */
   prune(olderThanMs: number, now = Date.now()): number {
-    return Number(this.#db.prepare('DELETE FROM handled_events WHERE handled_at < ?').run(now - olderThanMs).changes);
+    const cutoff = now - olderThanMs;
+    this.#db.prepare('DELETE FROM replies WHERE recorded_at < ?').run(cutoff);
+    this.#db.prepare('DELETE FROM failing_batches WHERE first_failed_at < ?').run(cutoff);
+    this.#db.prepare('DELETE FROM dead_letters WHERE recorded_at < ?').run(cutoff);
+    return Number(this.#db.prepare('DELETE FROM handled_events WHERE handled_at < ?').run(cutoff).changes);
   }
 
   close(): void {

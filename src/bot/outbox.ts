@@ -1,0 +1,70 @@
+import { classify, errorMessage } from '../failure.ts';
+import { faultPoint } from '../fault-points.ts';
+import type { Logger } from '../log.ts';
+import type { RoomEvent } from '../matrix/events.ts';
+import type { StateDb } from '../store/state-db.ts';
+import { noticeContent, type Reply } from './replies.ts';
+
+/** Sends a room event; encrypted underneath when the room is. */
+export type SendToRoom = (roomId: string, content: Record<string, unknown>, txnId: string) => Promise<void>;
+
+/**
+ * Replies to events, exactly once. Each reply is recorded in the state store before it is sent,
+ * and sent with a transaction id derived from the event and the reply's purpose: a redelivered
+ * event re-sends what was recorded (the homeserver drops the copy if the first one arrived)
+ * rather than deciding again, so a crash never turns "▶️ Starting" into "maybe it ran".
+ */
+export class Outbox {
+  readonly #state: StateDb;
+  readonly #send: SendToRoom;
+  readonly #logger: Logger;
+
+  constructor(state: StateDb, send: SendToRoom, logger: Logger) {
+    this.#state = state;
+    this.#send = send;
+    this.#logger = logger;
+  }
+
+  /**
+   * Records and sends a reply to `to`. A reply recorded earlier for the same event and purpose
+   * wins over `reply`. Throws only when a redelivery may succeed (the homeserver is unavailable);
+   * a refusal (e.g. 403: the bot is no longer in the room) is logged, since retrying cannot help.
+   */
+  async reply(to: RoomEvent, purpose: string, reply: Reply, options: { thread?: boolean } = {}): Promise<void> {
+    await this.#deliver(to.event_id, purpose, to.room_id, this.record(to, purpose, reply, options));
+  }
+
+  /** Records a reply without sending it yet; returns what is recorded (an earlier record wins). */
+  record(to: RoomEvent, purpose: string, reply: Reply, options: { thread?: boolean } = {}): string {
+    const content = noticeContent(reply);
+    if (options.thread) {
+      // Reply into the event's thread, or start one on it.
+      const relates = to.content['m.relates_to'] as { rel_type?: unknown; event_id?: unknown } | undefined;
+      const root = relates?.rel_type === 'm.thread' && typeof relates.event_id === 'string' ? relates.event_id : to.event_id;
+      content['m.relates_to'] = { rel_type: 'm.thread', event_id: root, is_falling_back: true, 'm.in_reply_to': { event_id: to.event_id } };
+    }
+    return this.#state.recordReply(to.event_id, purpose, to.room_id, JSON.stringify(content));
+  }
+
+  /** True if a reply with this purpose was recorded for the event (its outcome is known). */
+  has(eventId: string, purpose: string): boolean {
+    return this.#state.recordedReplies(eventId).some((r) => r.purpose === purpose);
+  }
+
+  /** Sends again, in order, every reply recorded for the event (after a crash or a failed send). */
+  async resend(eventId: string): Promise<void> {
+    for (const r of this.#state.recordedReplies(eventId)) await this.#deliver(eventId, r.purpose, r.roomId, r.contentJson);
+  }
+
+  async #deliver(eventId: string, purpose: string, roomId: string, contentJson: string): Promise<void> {
+    try {
+      await this.#send(roomId, JSON.parse(contentJson) as Record<string, unknown>, `${eventId}.${purpose}`);
+    } catch (error) {
+      const failure = classify(error);
+      if (failure.transient) throw error;
+      this.#logger.error({ room_id: roomId, event_id: eventId, purpose, reason: failure.reason, err: errorMessage(error) }, 'could not send reply; the homeserver refused it');
+      return;
+    }
+    faultPoint('after-send');
+  }
+}
