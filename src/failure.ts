@@ -21,21 +21,10 @@ export function classify(error: unknown): Failure {
     if (error.status === 401) return { transient: true, reason: 'homeserver-auth' };
     return { transient: false, reason: `homeserver-${error.status}` };
   }
-  if (error instanceof PermanentError) return { transient: false, reason: error.reason };
   const code = (error as NodeJS.ErrnoException | null)?.code;
   if (typeof code === 'string' && (STORAGE_CODES.has(code) || code.startsWith('ERR_SQLITE'))) return { transient: true, reason: 'storage' };
   // Unknown: retried, and the pipeline's backstop bounds how long it may block the queue.
   return { transient: true, reason: 'unexpected' };
-}
-
-/** A failure that no redelivery can fix (a malformed event, an engine error on one event). */
-export class PermanentError extends Error {
-  readonly reason: string;
-  constructor(reason: string, message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = 'PermanentError';
-    this.reason = reason;
-  }
 }
 
 export function errorMessage(error: unknown): string {

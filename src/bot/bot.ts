@@ -85,7 +85,7 @@ export class Bot {
     this.#o.state.claimEvent(event.event_id, event.room_id);
     this.#o.state.finishEvent(event.event_id);
     if (!this.#policy.isAllowed(event.sender) || (event.type !== 'm.room.message' && event.type !== 'm.room.encrypted')) return;
-    await this.#outbox.reply(event, 'result', replies.gaveUp(), { thread: true }).catch((sendError: unknown) => {
+    await this.#outbox.reply(event, 'dead-letter', replies.gaveUp(), { thread: true }).catch((sendError: unknown) => {
       this.#o.logger.warn({ event_id: event.event_id, err: errorMessage(sendError) }, 'could not tell the sender about the dead letter');
     });
   }

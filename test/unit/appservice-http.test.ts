@@ -4,7 +4,8 @@ import { AppserviceSource } from '../../src/appservice/appservice-source.ts';
 import type { Registration } from '../../src/appservice/registration.ts';
 import { Health } from '../../src/health.ts';
 import { startHttpServer, type HttpServer } from '../../src/http-server.ts';
-import { silentLogger } from '../../src/log.ts';
+import { Writable } from 'node:stream';
+import { createLogger, silentLogger } from '../../src/log.ts';
 import type { SyncBatch } from '../../src/matrix/batch.ts';
 import { MatrixClient } from '../../src/matrix/client.ts';
 import { Metrics } from '../../src/metrics.ts';
@@ -49,8 +50,17 @@ interface Running {
   readonly health: Health;
 }
 
+/** What the main server logged, one JSON object per line. */
+const logLines: string[] = [];
+const capture = new Writable({
+  write(chunk: Buffer, _encoding, done) {
+    logLines.push(...chunk.toString().split('\n').filter(Boolean));
+    done();
+  },
+});
+
 async function startServer(allowQueryToken: boolean): Promise<Running> {
-  const logger = silentLogger();
+  const logger = allowQueryToken ? silentLogger() : createLogger({ level: 'info' }, capture);
   const recorder = new Recorder();
   const health = new Health(['homeserver', 'kubernetes']);
   const source = new AppserviceSource({
@@ -170,6 +180,28 @@ describe('appservice HTTP API: transactions', () => {
     await expectError(await put(nextTxn(), { ephemeral: [] }), 400, 'M_BAD_JSON');
     await expectError(await put(nextTxn(), [1, 2]), 400, 'M_BAD_JSON');
     assert.equal(main.recorder.batches.length, 0);
+  });
+
+  test('JSON nested deeper than any Matrix event: 400 M_BAD_JSON and a log line, never a silent 500', async () => {
+    for (const depth of [100, 5_000, 100_000]) {
+      const txnId = nextTxn();
+      const body = `{"events": [{"event_id": "$deep", "content": ${'['.repeat(depth)}${']'.repeat(depth)}}]}`;
+      const before = logLines.length;
+      await expectError(await put(txnId, body), 400, 'M_BAD_JSON');
+      const logged = logLines.slice(before).map((l) => JSON.parse(l) as { txn_id?: string; msg?: string });
+      assert.ok(logged.some((l) => l.txn_id === txnId && /nested deeper/.test(l.msg ?? '')), `depth ${depth} logged`);
+    }
+    // A shallow, legitimate transaction still goes through.
+    await expectEmptyOk(await put(nextTxn(), { events: [event('$shallow')] }));
+    assert.equal(main.recorder.batches.length, 1);
+  });
+
+  test('a failure the pipeline did not log itself is logged here, with the transaction id', async () => {
+    main.recorder.failNext = 1;
+    const txnId = nextTxn();
+    const before = logLines.length;
+    await expectError(await put(txnId, { events: [event('$logged')] }), 500, 'M_UNKNOWN');
+    assert.ok(logLines.slice(before).some((l) => (JSON.parse(l) as { txn_id?: string }).txn_id === txnId));
   });
 
   test('a body over 10 MiB: 413 M_TOO_LARGE', async () => {

@@ -136,3 +136,41 @@ describe('parseTransaction', () => {
     assert.deepEqual(batch.toDevice, []);
   });
 });
+
+describe('parseTransaction: crafted shapes a homeserver could send', () => {
+  const base = (extra: Record<string, unknown>): Record<string, unknown> => ({ ...message('$x'), ...extra });
+
+  test('events with malformed ids or fields are dropped, each with its reason; the rest is kept', () => {
+    const events = [
+      base({ event_id: '$bad-room', type: 'm.room.encrypted', room_id: 'not a room id' }),
+      base({ event_id: '$bad-sender', sender: 'alice' }),
+      base({ event_id: 'no-dollar' }),
+      base({ event_id: '$bad-state', type: 'm.room.member', state_key: '@<no>:x y', content: { membership: 'join' } }),
+      base({ event_id: '$state-not-string', state_key: 42 }),
+      base({ event_id: '$no-ts', origin_server_ts: 'yesterday' }),
+      base({ event_id: '$content-array', content: [] }),
+      message('$good'),
+    ];
+    const batch = parseTransaction('1', { events }, bot);
+    assert.deepEqual(batch.roomEvents.map((e) => e.event_id), ['$good']);
+    assert.deepEqual(batch.dropped, [
+      { eventId: '$bad-room', reason: 'malformed room_id' },
+      { eventId: '$bad-sender', reason: 'malformed sender' },
+      { eventId: 'no-dollar', reason: 'malformed event_id' },
+      { eventId: '$bad-state', reason: 'member event with a malformed state_key' },
+      { eventId: '$state-not-string', reason: 'malformed state_key' },
+      { eventId: '$no-ts', reason: 'malformed origin_server_ts' },
+      { eventId: '$content-array', reason: 'malformed content' },
+    ]);
+  });
+
+  test('room ids of room version 12 (no server part) are accepted', () => {
+    const batch = parseTransaction('1', { events: [{ ...message('$v12'), room_id: '!abcdefABCDEF0123456789' }] }, bot);
+    assert.equal(batch.roomEvents.length, 1);
+  });
+
+  test('malformed user ids in device lists are passed as strings (the crypto step drops them), never thrown on', () => {
+    const batch = parseTransaction('1', { events: [], 'org.matrix.msc3202.device_lists': { changed: ['@ok:example.org', 'not-a-user', 42, '@bad id:x'], left: [null] } }, bot);
+    assert.deepEqual(batch.deviceLists, { changed: ['@ok:example.org', 'not-a-user', '@bad id:x'], left: [] });
+  });
+});
