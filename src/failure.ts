@@ -6,9 +6,11 @@ import { MatrixError } from './matrix/client.ts';
  * holds back every later event of every room for as long as it keeps failing, and any homeserver
  * user can cause one (invite the bot, then kick it: the bot's leave gets 403).
  */
-export type Failure =
-  | { readonly transient: true; readonly reason: string }
-  | { readonly transient: false; readonly reason: string };
+export interface Failure {
+  readonly transient: boolean;
+  /** A short label for logs and metrics: `homeserver-403`, `storage`, … */
+  readonly reason: string;
+}
 
 /** Filesystem errors that go away when an operator frees space or remounts: worth a retry. */
 const STORAGE_CODES = new Set(['ENOSPC', 'EDQUOT', 'EROFS', 'EIO', 'EAGAIN', 'EBUSY', 'EMFILE', 'ENFILE', 'EACCES', 'EPERM']);

@@ -59,6 +59,15 @@ export class Human {
     await this.request('POST', `/v3/rooms/${encodeURIComponent(roomId)}/invite`, { user_id: userId });
   }
 
+  /** Removes a member; on an invited user this withdraws the invite. */
+  async kick(roomId: string, userId: string, reason?: string): Promise<void> {
+    await this.request('POST', `/v3/rooms/${encodeURIComponent(roomId)}/kick`, { user_id: userId, reason });
+  }
+
+  async ban(roomId: string, userId: string, reason?: string): Promise<void> {
+    await this.request('POST', `/v3/rooms/${encodeURIComponent(roomId)}/ban`, { user_id: userId, reason });
+  }
+
   async join(roomId: string): Promise<void> {
     await this.request('POST', `/v3/join/${encodeURIComponent(roomId)}`, {});
   }
