@@ -77,7 +77,7 @@ export class Pipeline {
       }
       if (key !== undefined && history) this.#state.batchSucceeded(key);
       this.#metrics.transactions.inc({ source, outcome: 'ok' });
-      faultPoint('before-ack');
+      if (batch.roomEvents.length > 0) faultPoint('before-ack');
     } catch (error) {
       this.#metrics.transactions.inc({ source, outcome: 'error' });
       let failures: number | undefined;

@@ -191,8 +191,10 @@ export class Bot {
       await this.#outbox.reply(event, 'result', refusal);
       return;
     }
-    // A resumed start or stop may have acted before the restart: it is reported, never run again.
-    const mayHaveActed = resumed && (parsed.name === 'start' || parsed.name === 'stop');
+    // A resumed start or stop that had got as far as acting may have acted: it is reported, never
+    // run again. One that had not got that far never reached the cluster, and simply runs.
+    const writes = parsed.name === 'start' || parsed.name === 'stop';
+    const mayHaveActed = resumed && writes && this.#o.state.wasActing(event.event_id);
     const ageSeconds = (this.#now() - event.origin_server_ts) / 1000;
     if (!mayHaveActed && this.#o.maxCommandAgeSeconds > 0 && ageSeconds > this.#o.maxCommandAgeSeconds) {
       this.#o.metrics.commands.inc({ command: parsed.name, outcome: 'too-old' });
@@ -208,6 +210,7 @@ export class Bot {
       log.warn({ command: parsed.name }, 'redelivered a command whose handling was interrupted; not running it again');
       reply = await this.#interrupted(parsed.word);
     } else {
+      if (writes) this.#o.state.markActing(event.event_id);
       reply = await this.#run(parsed.name, log);
     }
     // Recorded before anything waits: from here on, a restart re-sends this instead of guessing.

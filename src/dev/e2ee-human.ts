@@ -34,6 +34,7 @@ import {
 import { DeviceId, EncryptionSettings, OlmMachine, RoomId, UserId } from '@matrix-org/matrix-sdk-crypto-wasm';
 import { logger as sdkGlobalLogger, type Logger } from 'matrix-js-sdk/lib/logger.js';
 import type { CryptoApi } from 'matrix-js-sdk/lib/crypto-api/index.js';
+import { megolmIdentity } from './megolm-index.ts';
 
 export interface E2eeHumanOptions {
   baseUrl: string;
@@ -80,6 +81,8 @@ export interface Message {
   senderDeviceId: string | undefined;
   content: Record<string, unknown>;
   ts: number;
+  /** For Megolm-encrypted events: the session and message index, read from the ciphertext as sent. */
+  megolm: { sessionId: string; index: number } | undefined;
 }
 
 export interface DeviceTrust {
@@ -463,6 +466,7 @@ class Person implements E2eeHuman {
         senderDeviceId: wireDevice ?? this.#senderDevice.get(event),
         content,
         ts: event.getTs(),
+        megolm: event.isEncrypted() ? megolmIdentity(wire) : undefined,
       });
     }
     return out;

@@ -66,6 +66,9 @@ export class StateDb {
         requested_at INTEGER NOT NULL
       );
     `);
+    // Added after the first release: databases created before have no such column yet.
+    const columns = this.#db.prepare('PRAGMA table_info(handled_events)').all() as Array<{ name: string }>;
+    if (!columns.some((c) => c.name === 'acting')) this.#db.exec('ALTER TABLE handled_events ADD COLUMN acting INTEGER NOT NULL DEFAULT 0');
     this.#claim = this.#db.prepare('INSERT INTO handled_events (event_id, room_id, handled_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING');
     this.#has = this.#db.prepare('SELECT 1 FROM handled_events WHERE event_id = ?');
     this.#finish = this.#db.prepare('UPDATE handled_events SET finished = 1 WHERE event_id = ?');
@@ -97,6 +100,20 @@ export class StateDb {
   /** Records that handling ran to its end (the reply was sent). */
   finishEvent(eventId: string): void {
     this.#finish.run(eventId);
+  }
+
+  /**
+   * Records that the event's command is about to act on the cluster (the request may leave the
+   * process from now on). A restart that finds this without a recorded outcome cannot know
+   * whether it acted; one that does not find it knows it did not.
+   */
+  markActing(eventId: string): void {
+    this.#db.prepare('UPDATE handled_events SET acting = 1 WHERE event_id = ?').run(eventId);
+  }
+
+  wasActing(eventId: string): boolean {
+    const row = this.#db.prepare('SELECT acting FROM handled_events WHERE event_id = ?').get(eventId) as { acting: number } | undefined;
+    return row?.acting === 1;
   }
 
   /**

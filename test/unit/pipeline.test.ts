@@ -144,10 +144,23 @@ describe('exactly-once replies', () => {
   test('a start claimed but never answered (the bot died during the PATCH) is reported with the current state, not run again', async () => {
     const t = setUp();
     const start = message('start');
-    t.state.claimEvent(start.event_id, ROOM); // what a crash right after the claim leaves behind
+    // What a crash while the PATCH was in flight leaves behind.
+    t.state.claimEvent(start.event_id, ROOM);
+    t.state.markActing(start.event_id);
     await t.pipeline.process(batch('txn 1', [start]), 'appservice');
     assert.deepEqual(t.scales, []);
     assert.match(t.bodies().at(-1) ?? '', /restarted while handling "start".*Now: openclaw is ⚪ off/);
+  });
+
+  test('a start claimed but not yet acting when the bot died never reached the cluster: it simply runs, once', async () => {
+    const t = setUp();
+    const start = message('start');
+    t.state.claimEvent(start.event_id, ROOM);
+    await t.pipeline.process(batch('txn 1', [start]), 'appservice');
+    assert.deepEqual(t.scales, [1]);
+    assert.match(t.bodies().at(-1) ?? '', /Starting openclaw: replicas 0 → 1/);
+    await t.pipeline.process(batch('txn 1', [start]), 'appservice');
+    assert.deepEqual(t.scales, [1]);
   });
 
   test('a status claimed but never answered is simply answered (reading has no effect to repeat)', async () => {

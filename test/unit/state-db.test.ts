@@ -120,3 +120,25 @@ describe('StateDb', () => {
     assert.doesNotThrow(() => db.close());
   });
 });
+
+describe('StateDb: upgrades', () => {
+  test('a database from before the "acting" column gains it, keeping its claims', async () => {
+    const { DatabaseSync } = await import('node:sqlite');
+    const { mkdirSync } = await import('node:fs');
+    const dir = join(root, 'old-schema');
+    mkdirSync(dir, { recursive: true });
+    const old = new DatabaseSync(join(dir, 'state.sqlite'));
+    old.exec(`CREATE TABLE handled_events (event_id TEXT PRIMARY KEY, room_id TEXT NOT NULL, handled_at INTEGER NOT NULL, finished INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;
+      INSERT INTO handled_events VALUES ('$old', '!r:x', 1, 0);`);
+    old.close();
+    const db = StateDb.open(dir);
+    try {
+      assert.equal(db.wasFinished('$old'), false);
+      assert.equal(db.wasActing('$old'), false);
+      db.markActing('$old');
+      assert.equal(db.wasActing('$old'), true);
+    } finally {
+      db.close();
+    }
+  });
+});
