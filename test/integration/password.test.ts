@@ -7,6 +7,7 @@ import { mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { MsgType } from 'matrix-js-sdk';
 import type { App } from '../../src/app.ts';
 import { loadConfig } from '../../src/config/config.ts';
 import { startE2eeHuman, type E2eeHuman, type Message } from '../../src/dev/e2ee-human.ts';
@@ -167,6 +168,32 @@ describe('password mode against a real Synapse', { timeout: 600_000 }, () => {
     await plainAlice.waitFor(oldRoom, isReply, { count: repliesBefore + 6, timeoutMs: 30_000 });
     assert.equal(patches(), patchesBefore + 2);
     assert.equal(stack.sim.replicas(NAMESPACE, DEPLOYMENT), 0);
+  });
+
+  it('back-fills an encrypted gap too: the command in it decrypts and runs exactly once', async () => {
+    assert.ok(app);
+    const repliesBefore = alice.messages(room).filter(fromBot).length;
+    const patchesBefore = patches();
+    await app.stop();
+    // Locations are messages the bot ignores. 120 messages also make Alice's client rotate its
+    // Megolm session (every 100): the new room key reaches the bot by to-device when it is back.
+    const chatter = async (i: number): Promise<void> => void (await alice.client.sendMessage(room, { msgtype: MsgType.Location, body: `here ${i}`, geo_uri: 'geo:52.52,13.40', info: {} }));
+    for (let i = 0; i < 60; i++) await chatter(i);
+    const start = await alice.send(room, 'start');
+    for (let i = 60; i < 119; i++) await chatter(i);
+    app = await startBot();
+    await alice.waitForMessages(room, fromBot, { count: repliesBefore + 2, timeoutMs: 60_000 });
+    const status = await command('status');
+    assert.match(status[1]?.body ?? '', /openclaw is/);
+    const replies = alice.messages(room).filter(fromBot).slice(repliesBefore);
+    assert.deepEqual(replies.map((m) => m.body).slice(0, 2), ['🦞 start', '▶️ Starting openclaw: replicas 0 → 1. Say "status" to see when it is ready.'],
+      `the replies to ${start}`);
+    assert.equal(replies.length, 4, 'only start and status were answered');
+    assert.ok(replies.every((m) => m.encrypted && !m.decryptionFailed));
+    assert.equal(patches(), patchesBefore + 1);
+    const log = (await readFile(join(stack.dir, 'bot.log'), 'utf8')).split('\n').filter((l) => l.includes('back-filled') && l.includes(room));
+    assert.ok(((JSON.parse(log.at(-1) ?? '{}') as { fetched?: number }).fetched ?? 0) >= 60);
+    assert.match((await command('stop'))[1]?.body ?? '', /Stopping openclaw: replicas 1 → 0/);
   });
 
   it('logs in again with the same device when its token is revoked, and keeps working', async () => {
