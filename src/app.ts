@@ -7,6 +7,7 @@ import { OlmCrypto } from './crypto/olm-crypto.ts';
 import { Health } from './health.ts';
 import { startHttpServer, type HttpServer } from './http-server.ts';
 import { createKube } from './kube/client-node-kube.ts';
+import { confirmWrites } from './kube/confirmed-kube.ts';
 import { instrumentKube } from './kube/instrumented-kube.ts';
 import type { DeploymentTarget, Kube } from './kube/kube.ts';
 import type { Logger } from './log.ts';
@@ -43,6 +44,9 @@ export interface App {
 
 /** An encrypted message waits this long for its room key before the sender hears it failed. */
 const KEY_WAIT_MS = 15_000;
+
+/** A write whose answer was lost is read back for up to one request's time limit, and at least this long. */
+const READ_BACK_MIN_MS = 3_000;
 
 /** Handled-event ids are kept this long; homeservers do not redeliver anything older. */
 const HANDLED_EVENT_RETENTION_MS = 30 * 24 * 3600 * 1000;
@@ -91,7 +95,10 @@ export async function start(config: Config, deps: Deps): Promise<App> {
     } catch (error) {
       throw new StartupError(`http.port: cannot listen on ${config.http.bind}:${config.http.port}: ${(error as Error).message}`, EXIT.listen, { cause: error });
     }
-    const kube = instrumentKube(deps.kube ?? loadKube(config, logger), metrics, health);
+    // Outermost: a write whose answer was lost is read back (each read timed and counted like any call).
+    const kube = confirmWrites(instrumentKube(deps.kube ?? loadKube(config, logger), metrics, health), {
+      logger, budgetMs: Math.max(READ_BACK_MIN_MS, config.kubernetes.timeoutSeconds * 1000),
+    });
     const { client } = connection;
     const userId = await connection.connect(abort.signal);
     health.set('homeserver', true, 'the homeserver answered');

@@ -106,7 +106,7 @@ function passwordConnection({ config, state, health, logger, onFatal }: Connecti
       // The access token already names the device.
     },
     async begin(process, _user, _device, hooks) {
-      source = new SyncSource({ client, session, state, health, process, maxRetries: config.sync.maxRetries, longPollMs: 30_000, afterRelogin: hooks.afterRelogin, onFatal, logger });
+      source = new SyncSource({ client, session, state, health, process, maxRetries: config.sync.maxRetries, longPollMs: 30_000, maxCommandAgeSeconds: config.bot.maxCommandAgeSeconds, afterRelogin: hooks.afterRelogin, onFatal, logger });
       await source.start();
     },
     async stop() {

@@ -46,6 +46,13 @@ export function unknown(word: string, target: DeploymentTarget, prefix: string):
 }
 
 export function scaled(target: DeploymentTarget, result: ScaleResult): Reply {
+  if (result.readBack) {
+    // The change is in place, but its "from" is unknown: say what holds now, and why it took a moment.
+    const why = 'the Kubernetes API\'s answer was lost, so I read the Deployment back to check';
+    return result.desired === 0
+      ? plain(`⏹ ${target.name} is off (0 desired; ${why}).`)
+      : plain(`▶️ ${target.name} is on (${result.desired} desired; ${why}). Say "status" to see when it is ready.`);
+  }
   if (result.previous === result.desired) {
     return plain(result.desired === 0 ? `${target.name} is already off (0 replicas).` : `${target.name} is already on (${result.desired} desired). Say "status" to see if it is ready.`);
   }
@@ -70,6 +77,10 @@ export function status(target: DeploymentTarget, s: DeploymentStatus): Reply {
 }
 
 export function kubeFailure(action: string, target: DeploymentTarget, error: KubeError): Reply {
+  if (error.kind === 'unknown-outcome') {
+    const done = action === 'stop' ? 'stopped' : action === 'start' ? 'started' : 'changed';
+    return plain(`⚠️ I cannot tell whether ${target.name} was ${done}: ${error.human}. Say "status" to see its state.`);
+  }
   return plain(`⚠️ Could not ${action} ${target.name}: ${error.human}`);
 }
 

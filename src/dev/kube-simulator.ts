@@ -49,20 +49,28 @@ export interface SimulatorRequest {
   readonly path: string;
   readonly contentType: string | undefined;
   readonly user: string | undefined;
-  /** 0 while unanswered (or for hung / closed requests). */
+  /** 0 while unanswered (or for hung / closed requests, and answers the client was gone for). */
   status: number;
 }
 
 /**
  * Makes the next `count` (default 1) requests that `match` (default: all but `/version`) fail:
  * with an HTTP status (a `Status` body), by never answering (`hang`), or by closing the socket.
+ * Three simulator faults model writes whose answer is lost, each as a real API server can show it:
+ * - `answer-late`: the request is applied at once, its answer leaves `delayMs` later (an overloaded
+ *   server or a slow proxy after the etcd commit); a client that gave up meanwhile gets nothing.
+ * - `apply-then-close`: the request is applied, then the connection drops without an answer (the
+ *   server or a load balancer restarting just after the commit).
+ * - `apply-late`: the request waits `delayMs` before it is applied; if its client disconnected by then
+ *   it is never applied, as the real server cancels a request's context when its client goes away.
  */
 export type SimulatorFailure = {
   readonly count?: number;
   readonly match?: (request: { method: string; path: string }) => boolean;
 } & (
   | { readonly status: number; readonly message?: string; readonly reason?: string }
-  | { readonly mode: 'hang' | 'close' }
+  | { readonly mode: 'hang' | 'close' | 'apply-then-close' }
+  | { readonly mode: 'answer-late' | 'apply-late'; readonly delayMs: number }
 );
 
 export type SimulatorChange =
@@ -381,6 +389,26 @@ export async function startKubeSimulator(options: KubeSimulatorOptions): Promise
     ...(e.details ? { details: e.details } : {}), code: e.code,
   });
 
+  const pending = new Set<NodeJS.Timeout>();
+  const later = (ms: number, work: () => void): void => {
+    const timer = setTimeout(() => { pending.delete(timer); work(); }, ms);
+    timer.unref();
+    pending.add(timer);
+  };
+
+  /** Routes a request (applying it); `then` decides what the client gets: by default the answer. */
+  function handle(req: IncomingMessage, res: ServerResponse, url: URL, entry: SimulatorRequest,
+    then: (status: number, body: unknown) => void = (status, body) => send(res, entry, status, body)): void {
+    route(req, url).then(
+      (body) => then(200, body),
+      (e: unknown) => {
+        req.resume();
+        const err = e instanceof HttpStatus ? e : new HttpStatus(500, 'InternalError', `Internal error occurred: ${String(e)}`);
+        then(err.code, statusBody(err));
+      },
+    );
+  }
+
   const server: Server = createServer({ key: tls.key, cert: tls.cert }, (req, res) => {
     const url = new URL(req.url ?? '/', 'https://simulator');
     const method = req.method ?? 'GET';
@@ -388,27 +416,37 @@ export async function startKubeSimulator(options: KubeSimulatorOptions): Promise
       method, path: url.pathname, contentType: req.headers['content-type'], user: identify(req)?.user, status: 0,
     };
     requests.push(entry);
+    // Before an answer is sent, 'close' means the client went away (it gave up, or the socket dropped).
+    let clientGone = false;
+    res.once('close', () => { clientGone = true; });
     const failure = failures.find((f) => (f.match ? f.match({ method, path: url.pathname }) : url.pathname !== '/version'));
-    if (failure) {
-      if (--failure.remaining <= 0) failures.splice(failures.indexOf(failure), 1);
-      if ('mode' in failure) {
-        req.resume();
-        if (failure.mode === 'close') req.socket.destroy();
-        return; // 'hang': never answer; stop() closes the connection.
-      }
+    if (!failure) {
+      handle(req, res, url, entry);
+      return;
+    }
+    if (--failure.remaining <= 0) failures.splice(failures.indexOf(failure), 1);
+    if (!('mode' in failure)) {
       req.resume();
       send(res, entry, failure.status, statusBody(new HttpStatus(failure.status, failure.reason ?? defaultReason(failure.status),
         failure.message ?? `simulated failure (${failure.status})`)));
       return;
     }
-    route(req, url).then(
-      (body) => send(res, entry, 200, body),
-      (e: unknown) => {
+    switch (failure.mode) {
+      case 'hang': // never answer; stop() closes the connection
+      case 'close':
         req.resume();
-        const err = e instanceof HttpStatus ? e : new HttpStatus(500, 'InternalError', `Internal error occurred: ${String(e)}`);
-        send(res, entry, err.code, statusBody(err));
-      },
-    );
+        if (failure.mode === 'close') req.socket.destroy();
+        return;
+      case 'apply-then-close':
+        handle(req, res, url, entry, () => req.socket.destroy());
+        return;
+      case 'answer-late':
+        handle(req, res, url, entry, (status, body) => later(failure.delayMs, () => { if (!clientGone) send(res, entry, status, body); }));
+        return;
+      case 'apply-late':
+        later(failure.delayMs, () => { if (!clientGone) handle(req, res, url, entry); });
+        return;
+    }
   });
 
   await new Promise<void>((resolve, reject) => {
@@ -458,6 +496,7 @@ export async function startKubeSimulator(options: KubeSimulatorOptions): Promise
       if (stopped) return;
       stopped = true;
       for (const d of deployments.values()) clearTimeout(d.timer);
+      for (const timer of pending) clearTimeout(timer);
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeAllConnections();
       await closed;

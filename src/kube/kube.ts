@@ -17,8 +17,14 @@ export interface DeploymentStatus {
 }
 
 export interface ScaleResult {
-  readonly previous: number;
+  /** spec.replicas before the change; undefined when unknown (the outcome was read back, see `readBack`). */
+  readonly previous: number | undefined;
   readonly desired: number;
+  /**
+   * Set when the write's own answer was lost (this error: a timeout, a dropped connection) and the
+   * Deployment, read back afterwards, showed the requested count: the change is in place.
+   */
+  readonly readBack?: KubeError;
 }
 
 export interface Kube {
@@ -38,9 +44,14 @@ export type KubeErrorKind =
   | 'server'
   | 'timeout'
   | 'unreachable'
+  /** A write whose answer was lost, and reading the Deployment back failed too: it may or may not have happened. */
+  | 'unknown-outcome'
   | 'other';
 
-/** A Kubernetes failure with one human sentence for chat, kept apart from the log fields. */
+/**
+ * A Kubernetes failure with one human sentence for chat, kept apart from the log fields. Adapters
+ * put the raw detail in `cause`, with the socket error code (ECONNREFUSED, …) as `cause.code`.
+ */
 export class KubeError extends Error {
   readonly kind: KubeErrorKind;
   readonly status: number | undefined;

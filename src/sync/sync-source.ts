@@ -4,6 +4,7 @@ import type { SyncBatch } from '../matrix/batch.ts';
 import { MatrixError, type MatrixClient } from '../matrix/client.ts';
 import { isRoomEvent, isToDeviceEvent, stringList, type RoomEvent } from '../matrix/events.ts';
 import type { StateDb } from '../store/state-db.ts';
+import { fillGap, markSeen } from './backfill.ts';
 import type { PasswordSession } from './password-session.ts';
 
 export interface SyncSourceOptions {
@@ -16,6 +17,8 @@ export interface SyncSourceOptions {
   /** Consecutive failed attempts before giving up (0: never). */
   readonly maxRetries: number;
   readonly longPollMs: number;
+  /** The bot's `maxCommandAgeSeconds`: a gap in a timeline is back-filled no further back than this (0: no bound). */
+  readonly maxCommandAgeSeconds: number;
   /** After a new login on the same device (the token was rejected): re-check the device's keys. */
   readonly afterRelogin: () => Promise<void>;
   /** Called when the source gives up (retries exhausted, login refused). */
@@ -46,7 +49,7 @@ interface SyncResponse {
   device_unused_fallback_key_types?: unknown[];
   'org.matrix.msc2732.device_unused_fallback_key_types'?: unknown[];
   rooms?: {
-    join?: Record<string, { timeline?: { events?: unknown[] } }>;
+    join?: Record<string, { timeline?: { events?: unknown[]; limited?: boolean; prev_batch?: string } }>;
     invite?: Record<string, { invite_state?: { events?: unknown[] } }>;
   };
 }
@@ -66,14 +69,17 @@ export class SyncSource {
     this.#o = options;
   }
 
-  /** Runs the first sync (skipping the backlog on a first start), then keeps syncing in the background. */
+  /**
+   * Runs the first sync (skipping the backlog on a first start), then keeps syncing in the
+   * background. The first sync never long-polls: the bot is ready once it has caught up.
+   */
   async start(): Promise<void> {
     this.#running = true;
-    await this.#withRetries(() => this.#once());
+    await this.#withRetries(() => this.#once(false));
     this.#loop = (async () => {
       while (this.#running) {
         try {
-          await this.#withRetries(() => this.#once());
+          await this.#withRetries(() => this.#once(true));
         } catch (error) {
           if (!this.#running) return;
           this.#running = false;
@@ -120,28 +126,43 @@ export class SyncSource {
     }
   }
 
-  async #once(): Promise<void> {
+  async #once(longPoll: boolean): Promise<void> {
     const since = this.#o.state.get(TOKEN_KEY);
     const sync = await this.#o.client.request<SyncResponse>('GET', '/v3/sync', {
-      query: { filter: FILTER, since, timeout: since ? String(this.#o.longPollMs) : '0' },
+      query: { filter: FILTER, since, timeout: since && longPoll ? String(this.#o.longPollMs) : '0' },
       timeoutMs: this.#o.longPollMs + 30_000,
       signal: this.#abort.signal,
     });
     if (!this.#running) return;
-    const batch = this.#batch(sync, since === undefined);
+    const { batch, marks } = await this.#batch(sync, since);
+    if (!this.#running) return;
     await this.#o.process(batch);
+    // After the batch is durable, as the token: a crash before this replays the batch and its gaps.
+    markSeen(this.#o.state, marks);
     this.#o.state.set(TOKEN_KEY, sync.next_batch);
   }
 
-  #batch(sync: SyncResponse, firstStart: boolean): SyncBatch {
+  async #batch(sync: SyncResponse, since: string | undefined): Promise<{ batch: SyncBatch; marks: Map<string, string> }> {
     const self = this.#o.session.userId;
     const roomEvents: RoomEvent[] = [];
+    const marks = new Map<string, string>();
     let skipped = 0;
     for (const [roomId, room] of Object.entries(sync.rooms?.join ?? {})) {
-      const events = (room.timeline?.events ?? []).map((e) => ({ ...(e as object), room_id: roomId })).filter(isRoomEvent);
+      const timeline = room.timeline;
+      const events = (timeline?.events ?? []).map((e) => ({ ...(e as object), room_id: roomId })).filter(isRoomEvent);
+      const last = events.at(-1);
+      if (last) marks.set(roomId, last.event_id);
       // First start: the old bot's "startup sync" - history is not acted on, only what comes after.
-      if (firstStart) skipped += events.length;
-      else roomEvents.push(...events);
+      if (since === undefined) {
+        skipped += events.length;
+        continue;
+      }
+      if (timeline?.limited && timeline.prev_batch) {
+        const backfill = { client: this.#o.client, state: this.#o.state, logger: this.#o.logger, maxAgeMs: this.#o.maxCommandAgeSeconds * 1000, signal: this.#abort.signal };
+        const inTimeline = new Set(events.map((e) => e.event_id));
+        roomEvents.push(...(await fillGap(backfill, roomId, timeline.prev_batch, since)).filter((e) => !inTimeline.has(e.event_id)));
+      }
+      roomEvents.push(...events);
     }
     for (const [roomId, room] of Object.entries(sync.rooms?.invite ?? {})) {
       // Invites come as stripped state, without an event id: one is made up per sighting, and the
@@ -163,7 +184,7 @@ export class SyncSource {
     }
     if (skipped > 0) this.#o.logger.info({ skipped }, 'first start: not acting on messages sent before the bot started');
     const counts = sync.device_one_time_keys_count;
-    return {
+    const batch: SyncBatch = {
       label: `sync ${sync.next_batch}`,
       roomEvents,
       toDevice: (sync.to_device?.events ?? []).filter(isToDeviceEvent),
@@ -174,5 +195,6 @@ export class SyncSource {
         ? stringList(sync.device_unused_fallback_key_types ?? sync['org.matrix.msc2732.device_unused_fallback_key_types'])
         : undefined,
     };
+    return { batch, marks };
   }
 }

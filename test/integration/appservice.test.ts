@@ -200,6 +200,25 @@ describe('appservice mode against a real Synapse', { timeout: 300_000 }, () => {
     ({ app } = await stack.startBot());
   });
 
+  it('answers a start whose PATCH took effect but was answered too late as a success, not a failure', async () => {
+    await app.stop();
+    ({ app } = await stack.startBot({ env: { KUBE_TIMEOUT_SECONDS: '1' } }));
+    try {
+      // Simulator fault: the PATCH is applied at once, its answer comes after the bot's 1 s limit.
+      stack.sim.setFailure({ mode: 'answer-late', delayMs: 2500, match: (r) => r.method === 'PATCH' });
+      const before = patches();
+      const start = await command('start');
+      assert.equal(start.texts[1], '▶️ openclaw is on (1 desired; the Kubernetes API\'s answer was lost, so I read the Deployment back to check). Say "status" to see when it is ready.');
+      assert.equal(patches(), before + 1, 'one PATCH, never repeated');
+      assert.equal(stack.sim.replicas(NAMESPACE, DEPLOYMENT), 1);
+      assert.match((await command('stop')).texts[1] ?? '', /Stopping openclaw: replicas 1 → 0/);
+    } finally {
+      stack.sim.clearFailures();
+      await app.stop();
+      ({ app } = await stack.startBot());
+    }
+  });
+
   it('answers Kubernetes being unavailable with one line, then recovers', async () => {
     stack.sim.setFailure({ status: 503, reason: 'ServiceUnavailable', message: 'the server is currently unable to handle the request', count: 10 });
     const failed = await command('status');

@@ -3,14 +3,15 @@
  * client as the human and the simulated Kubernetes API. Same pipeline as appservice mode.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { MsgType } from 'matrix-js-sdk';
 import type { App } from '../../src/app.ts';
 import { loadConfig } from '../../src/config/config.ts';
 import { startE2eeHuman, type E2eeHuman, type Message } from '../../src/dev/e2ee-human.ts';
-import { Human } from '../../src/dev/human.ts';
+import { Human, type TimelineEvent } from '../../src/dev/human.ts';
 import { DEPLOYMENT, NAMESPACE, startStack, type Stack } from '../../src/dev/stack.ts';
 import { start } from '../../src/app.ts';
 import { silentLogger } from '../../src/log.ts';
@@ -115,6 +116,84 @@ describe('password mode against a real Synapse', { timeout: 600_000 }, () => {
     app = await startBot();
     assert.deepEqual({ deviceId: app.deviceId, ed25519: app.ed25519, token: session().accessToken }, before);
     assert.match((await command('status'))[1]?.body ?? '', /openclaw is (⚪ off|🟠 stopping): desired 0,/);
+  });
+
+  it('is ready at once after a restart with a saved sync token, not after a 30 s long poll', async () => {
+    assert.ok(app);
+    // Let the bot's loop catch up with its own replies, so that nothing new waits for it on /sync.
+    await new Promise((r) => setTimeout(r, 2000));
+    await app.stop();
+    const started = Date.now();
+    app = await startBot();
+    const tookMs = Date.now() - started;
+    // start() resolves right after 'ready' is logged.
+    assert.ok(tookMs < 10_000, `ready after ${tookMs} ms`);
+    console.log(`# password mode: ready ${tookMs} ms after a restart with a saved sync token`);
+    assert.equal((await fetch(`http://127.0.0.1:${app.port}/ready`)).status, 200);
+    assert.match((await command('status'))[1]?.body ?? '', /openclaw is (⚪ off|🟠 stopping): desired 0,/);
+  });
+
+  it('back-fills the gap of a limited sync: a command in the middle of a 120-message burst runs exactly once', async () => {
+    assert.ok(app);
+    const bob = await stack.human('bob'); // not allowed: his messages are chatter the bot ignores
+    await plainAlice.invite(oldRoom, bob.userId);
+    await bob.join(oldRoom);
+    const isReply = (e: TimelineEvent): boolean => e.sender === botUser && e.type === 'm.room.message';
+    const repliesBefore = plainAlice.events.filter((e) => e.room_id === oldRoom && isReply(e)).length;
+    const patchesBefore = patches();
+    await app.stop();
+    // More than the sync filter's 50 events arrive while the bot is away; the command is in the gap.
+    for (let i = 0; i < 60; i++) await bob.send(oldRoom, `chatter ${i}`);
+    const start = await plainAlice.send(oldRoom, 'start');
+    await bob.send(oldRoom, 'stop');
+    for (let i = 60; i < 119; i++) await bob.send(oldRoom, `chatter ${i}`);
+    app = await startBot();
+    await plainAlice.waitFor(oldRoom, isReply, { count: repliesBefore + 2, timeoutMs: 30_000 });
+    // A later command is answered after the burst: nothing else may have been answered in between.
+    const status = await plainAlice.send(oldRoom, 'status');
+    await plainAlice.waitFor(oldRoom, isReply, { count: repliesBefore + 4, timeoutMs: 30_000 });
+    assert.deepEqual(plainAlice.noticesFrom(oldRoom, botUser, start).slice(0, 2),
+      ['🦞 start', '▶️ Starting openclaw: replicas 0 → 1. Say "status" to see when it is ready.']);
+    assert.equal(plainAlice.events.filter((e) => e.room_id === oldRoom && isReply(e)).length, repliesBefore + 4, `only start and status were answered (${status})`);
+    assert.equal(patches(), patchesBefore + 1);
+    assert.equal(stack.sim.replicas(NAMESPACE, DEPLOYMENT), 1);
+    const log = (await readFile(join(stack.dir, 'bot.log'), 'utf8')).split('\n').filter((l) => l.includes('back-filled'));
+    const filled = JSON.parse(log.at(-1) ?? '{}') as { fetched?: number; room_id?: string };
+    assert.equal(filled.room_id, oldRoom);
+    assert.ok((filled.fetched ?? 0) >= 60, `fetched ${filled.fetched} events of the gap`);
+    // Back to off for the tests that follow; a restart does not run the command again.
+    await app.stop();
+    app = await startBot();
+    await plainAlice.send(oldRoom, 'stop');
+    await plainAlice.waitFor(oldRoom, isReply, { count: repliesBefore + 6, timeoutMs: 30_000 });
+    assert.equal(patches(), patchesBefore + 2);
+    assert.equal(stack.sim.replicas(NAMESPACE, DEPLOYMENT), 0);
+  });
+
+  it('back-fills an encrypted gap too: the command in it decrypts and runs exactly once', async () => {
+    assert.ok(app);
+    const repliesBefore = alice.messages(room).filter(fromBot).length;
+    const patchesBefore = patches();
+    await app.stop();
+    // Locations are messages the bot ignores. 120 messages also make Alice's client rotate its
+    // Megolm session (every 100): the new room key reaches the bot by to-device when it is back.
+    const chatter = async (i: number): Promise<void> => void (await alice.client.sendMessage(room, { msgtype: MsgType.Location, body: `here ${i}`, geo_uri: 'geo:52.52,13.40', info: {} }));
+    for (let i = 0; i < 60; i++) await chatter(i);
+    const start = await alice.send(room, 'start');
+    for (let i = 60; i < 119; i++) await chatter(i);
+    app = await startBot();
+    await alice.waitForMessages(room, fromBot, { count: repliesBefore + 2, timeoutMs: 60_000 });
+    const status = await command('status');
+    assert.match(status[1]?.body ?? '', /openclaw is/);
+    const replies = alice.messages(room).filter(fromBot).slice(repliesBefore);
+    assert.deepEqual(replies.map((m) => m.body).slice(0, 2), ['🦞 start', '▶️ Starting openclaw: replicas 0 → 1. Say "status" to see when it is ready.'],
+      `the replies to ${start}`);
+    assert.equal(replies.length, 4, 'only start and status were answered');
+    assert.ok(replies.every((m) => m.encrypted && !m.decryptionFailed));
+    assert.equal(patches(), patchesBefore + 1);
+    const log = (await readFile(join(stack.dir, 'bot.log'), 'utf8')).split('\n').filter((l) => l.includes('back-filled') && l.includes(room));
+    assert.ok(((JSON.parse(log.at(-1) ?? '{}') as { fetched?: number }).fetched ?? 0) >= 60);
+    assert.match((await command('stop'))[1]?.body ?? '', /Stopping openclaw: replicas 1 → 0/);
   });
 
   it('logs in again with the same device when its token is revoked, and keeps working', async () => {

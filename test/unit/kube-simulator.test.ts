@@ -20,12 +20,13 @@ interface Reply { status: number; body: Record<string, unknown>; headers: Record
 let dir: string;
 let sim: KubeSimulator;
 
-function call(method: string, path: string, options: { token?: string; contentType?: string; body?: unknown } = {}): Promise<Reply> {
+function call(method: string, path: string, options: { token?: string; contentType?: string; body?: unknown; abortAfterMs?: number } = {}): Promise<Reply> {
   const url = new URL(path, sim.url);
   const payload = options.body === undefined ? undefined : JSON.stringify(options.body);
   return new Promise((resolve, reject) => {
     const req = request(url, {
       method, ca: sim.caPem, agent: false,
+      ...(options.abortAfterMs !== undefined ? { signal: AbortSignal.timeout(options.abortAfterMs) } : {}),
       headers: {
         ...(options.token ? { authorization: `Bearer ${options.token}` } : {}),
         ...(options.contentType ? { 'content-type': options.contentType } : {}),
@@ -238,6 +239,44 @@ describe('kube simulator', () => {
     sim.setFailure({ mode: 'close' });
     await assert.rejects(call('GET', DEPLOY, rw), (e: NodeJS.ErrnoException) => e.code === 'ECONNRESET');
     assert.equal((await call('GET', DEPLOY, rw)).status, 200);
+  });
+
+  test('simulator fault answer-late: the PATCH is applied at once, its answer comes after the delay', async () => {
+    await call('PATCH', SCALE, merge(0));
+    sim.setFailure({ mode: 'answer-late', delayMs: 300, match: (r) => r.method === 'PATCH' });
+    const started = Date.now();
+    const answer = call('PATCH', SCALE, merge(2));
+    await delay(100);
+    assert.equal(sim.replicas(NS, 'web'), 2, 'applied before the answer');
+    assert.equal(sim.requests.at(-1)?.status, 0);
+    const reply = await answer;
+    assert.ok(Date.now() - started >= 300);
+    assert.equal(reply.status, 200);
+    assert.deepEqual(reply.body['spec'], { replicas: 2 });
+  });
+
+  test('simulator fault apply-then-close: applied, then the connection drops without an answer', async () => {
+    sim.setFailure({ mode: 'apply-then-close', match: (r) => r.method === 'PATCH' });
+    await assert.rejects(call('PATCH', SCALE, merge(3)), (e: NodeJS.ErrnoException) => e.code === 'ECONNRESET');
+    assert.equal(sim.replicas(NS, 'web'), 3);
+    assert.equal(sim.requests.at(-1)?.status, 0);
+  });
+
+  test('simulator fault apply-late: applied after the delay if the client waits, never if it gave up', async () => {
+    sim.setFailure({ mode: 'apply-late', delayMs: 200, match: (r) => r.method === 'PATCH' });
+    const waited = call('PATCH', SCALE, merge(1));
+    await delay(100);
+    assert.equal(sim.replicas(NS, 'web'), 3, 'not applied yet');
+    assert.equal((await waited).status, 200);
+    assert.equal(sim.replicas(NS, 'web'), 1);
+
+    sim.setFailure({ mode: 'apply-late', delayMs: 200, match: (r) => r.method === 'PATCH' });
+    await assert.rejects(call('PATCH', SCALE, { ...merge(0), abortAfterMs: 50 }));
+    await delay(300);
+    assert.equal(sim.replicas(NS, 'web'), 1, 'the request was cancelled with its client');
+    assert.equal(sim.requests.at(-1)?.status, 0);
+    await call('PATCH', SCALE, merge(0));
+    await delay(200); // let the scale-down settle
   });
 
   test('addDeployment / deleteDeployment', async () => {
