@@ -1,7 +1,8 @@
+import { join } from 'node:path';
 import { ensureDisplayName } from './appservice/bot-user.ts';
 import { Bot, type RoomActions } from './bot/bot.ts';
 import type { Config } from './config/config.ts';
-import { createConnection } from './connection.ts';
+import { createConnection, type Connection } from './connection.ts';
 import { openDeviceCrypto } from './crypto/device-store.ts';
 import { OlmCrypto } from './crypto/olm-crypto.ts';
 import { Health } from './health.ts';
@@ -13,7 +14,8 @@ import type { Logger } from './log.ts';
 import { Metrics } from './metrics.ts';
 import { Pipeline } from './pipeline.ts';
 import { EXIT, StartupError } from './startup-error.ts';
-import { StateDb } from './store/state-db.ts';
+import { openStorage } from './store/storage.ts';
+import { asStorageFailure, onVolume } from './store/storage-error.ts';
 
 export interface Deps {
   readonly logger: Logger;
@@ -65,22 +67,25 @@ export async function start(config: Config, deps: Deps): Promise<App> {
   const target: DeploymentTarget = { namespace: config.kubernetes.namespace, name: config.kubernetes.deployment };
   const metrics = new Metrics({ defaultMetrics: deps.defaultMetrics ?? true });
   const health = new Health(['homeserver', 'kubernetes']);
-  let state: StateDb;
-  try {
-    state = StateDb.open(config.storage.path);
-  } catch (error) {
-    throw new StartupError(`storage.path: cannot open the state store in ${config.storage.path}: ${(error as Error).message}`, EXIT.store, { cause: error });
-  }
+  // First of all: a second instance on the same volume must stop here, before it touches anything.
+  const storage = openStorage(config.storage.path);
+  const { state } = storage;
   const timers: NodeJS.Timeout[] = [];
   const abort = new AbortController();
   deps.signal?.addEventListener('abort', () => abort.abort(), { once: true });
-  const connection = createConnection({
-    config,
-    state,
-    health,
-    logger,
-    onFatal: deps.onFatal ?? ((error) => logger.fatal(`giving up: ${error.message}`)),
-  });
+  let connection: Connection;
+  try {
+    connection = createConnection({
+      config,
+      state,
+      health,
+      logger,
+      onFatal: deps.onFatal ?? ((error) => logger.fatal(`giving up: ${error.message}`)),
+    });
+  } catch (error) {
+    storage.close();
+    throw error;
+  }
   let http: HttpServer | undefined;
   let olm: OlmCrypto | undefined;
   try {
@@ -97,18 +102,18 @@ export async function start(config: Config, deps: Deps): Promise<App> {
     health.set('homeserver', true, 'the homeserver answered');
     await ensureDisplayName(client, userId, config.bot.displayName, logger);
 
-    const device = await openDeviceCrypto({
+    const device = await onVolume(`cannot use the crypto store in ${join(config.storage.path, 'crypto')}`, () => openDeviceCrypto({
       userId,
       dir: config.storage.path,
       passphrase: config.storage.passphrase,
       devices: connection.devices(),
       freshDeviceId: connection.unusedDeviceId,
       logger,
-    });
+    }));
     connection.useDevice(userId, device.deviceId);
     const crypto = new OlmCrypto({ machine: device.machine, store: device.store, client, userId, allowedUsers: config.bot.allowedUsers, trust: config.bot.trust, state, logger, keyWaitMs: KEY_WAIT_MS });
     olm = crypto;
-    await crypto.setUp();
+    await onVolume(`cannot write the crypto store in ${join(config.storage.path, 'crypto')}`, () => crypto.setUp());
     const ed25519 = device.machine.identityKeys.ed25519.toBase64();
     logger.info({ device_id: device.deviceId, ed25519 }, 'end-to-end encryption ready');
 
@@ -171,7 +176,7 @@ export async function start(config: Config, deps: Deps): Promise<App> {
         await connection.stop();
         await server.close(pipeline.drain());
         await crypto.close();
-        state.close();
+        storage.close();
       },
     };
   } catch (error) {
@@ -180,7 +185,8 @@ export async function start(config: Config, deps: Deps): Promise<App> {
     await connection.stop().catch(() => undefined);
     await http?.close();
     await olm?.close().catch(() => undefined);
-    state.close();
-    throw error;
+    storage.close();
+    // Any other step that wrote to the volume (a login saved, a sync position): still one line, exit 4.
+    throw asStorageFailure(error, 'writing to the volume failed during start-up');
   }
 }
