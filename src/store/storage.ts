@@ -21,7 +21,7 @@ export function openStorage(dir: string): Storage {
     lock = InstanceLock.acquire(dir);
   } catch (error) {
     if (error instanceof InstanceLockedError) throw new StartupError(`storage.path: ${error.message}`, EXIT.store, { cause: error });
-    throw storageFailure(error, `cannot lock ${dir} for this instance`);
+    throw storageFailure(error, `cannot take the instance lock in ${dir}`);
   }
   let state: StateDb | undefined;
   try {

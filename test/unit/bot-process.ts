@@ -44,9 +44,10 @@ export interface BotProcess {
 }
 
 /** Starts `node src/main.ts [args]`, optionally through a wrapper command (e.g. `unshare …`). */
-export function startBotProcess(env: NodeJS.ProcessEnv, options: { args?: readonly string[]; wrapper?: readonly string[]; cwd?: string } = {}): BotProcess {
+export function startBotProcess(env: NodeJS.ProcessEnv, options: { args?: readonly string[]; wrapper?: readonly string[]; uid?: number; gid?: number } = {}): BotProcess {
   const [command, ...prefix] = [...(options.wrapper ?? []), NODE];
-  const child = spawn(command as string, [...prefix, MAIN, ...(options.args ?? [])], { cwd: options.cwd ?? ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const ids = options.uid === undefined ? {} : { uid: options.uid, gid: options.gid ?? options.uid };
+  const child = spawn(command as string, [...prefix, MAIN, ...(options.args ?? [])], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'], ...ids });
   let out = '';
   let err = '';
   child.stdout?.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
