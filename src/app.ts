@@ -9,6 +9,7 @@ import { Health } from './health.ts';
 import { startHttpServer, type HttpServer } from './http-server.ts';
 import { createKube } from './kube/client-node-kube.ts';
 import { instrumentKube } from './kube/instrumented-kube.ts';
+import { kubeconfigError } from './kube/kubeconfig-error.ts';
 import type { DeploymentTarget, Kube } from './kube/kube.ts';
 import type { Logger } from './log.ts';
 import { Metrics } from './metrics.ts';
@@ -53,8 +54,7 @@ function loadKube(config: Config, logger: Logger): Kube {
   try {
     return createKube({ kubeconfigPath: config.kubernetes.kubeconfig, requestTimeoutMs: config.kubernetes.timeoutSeconds * 1000, logger });
   } catch (error) {
-    const where = config.kubernetes.kubeconfig ?? 'the in-cluster service account or ~/.kube/config';
-    throw new StartupError(`kubernetes.kubeconfig: cannot load the Kubernetes configuration from ${where}: ${(error as Error).message}`, EXIT.config, { cause: error });
+    throw kubeconfigError(error, config.kubernetes.kubeconfig);
   }
 }
 
