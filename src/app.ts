@@ -5,7 +5,7 @@ import type { Config } from './config/config.ts';
 import { createConnection, type Connection } from './connection.ts';
 import { openDeviceCrypto } from './crypto/device-store.ts';
 import { OlmCrypto } from './crypto/olm-crypto.ts';
-import { Health } from './health.ts';
+import { Health, PROBE_TIMEOUT_MS } from './health.ts';
 import { startHttpServer, type HttpServer } from './http-server.ts';
 import { createKube } from './kube/client-node-kube.ts';
 import { instrumentKube } from './kube/instrumented-kube.ts';
@@ -24,8 +24,6 @@ export interface Deps {
   readonly kube?: Kube;
   /** Prometheus process metrics (off in tests that start several bots in one process). */
   readonly defaultMetrics?: boolean;
-  /** Seconds between background readiness checks. */
-  readonly checkIntervalSeconds?: number;
   /** Called if the bot gives up while running (password mode: homeserver unreachable too long). */
   readonly onFatal?: (error: Error) => void;
   /** Aborts start-up (a SIGTERM while waiting for the homeserver). */
@@ -66,7 +64,9 @@ export async function start(config: Config, deps: Deps): Promise<App> {
   const logger = deps.logger;
   const target: DeploymentTarget = { namespace: config.kubernetes.namespace, name: config.kubernetes.deployment };
   const metrics = new Metrics({ defaultMetrics: deps.defaultMetrics ?? true });
-  const health = new Health(['homeserver', 'kubernetes']);
+  const health = new Health(['homeserver', 'kubernetes'], {
+    onChange: (component, s) => (s.ok ? logger.info({ component }, `${component}: ready (${s.detail})`) : logger.warn({ component }, `${component}: not ready: ${s.detail}`)),
+  });
   // First of all: a second instance on the same volume must stop here, before it touches anything.
   const storage = openStorage(config.storage.path);
   const { state } = storage;
@@ -141,17 +141,17 @@ export async function start(config: Config, deps: Deps): Promise<App> {
     const source = config.mode === 'appservice' ? 'appservice' : 'sync';
     const pipeline = new Pipeline({ crypto, bot, metrics, logger });
 
-    const check = async (): Promise<void> => {
-      await kube.ping(target).catch((error: unknown) => logger.warn(`kubernetes check: ${(error as Error).message}`));
-      await client
-        .request('GET', '/_matrix/client/versions', { asSelfOnly: true, timeoutMs: 10_000 })
+    // Readiness is asked for by /ready (see Health); the instrumented adapter records the answer.
+    health.probe('kubernetes', () => kube.ping(target).catch(() => undefined));
+    health.probe('homeserver', (signal) =>
+      client
+        .request('GET', '/_matrix/client/versions', { asSelfOnly: true, timeoutMs: PROBE_TIMEOUT_MS, signal })
         .then(() => health.set('homeserver', true, 'the homeserver answered'))
-        .catch((error: unknown) => health.set('homeserver', false, (error as Error).message));
-    };
-    await check();
+        .catch((error: unknown) => void (signal.aborted || health.set('homeserver', false, (error as Error).message))),
+    );
+    await health.check();
     const prune = (): void => void state.prune(HANDLED_EVENT_RETENTION_MS);
     prune();
-    timers.push(setInterval(() => void check(), (deps.checkIntervalSeconds ?? 30) * 1000).unref());
     timers.push(setInterval(prune, 24 * 3600 * 1000).unref());
     // Messages waiting for room keys are retried even when no new batch comes.
     timers.push(setInterval(() => void pipeline.tick(), 1000).unref());

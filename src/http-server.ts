@@ -36,7 +36,8 @@ export async function startHttpServer(o: HttpServerOptions): Promise<HttpServer>
   const app = express();
   app.disable('x-powered-by');
   app.get('/health', (_req, res) => void res.json({ status: 'ok' }));
-  app.get('/ready', (_req, res) => {
+  app.get('/ready', async (_req, res) => {
+    await o.health.check();
     const report = o.health.report();
     res.status(report.ready ? 200 : 503).json(report);
   });
