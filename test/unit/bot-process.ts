@@ -76,8 +76,9 @@ export function lines(text: string): string[] {
   return text.split('\n').filter((line) => line.trim().length > 0);
 }
 
-/** Whether this machine lets the tests make namespaces (root, or user namespaces allowed). */
-export function canUnshare(args: readonly string[]): boolean {
-  const probe = spawnSync('unshare', [...args, 'true'], { stdio: 'ignore', timeout: 5_000 });
+/** Whether this machine lets the tests run `wrapper` (e.g. `unshare --pid …`: needs root or user namespaces). */
+export function canUnshare(wrapper: readonly string[]): boolean {
+  const [command, ...args] = wrapper;
+  const probe = spawnSync(command as string, [...args, 'true'], { stdio: 'ignore', timeout: 5_000 });
   return probe.status === 0;
 }
