@@ -1,20 +1,23 @@
+import { join } from 'node:path';
 import { ensureDisplayName } from './appservice/bot-user.ts';
 import { Bot, type RoomActions } from './bot/bot.ts';
 import type { Config } from './config/config.ts';
-import { createConnection } from './connection.ts';
+import { createConnection, type Connection } from './connection.ts';
 import { openDeviceCrypto } from './crypto/device-store.ts';
 import { OlmCrypto } from './crypto/olm-crypto.ts';
-import { Health } from './health.ts';
+import { Health, PROBE_TIMEOUT_MS } from './health.ts';
 import { startHttpServer, type HttpServer } from './http-server.ts';
 import { createKube } from './kube/client-node-kube.ts';
 import { confirmWrites } from './kube/confirmed-kube.ts';
 import { instrumentKube } from './kube/instrumented-kube.ts';
+import { kubeconfigError } from './kube/kubeconfig-error.ts';
 import type { DeploymentTarget, Kube } from './kube/kube.ts';
 import type { Logger } from './log.ts';
 import { Metrics } from './metrics.ts';
 import { Pipeline } from './pipeline.ts';
 import { EXIT, StartupError } from './startup-error.ts';
-import { StateDb } from './store/state-db.ts';
+import { openStorage } from './store/storage.ts';
+import { asStorageFailure, onVolume } from './store/storage-error.ts';
 
 export interface Deps {
   readonly logger: Logger;
@@ -22,8 +25,6 @@ export interface Deps {
   readonly kube?: Kube;
   /** Prometheus process metrics (off in tests that start several bots in one process). */
   readonly defaultMetrics?: boolean;
-  /** Seconds between background readiness checks. */
-  readonly checkIntervalSeconds?: number;
   /** Called if the bot gives up while running (password mode: homeserver unreachable too long). */
   readonly onFatal?: (error: Error) => void;
   /** Aborts start-up (a SIGTERM while waiting for the homeserver). */
@@ -55,8 +56,7 @@ function loadKube(config: Config, logger: Logger): Kube {
   try {
     return createKube({ kubeconfigPath: config.kubernetes.kubeconfig, requestTimeoutMs: config.kubernetes.timeoutSeconds * 1000, logger });
   } catch (error) {
-    const where = config.kubernetes.kubeconfig ?? 'the in-cluster service account or ~/.kube/config';
-    throw new StartupError(`kubernetes.kubeconfig: cannot load the Kubernetes configuration from ${where}: ${(error as Error).message}`, EXIT.config, { cause: error });
+    throw kubeconfigError(error, config.kubernetes.kubeconfig);
   }
 }
 
@@ -68,23 +68,28 @@ export async function start(config: Config, deps: Deps): Promise<App> {
   const logger = deps.logger;
   const target: DeploymentTarget = { namespace: config.kubernetes.namespace, name: config.kubernetes.deployment };
   const metrics = new Metrics({ defaultMetrics: deps.defaultMetrics ?? true });
-  const health = new Health(['homeserver', 'kubernetes']);
-  let state: StateDb;
-  try {
-    state = StateDb.open(config.storage.path);
-  } catch (error) {
-    throw new StartupError(`storage.path: cannot open the state store in ${config.storage.path}: ${(error as Error).message}`, EXIT.store, { cause: error });
-  }
+  const health = new Health(['homeserver', 'kubernetes'], {
+    onChange: (component, s) => (s.ok ? logger.info({ component }, `${component}: ready (${s.detail})`) : logger.warn({ component }, `${component}: not ready: ${s.detail}`)),
+  });
+  // First of all: a second instance on the same volume must stop here, before it touches anything.
+  const storage = openStorage(config.storage.path);
+  const { state } = storage;
   const timers: NodeJS.Timeout[] = [];
   const abort = new AbortController();
   deps.signal?.addEventListener('abort', () => abort.abort(), { once: true });
-  const connection = createConnection({
-    config,
-    state,
-    health,
-    logger,
-    onFatal: deps.onFatal ?? ((error) => logger.fatal(`giving up: ${error.message}`)),
-  });
+  let connection: Connection;
+  try {
+    connection = createConnection({
+      config,
+      state,
+      health,
+      logger,
+      onFatal: deps.onFatal ?? ((error) => logger.fatal(`giving up: ${error.message}`)),
+    });
+  } catch (error) {
+    storage.close();
+    throw error;
+  }
   let http: HttpServer | undefined;
   let olm: OlmCrypto | undefined;
   try {
@@ -104,18 +109,18 @@ export async function start(config: Config, deps: Deps): Promise<App> {
     health.set('homeserver', true, 'the homeserver answered');
     await ensureDisplayName(client, userId, config.bot.displayName, logger);
 
-    const device = await openDeviceCrypto({
+    const device = await onVolume(`cannot use the crypto store in ${join(config.storage.path, 'crypto')}`, () => openDeviceCrypto({
       userId,
       dir: config.storage.path,
       passphrase: config.storage.passphrase,
       devices: connection.devices(),
       freshDeviceId: connection.unusedDeviceId,
       logger,
-    });
+    }));
     connection.useDevice(userId, device.deviceId);
     const crypto = new OlmCrypto({ machine: device.machine, store: device.store, client, userId, allowedUsers: config.bot.allowedUsers, trust: config.bot.trust, state, logger, keyWaitMs: KEY_WAIT_MS });
     olm = crypto;
-    await crypto.setUp();
+    await onVolume(`cannot write the crypto store in ${join(config.storage.path, 'crypto')}`, () => crypto.setUp());
     const ed25519 = device.machine.identityKeys.ed25519.toBase64();
     logger.info({ device_id: device.deviceId, ed25519 }, 'end-to-end encryption ready');
 
@@ -143,17 +148,17 @@ export async function start(config: Config, deps: Deps): Promise<App> {
     const source = config.mode === 'appservice' ? 'appservice' : 'sync';
     const pipeline = new Pipeline({ crypto, bot, state, metrics, logger });
 
-    const check = async (): Promise<void> => {
-      await kube.ping(target).catch((error: unknown) => logger.warn(`kubernetes check: ${(error as Error).message}`));
-      await client
-        .request('GET', '/_matrix/client/versions', { asSelfOnly: true, timeoutMs: 10_000 })
+    // Readiness is asked for by /ready (see Health); the instrumented adapter records the answer.
+    health.probe('kubernetes', () => kube.ping(target).catch(() => undefined));
+    health.probe('homeserver', (signal) =>
+      client
+        .request('GET', '/_matrix/client/versions', { asSelfOnly: true, timeoutMs: PROBE_TIMEOUT_MS, signal })
         .then(() => health.set('homeserver', true, 'the homeserver answered'))
-        .catch((error: unknown) => health.set('homeserver', false, (error as Error).message));
-    };
-    await check();
+        .catch((error: unknown) => void (signal.aborted || health.set('homeserver', false, (error as Error).message))),
+    );
+    await health.check();
     const prune = (): void => void state.prune(HANDLED_EVENT_RETENTION_MS);
     prune();
-    timers.push(setInterval(() => void check(), (deps.checkIntervalSeconds ?? 30) * 1000).unref());
     timers.push(setInterval(prune, 24 * 3600 * 1000).unref());
     // Messages waiting for room keys are retried even when no new batch comes.
     timers.push(setInterval(() => void pipeline.tick(), 1000).unref());
@@ -178,7 +183,7 @@ export async function start(config: Config, deps: Deps): Promise<App> {
         await connection.stop();
         await server.close(pipeline.drain());
         await crypto.close();
-        state.close();
+        storage.close();
       },
     };
   } catch (error) {
@@ -187,7 +192,8 @@ export async function start(config: Config, deps: Deps): Promise<App> {
     await connection.stop().catch(() => undefined);
     await http?.close();
     await olm?.close().catch(() => undefined);
-    state.close();
-    throw error;
+    storage.close();
+    // Any other step that wrote to the volume (a login saved, a sync position): still one line, exit 4.
+    throw asStorageFailure(error, 'writing to the volume failed during start-up');
   }
 }

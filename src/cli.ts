@@ -4,6 +4,7 @@ import { parseArgs } from 'node:util';
 import packageJson from '../package.json' with { type: 'json' };
 import { buildRegistration, registrationYaml } from './appservice/registration.ts';
 import { ConfigError } from './config/config-error.ts';
+import { configUserIdProblem } from './matrix/ids.ts';
 
 export const VERSION: string = packageJson.version;
 export const NAME = 'openclaw-k8s-toggle-operator';
@@ -86,7 +87,9 @@ export function parseCli(argv: readonly string[], env: Readonly<Record<string, s
 function parseTrust(args: readonly string[], configFile: string | undefined): CliAction {
   const [request, userId, deviceId, extra] = args;
   if (request !== 'repin' && request !== 'verify') throw new ConfigError('cli', 'trust needs "repin @user:server" or "verify @user:server DEVICE" (see --help)');
-  if (!userId || !/^@[^:\s]+:\S+$/.test(userId)) throw new ConfigError('cli', `trust ${request} needs a full user id like @alice:example.org`);
+  if (!userId) throw new ConfigError('cli', `trust ${request} needs a full user id like @alice:example.org`);
+  const problem = configUserIdProblem(userId);
+  if (problem) throw new ConfigError('cli', `trust ${request} needs a full user id like @alice:example.org, not ${JSON.stringify(userId)}: ${problem}`);
   if (request === 'verify' && !deviceId) throw new ConfigError('cli', 'trust verify needs a device id after the user id');
   if (extra !== undefined || (request === 'repin' && deviceId !== undefined)) throw new ConfigError('cli', `unexpected argument "${extra ?? deviceId}" (see --help)`);
   return { kind: 'trust', configFile, request, userId, deviceId };

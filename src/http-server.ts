@@ -1,11 +1,12 @@
 import { once } from 'node:events';
-import type { Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
 import { matrixError } from './appservice/routes.ts';
 import type { Health } from './health.ts';
 import type { Logger } from './log.ts';
 import type { Metrics } from './metrics.ts';
+import { guardSlowClients, SLOW_CLIENT_LIMITS, type SlowClientLimits } from './slow-clients.ts';
 
 export interface HttpServerOptions {
   readonly bind: string;
@@ -15,7 +16,13 @@ export interface HttpServerOptions {
   /** The homeserver-facing routes, in appservice mode only. */
   readonly appservice?: Router;
   readonly logger: Logger;
+  /** How long a client may take to send a request (tests shorten them). */
+  readonly slowClients?: SlowClientLimits;
 }
+
+/** Node checks these only every 30 s; `guardSlowClients` enforces the tighter limits in time. */
+const NODE_HEADERS_TIMEOUT_MS = 20_000;
+const NODE_REQUEST_TIMEOUT_MS = 30_000;
 
 export interface HttpServer {
   readonly port: number;
@@ -29,7 +36,8 @@ export async function startHttpServer(o: HttpServerOptions): Promise<HttpServer>
   const app = express();
   app.disable('x-powered-by');
   app.get('/health', (_req, res) => void res.json({ status: 'ok' }));
-  app.get('/ready', (_req, res) => {
+  app.get('/ready', async (_req, res) => {
+    await o.health.check();
     const report = o.health.report();
     res.status(report.ready ? 200 : 503).json(report);
   });
@@ -47,10 +55,14 @@ export async function startHttpServer(o: HttpServerOptions): Promise<HttpServer>
     matrixError(res, 500, 'M_UNKNOWN', 'Internal error');
   });
 
-  const server = app.listen(o.port, o.bind);
-  await once(server, 'listening');
+  const limits = o.slowClients ?? SLOW_CLIENT_LIMITS;
+  // Node's own limits: a backstop to guardSlowClients, which acts within its limits without an idle timer.
+  const server = createServer({ headersTimeout: NODE_HEADERS_TIMEOUT_MS, requestTimeout: NODE_REQUEST_TIMEOUT_MS }, app);
   // Synapse keeps connections open between transactions; keep-alive must outlive its idle time.
   server.keepAliveTimeout = 65_000;
+  guardSlowClients(server, limits, o.logger);
+  server.listen(o.port, o.bind);
+  await once(server, 'listening'); // rejects on 'error' (port taken)
   const port = (server.address() as AddressInfo).port;
   return {
     port,

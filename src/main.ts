@@ -6,6 +6,7 @@ import { describeConfig, loadConfig, type Config } from './config/config.ts';
 import { createLogger, type Logger } from './log.ts';
 import { EXIT, StartupError } from './startup-error.ts';
 import { StateDb } from './store/state-db.ts';
+import { storageFailure } from './store/storage-error.ts';
 
 /** Shutdown must finish inside Kubernetes' default 30 s grace period, with room to spare. */
 const STOP_DEADLINE_MS = 10_000;
@@ -32,9 +33,15 @@ async function main(): Promise<number> {
     case 'trust': {
       // The running bot owns the crypto store; the request goes through the state database, which both may write.
       const config = loadConfig({ file: action.configFile, env: process.env });
-      const state = StateDb.open(config.storage.path);
-      state.addOperatorRequest(action.request, action.userId, action.deviceId);
-      state.close();
+      let state: StateDb | undefined;
+      try {
+        state = StateDb.open(config.storage.path);
+        state.addOperatorRequest(action.request, action.userId, action.deviceId);
+      } catch (error) {
+        throw storageFailure(error, `cannot queue the request in the state store in ${config.storage.path}`);
+      } finally {
+        state?.close();
+      }
       console.log(`Queued "${action.request}" for ${action.userId}${action.deviceId ? ` device ${action.deviceId}` : ''}: the running bot applies it before it handles the next message, and logs it.`);
       return 0;
     }

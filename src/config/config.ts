@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parse } from 'yaml';
 import { parseRegistration, type Registration } from '../appservice/registration.ts';
+import { configUserIdProblem, isServerName } from '../matrix/ids.ts';
 import { ConfigError } from './config-error.ts';
 import { SETTINGS, type Setting } from './settings.ts';
 
@@ -59,8 +60,6 @@ interface Found {
 }
 
 const SA_NAMESPACE_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/namespace';
-/** Historical user ids (older accounts) may hold any printable ASCII but ':' in the localpart. */
-const USER_ID = /^@[\x21-\x39\x3b-\x7e]+:[A-Za-z0-9.\-]+(:\d{1,5})?$/;
 const LOCALPART = /^[a-z0-9._=\-/+]+$/;
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
@@ -170,7 +169,9 @@ function coerce(setting: Setting, found: Found): string | number | boolean | rea
     }
     // falls through: fail() never returns
     case 'list': {
-      const items = Array.isArray(value) ? value : typeof value === 'string' ? value.split(/[,\s]+/) : fail(setting, found, 'must be a list');
+      // Split at commas only: what lies between them is one value as the operator wrote it, so an
+      // error can quote it whole (the setting's own check may split it further).
+      const items = Array.isArray(value) ? value : typeof value === 'string' ? value.split(',') : fail(setting, found, 'must be a list');
       return items.map((item) => {
         if (typeof item !== 'string') fail(setting, found, 'must be a list of strings');
         return item.trim();
@@ -229,24 +230,23 @@ export function loadConfig(options: LoadOptions): Config {
   let localpart = str('bot.user') ?? registration?.senderLocalpart;
   let domain = str('homeserver.domain');
   if (localpart === undefined) throw new ConfigError('bot.user', 'is required in password mode (set MATRIX_USER)');
+  if (domain !== undefined && !isServerName(domain)) throw new ConfigError('homeserver.domain', `${JSON.stringify(domain)} is not a server name like example.org (from ${where('homeserver.domain')})`);
   if (localpart.startsWith('@')) {
-    if (!USER_ID.test(localpart)) throw new ConfigError('bot.user', `"${localpart}" is not a valid user id (from ${where('bot.user')})`);
+    const problem = configUserIdProblem(localpart);
+    if (problem) throw new ConfigError('bot.user', `${JSON.stringify(localpart)} is not a valid user id: ${problem} (from ${where('bot.user')})`);
     const [local, ...server] = localpart.slice(1).split(':');
     const serverName = server.join(':');
     if (domain && domain !== serverName) throw new ConfigError('homeserver.domain', `"${domain}" differs from the server of bot.user "${localpart}"`);
     domain = serverName;
     localpart = local as string;
   }
-  if (!LOCALPART.test(localpart)) throw new ConfigError('bot.user', `"${localpart}" is not a valid localpart (lower-case letters, digits and ._=-/+ only)`);
+  if (!LOCALPART.test(localpart)) throw new ConfigError('bot.user', `${JSON.stringify(localpart)} is not a valid localpart (lower-case letters, digits and ._=-/+ only)`);
   if (registration && localpart !== registration.senderLocalpart) {
     throw new ConfigError('bot.user', `"${localpart}" is not the registration's sender_localpart "${registration.senderLocalpart}"`);
   }
 
-  const allowedUsers = (values.get('bot.allowedUsers')?.value as readonly string[] | undefined) ?? [];
+  const allowedUsers = userIdList((values.get('bot.allowedUsers')?.value as readonly string[] | undefined) ?? [], where('bot.allowedUsers'));
   if (allowedUsers.length === 0) throw new ConfigError('bot.allowedUsers', 'needs at least one user id (set ALLOWED_USERS=@you:example.org)');
-  for (const user of allowedUsers) {
-    if (!USER_ID.test(user)) throw new ConfigError('bot.allowedUsers', `"${user}" is not a full user id like @alice:example.org (from ${where('bot.allowedUsers')})`);
-  }
 
   const deployment = must('kubernetes.deployment', 'to know what to scale');
   if (!DNS_SUBDOMAIN.test(deployment)) throw new ConfigError('kubernetes.deployment', `"${deployment}" is not a valid Deployment name (from ${where('kubernetes.deployment')})`);
@@ -284,6 +284,26 @@ export function loadConfig(options: LoadOptions): Config {
     log: { level: str('log.level') as LogLevel, format: str('log.format') as 'json' | 'pretty' },
   };
   return deepFreeze(config);
+}
+
+/**
+ * The allowed users as configured: comma-separated values, each one user id. A value holding
+ * spaces is several ids only if every part is one (`@a:x @b:x`, as older setups wrote it);
+ * otherwise the error quotes the whole value, not the fragment before the space.
+ */
+function userIdList(items: readonly string[], source: string): string[] {
+  const users: string[] = [];
+  for (const item of items) {
+    const parts = item.split(/\s+/);
+    if (parts.length > 1 && parts.every((part) => configUserIdProblem(part) === undefined)) {
+      users.push(...parts);
+      continue;
+    }
+    const problem = configUserIdProblem(item);
+    if (problem) throw new ConfigError('bot.allowedUsers', `${JSON.stringify(item)} is not a full user id like @alice:example.org: ${problem} (from ${source})`);
+    users.push(item);
+  }
+  return users;
 }
 
 function podNamespace(path: string): string | undefined {

@@ -36,7 +36,7 @@ export const SETTINGS: readonly Setting[] = [
   },
   {
     key: 'bot.user', env: ['MATRIX_USER'], kind: 'string',
-    doc: "The bot's user: a localpart (`openclaw`) or a full user id. Appservice mode: must be the registration's `sender_localpart` (the default).",
+    doc: "The bot's user: a localpart (`openclaw`) or a full user id. The localpart: lower-case letters, digits and `._=-/+`. Appservice mode: must be the registration's `sender_localpart` (the default).",
   },
   {
     key: 'bot.password', env: ['MATRIX_PASSWORD'], kind: 'string', secret: true,
@@ -44,7 +44,7 @@ export const SETTINGS: readonly Setting[] = [
   },
   {
     key: 'bot.allowedUsers', env: ['ALLOWED_USERS'], kind: 'list',
-    doc: 'Full user ids allowed to command the bot and to invite it (comma-separated in the environment). Required, at least one.',
+    doc: 'Full user ids allowed to command the bot and to invite it (comma-separated in the environment). Required, at least one. Grammar: `@localpart:server`, the localpart of lower-case letters, digits and `._=-/+` (the Matrix spec), upper-case letters also accepted (older accounts); spaces, quotes, `<>&` and other characters are refused.',
   },
   {
     key: 'bot.echo', env: ['ECHO_MODE'], kind: 'bool', default: true,

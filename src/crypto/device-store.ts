@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { DeviceId, initAsync, OlmMachine, UserId } from '@matrix-org/matrix-sdk-crypto-wasm';
 import type { Logger } from '../log.ts';
 import { EXIT, StartupError } from '../startup-error.ts';
-import { checkStoreOwner, DurableIndexedDb } from './durable-idb.ts';
+import { checkStoreOwner, DurableIndexedDb, type SnapshotFs } from './durable-idb.ts';
 
 /** How the homeserver creates and removes the bot's devices; the source (appservice or password) provides it. */
 export interface DeviceApi {
@@ -47,11 +47,14 @@ export async function openDeviceCrypto(options: {
   /** A device that exists but was never used (password mode's first login): used for a fresh store. */
   readonly freshDeviceId?: string | undefined;
   readonly logger: Logger;
+  /** For tests: the filesystem the store writes through (to inject failures). */
+  readonly fs?: SnapshotFs;
 }): Promise<DeviceCrypto> {
   const { userId, devices, logger } = options;
   await initAsync();
   const dir = join(options.dir, 'crypto');
-  let store = new DurableIndexedDb({ storeName: STORE_NAME });
+  const storeOptions = options.fs ? { storeName: STORE_NAME, fs: options.fs } : { storeName: STORE_NAME };
+  let store = new DurableIndexedDb(storeOptions);
   store.install();
   const loaded = await store.load(dir);
   const check = checkStoreOwner(loaded, { userId });
@@ -77,7 +80,7 @@ export async function openDeviceCrypto(options: {
       logger.warn({ moved_to: moved }, 'kept the old crypto store aside');
     }
     store.close();
-    store = new DurableIndexedDb({ storeName: STORE_NAME });
+    store = new DurableIndexedDb(storeOptions);
     store.install();
     await store.load(dir);
     const id = newDeviceId();

@@ -58,3 +58,31 @@ export function isRoomId(id: unknown): id is string {
 export function isEventId(id: unknown): id is string {
   return typeof id === 'string' && id.length > 1 && id.startsWith('$') && withinLength(id) && OPAQUE.test(id);
 }
+
+/**
+ * Localparts an operator may write in the configuration: today's grammar plus upper-case letters,
+ * which older accounts have. The other historical characters (quotes, `<`, `>`, `&`, `!` …) are
+ * refused there: in a config file they are a typing or pasting mistake far more often than an
+ * account, and such an id would end up in HTML replies and log lines.
+ */
+const CONFIG_LOCALPART = /^[a-zA-Z0-9._=\-/+]+$/;
+
+/**
+ * Why `id` is not a user id the configuration accepts (a short phrase), or undefined when it is
+ * one: `@localpart:server`, localpart by `CONFIG_LOCALPART`, server by the spec's grammar.
+ */
+export function configUserIdProblem(id: string): string | undefined {
+  if (/\s/.test(id)) return 'a user id has no spaces (separate several with commas)';
+  if (/[\x00-\x1f\x7f]/.test(id)) return 'it contains control characters';
+  if (!id.startsWith('@')) return 'a user id starts with "@"';
+  const colon = id.indexOf(':');
+  if (colon < 0) return 'the ":server" part is missing';
+  if (colon === 1) return 'the part before ":" is empty';
+  if (!withinLength(id)) return `it is longer than ${MAX_ID_BYTES} bytes`;
+  const localpart = id.slice(1, colon);
+  const bad = [...localpart].find((c) => !CONFIG_LOCALPART.test(c));
+  if (bad !== undefined) return `${JSON.stringify(bad)} is not allowed before the ":" (letters, digits and ._=-/+ only)`;
+  const server = id.slice(colon + 1);
+  if (!isServerName(server)) return `${JSON.stringify(server)} is not a server name`;
+  return undefined;
+}

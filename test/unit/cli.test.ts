@@ -55,6 +55,13 @@ function synapseMatches(regex: string, userId: string): boolean {
 }
 
 describe('parseCli', () => {
+  test('trust: a user id by the configuration grammar, quoted whole when refused', () => {
+    assert.deepEqual(parseCli(['trust', 'repin', '@Alice:example.org'], {}), { kind: 'trust', configFile: undefined, request: 'repin', userId: '@Alice:example.org', deviceId: undefined });
+    cliError(['trust', 'repin', '@<b>:example.org'], 'cli', ['"@<b>:example.org"', '"<"']);
+    cliError(['trust', 'repin', '@al ice:example.org'], 'cli', ['"@al ice:example.org"']);
+    cliError(['trust', 'repin'], 'cli', ['full user id']);
+  });
+
   test('no arguments: run, config from CONFIG_FILE if set', () => {
     assert.deepEqual(parseCli([], {}), { kind: 'run', configFile: undefined });
     assert.deepEqual(parseCli([], { CONFIG_FILE: '/etc/bot.yaml' }), { kind: 'run', configFile: '/etc/bot.yaml' });

@@ -402,6 +402,41 @@ describe('loadConfig: secrets and user ids', () => {
     assert.deepEqual(load({ ...baseEnv(), ALLOWED_USERS: '@Alice:example.org' }).bot.allowedUsers, ['@Alice:example.org']);
     rejects({ ...baseEnv(), ALLOWED_USERS: '@al ice:example.org' }, 'bot.allowedUsers');
   });
+
+  test('a user id with a space is refused quoting the whole value, not the part before the space', () => {
+    const error = rejects({ ...baseEnv(), ALLOWED_USERS: '@al ice:localhost' }, 'bot.allowedUsers', ['"@al ice:localhost"', 'ALLOWED_USERS', 'spaces']);
+    assert.ok(!error.message.includes('"@al"'), error.message);
+    rejects({ ...baseEnv(), ALLOWED_USERS: '@bob:localhost, @al ice:localhost' }, 'bot.allowedUsers', ['"@al ice:localhost"']);
+    const path = file('bot:\n  allowedUsers: ["@bob:localhost", "@al ice:localhost"]\n');
+    rejects({ ...baseEnv(), ALLOWED_USERS: undefined }, 'bot.allowedUsers', ['"@al ice:localhost"', path], { file: path });
+  });
+
+  test('markup, quotes and other characters outside the grammar are refused, naming the character', () => {
+    for (const [id, character] of [['@<script>:localhost', '"<"'], ['@a"b:localhost', '"\\""'], ["@a'b:localhost", `"'"`], ['@a&b:localhost', '"&"'], ['@a>b:localhost', '">"'], ['@a!b:localhost', '"!"'], ['@é:localhost', '"é"']] as const) {
+      rejects({ ...baseEnv(), ALLOWED_USERS: id }, 'bot.allowedUsers', [JSON.stringify(id), character]);
+    }
+    rejects({ ...baseEnv(), ALLOWED_USERS: '@alice:exa_mple.org' }, 'bot.allowedUsers', ['"exa_mple.org" is not a server name']);
+    rejects({ ...baseEnv(), ALLOWED_USERS: 'alice:example.org' }, 'bot.allowedUsers', ['starts with "@"']);
+    rejects({ ...baseEnv(), ALLOWED_USERS: '@alice' }, 'bot.allowedUsers', ['":server" part is missing']);
+  });
+
+  test('the grammar that is accepted: a-z, 0-9, ._=-/+ and upper-case letters; ports and IP literals as servers', () => {
+    const ids = ['@a.b_c=d-e/f+g:example.org', '@Alice:example.org', '@bob:example.org:8448', '@carol:127.0.0.1', '@dave:[::1]:8008'];
+    assert.deepEqual(load({ ...baseEnv(), ALLOWED_USERS: ids.join(',') }).bot.allowedUsers, ids);
+  });
+
+  test('the error stays one line whatever the value holds', () => {
+    const error = rejects({ ...baseEnv(), ALLOWED_USERS: '@a:localhost\n<img src=x>\r\u001b[31m' }, 'bot.allowedUsers');
+    assert.ok(!/[\u0000-\u001f]/.test(error.message), error.message);
+  });
+
+  test('bot.user as a full id follows the same grammar, quoted whole', () => {
+    const passwordEnv = { MATRIX_HOMESERVER: 'http://synapse:8008', MATRIX_PASSWORD: 'pw', ALLOWED_USERS: '@alice:example.org' };
+    rejects({ ...passwordEnv, MATRIX_USER: '@bo t:example.org' }, 'bot.user', ['"@bo t:example.org"', 'MATRIX_USER']);
+    rejects({ ...passwordEnv, MATRIX_USER: '@<b>:example.org' }, 'bot.user', ['"<"']);
+    rejects({ ...passwordEnv, MATRIX_USER: 'b<o>t' }, 'bot.user', ['"b<o>t"']);
+    rejects({ ...passwordEnv, MATRIX_USER: 'bot', MATRIX_SERVER_NAME: 'exa mple.org' }, 'homeserver.domain', ['"exa mple.org"']);
+  });
 });
 
 describe('loadConfig: the example registration', () => {

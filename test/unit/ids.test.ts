@@ -1,6 +1,6 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { isEventId, isRoomId, isServerName, isUserId, parseUserId } from '../../src/matrix/ids.ts';
+import { configUserIdProblem, isEventId, isRoomId, isServerName, isUserId, parseUserId } from '../../src/matrix/ids.ts';
 
 describe('Matrix identifier grammar', () => {
   test('user ids of today and of older accounts', () => {
@@ -30,5 +30,29 @@ describe('Matrix identifier grammar', () => {
     assert.equal(isServerName('[2001:db8::1]:443'), true);
     assert.equal(isServerName('bad_host!'), false);
     assert.equal(isServerName('host:99999999'), false);
+  });
+
+  test('user ids in the configuration: today\'s grammar and upper-case letters, nothing else', () => {
+    for (const good of ['@alice:example.org', '@Alice:example.org', '@a.b_c=d-e/f+g:localhost:8448', '@bob:[::1]:8008']) {
+      assert.equal(configUserIdProblem(good), undefined, good);
+    }
+    const refused: Array<[string, RegExp]> = [
+      ['@al ice:localhost', /no spaces/],
+      ['@al\tice:localhost', /no spaces/],
+      ['@<script>:localhost', /"<" is not allowed/],
+      ['@a&b:localhost', /"&" is not allowed/],
+      ['@a\'b:localhost', /"'" is not allowed/],
+      ['@a"b:localhost', /"\\"" is not allowed/],
+      ['@a\u0000b:localhost', /control characters/],
+      ['alice:localhost', /starts with "@"/],
+      ['@alice', /":server" part is missing/],
+      ['@:localhost', /before ":" is empty/],
+      ['@alice:exa mple.org', /no spaces/],
+      ['@alice:bad_host!', /"bad_host!" is not a server name/],
+      [`@${'a'.repeat(260)}:x.org`, /longer than 255 bytes/],
+    ];
+    for (const [id, reason] of refused) assert.match(configUserIdProblem(id) ?? 'accepted', reason, id);
+    // What the homeserver may send is wider: these stay valid input from it.
+    assert.equal(isUserId('@<script>:localhost'), true);
   });
 });
