@@ -1,5 +1,6 @@
 import type { Logger } from '../log.ts';
-import { MatrixError, p, type MatrixClient } from '../matrix/client.ts';
+import { classify, errorMessage } from '../failure.ts';
+import { p, type MatrixClient } from '../matrix/client.ts';
 import { isRoomEvent, type RoomEvent } from '../matrix/events.ts';
 import type { StateDb } from '../store/state-db.ts';
 
@@ -70,9 +71,8 @@ export async function fillGap(o: BackfillOptions, roomId: string, prevBatch: str
       if (chunk.length === 0 || from === undefined) stop = stop === 'pages' ? 'reached' : stop;
     }
   } catch (error) {
-    const transient = !(error instanceof MatrixError) || error.status === 0 || error.status === 429 || error.status >= 500;
-    if (transient || o.signal.aborted) throw error;
-    log.warn({ err: error.message }, 'could not fetch the messages a limited sync left out; commands among them are not run');
+    if (classify(error).transient || o.signal.aborted) throw error;
+    log.warn({ err: errorMessage(error) }, 'could not fetch the messages a limited sync left out; commands among them are not run');
     return [];
   }
   if (stop === 'pages') {

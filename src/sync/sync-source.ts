@@ -1,4 +1,5 @@
 import type { Health } from '../health.ts';
+import { classify } from '../failure.ts';
 import type { Logger } from '../log.ts';
 import type { SyncBatch } from '../matrix/batch.ts';
 import { MatrixError, type MatrixClient } from '../matrix/client.ts';
@@ -108,8 +109,7 @@ export class SyncSource {
           await this.#o.afterRelogin();
           continue;
         }
-        const transient = !(error instanceof MatrixError) || error.status === 0 || error.status === 429 || error.status >= 500;
-        if (!transient) throw error;
+        if (!classify(error).transient) throw error;
         const max = this.#o.maxRetries;
         this.#o.health.set('homeserver', false, (error as Error).message);
         if (max > 0 && attempt > max) throw new Error(`gave up after ${max} failed attempts: ${(error as Error).message}`, { cause: error });
