@@ -15,7 +15,7 @@ export type FaultPoint =
   | 'after-to-device'
   /** The scale PATCH was answered; its result is not recorded yet. */
   | 'after-patch'
-  /** A batch with room events is durable; the homeserver has not been answered (or the sync token saved) yet. */
+  /** A batch in which the bot acted on an event is durable; the homeserver has not been answered (or the sync token saved) yet. */
   | 'before-ack';
 
 const armed = parse(process.env['OPENCLAW_FAULT_POINT']);

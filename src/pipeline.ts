@@ -70,14 +70,15 @@ export class Pipeline {
     try {
       this.#reportDropped(batch);
       const history = key === undefined ? undefined : this.#state.batchFailures(key);
+      let acted: number;
       if (key !== undefined && history && (history.failures >= BACKSTOP_FAILURES || this.#now() - history.firstFailedAt >= BACKSTOP_MS)) {
-        await this.#oneByOne(batch, history);
+        acted = await this.#oneByOne(batch, history);
       } else {
-        await this.#whole(batch);
+        acted = await this.#whole(batch);
       }
       if (key !== undefined && history) this.#state.batchSucceeded(key);
       this.#metrics.transactions.inc({ source, outcome: 'ok' });
-      if (batch.roomEvents.length > 0) faultPoint('before-ack');
+      if (acted > 0) faultPoint('before-ack');
     } catch (error) {
       this.#metrics.transactions.inc({ source, outcome: 'error' });
       let failures: number | undefined;
@@ -93,14 +94,16 @@ export class Pipeline {
     }
   }
 
-  async #whole(batch: SyncBatch): Promise<void> {
+  /** Returns how many events the bot acted on. */
+  async #whole(batch: SyncBatch): Promise<number> {
     const { events, notices } = await this.#crypto.process(batch);
     // Durable before acting: if the bot dies mid-batch, Synapse resends only the room events,
     // never the to-device keys, so the keys that decrypt them must already be on disk.
     await this.#crypto.flush();
-    await this.#bot.handle(events);
+    const { acted } = await this.#bot.handle(events);
     await this.#bot.announce(notices);
     await this.#crypto.flush();
+    return acted;
   }
 
   /**
@@ -108,7 +111,7 @@ export class Pipeline {
    * later event for ever. Its key material goes first, alone, then each room event on its own;
    * an event that still fails becomes a dead letter (recorded, logged, counted, never retried).
    */
-  async #oneByOne(batch: SyncBatch, history: { failures: number; firstFailedAt: number }): Promise<void> {
+  async #oneByOne(batch: SyncBatch, history: { failures: number; firstFailedAt: number }): Promise<number> {
     this.#logger.warn({ batch: batch.label, failures: history.failures, failing_for_s: Math.round((this.#now() - history.firstFailedAt) / 1000) }, 'this batch keeps failing: handling its events one by one; those that still fail become dead letters');
     try {
       await this.#whole({ ...batch, roomEvents: [] });
@@ -117,13 +120,15 @@ export class Pipeline {
       this.#metrics.deadLetters.inc({ reason });
       this.#logger.error({ batch: batch.label, reason, err: errorMessage(error) }, 'dead letter: gave up on the key material of this batch (to-device messages, device lists)');
     }
+    let acted = 0;
     for (const event of batch.roomEvents) {
       try {
-        await this.#whole({ ...emptyBatch(batch.label), roomEvents: [event] });
+        acted += await this.#whole({ ...emptyBatch(batch.label), roomEvents: [event] });
       } catch (error) {
         await this.#bot.deadLetter(event, classify(error).reason, error);
       }
     }
+    return acted;
   }
 
   #reportDropped(batch: SyncBatch): void {

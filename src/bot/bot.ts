@@ -40,6 +40,8 @@ export class Bot {
   readonly #policy: Policy;
   readonly #outbox: Outbox;
   readonly #now: () => number;
+  /** Events of the current `handle` call that were claimed and worked on. */
+  #acted = 0;
 
   constructor(options: BotOptions) {
     this.#o = options;
@@ -53,7 +55,8 @@ export class Bot {
    * unavailable, the disk is full); an event that fails for good is logged, counted and skipped,
    * so that it cannot hold back the events after it.
    */
-  async handle(events: readonly IncomingEvent[]): Promise<void> {
+  async handle(events: readonly IncomingEvent[]): Promise<{ acted: number }> {
+    this.#acted = 0;
     for (const incoming of events) {
       try {
         await this.#handleOne(incoming);
@@ -63,6 +66,7 @@ export class Bot {
         this.skip(incoming.event, failure.reason, error);
       }
     }
+    return { acted: this.#acted };
   }
 
   /** Gives up on an event for good: logged once, counted, and marked handled so no redelivery retries it. */
@@ -123,6 +127,7 @@ export class Bot {
     }
     if (!first) log.warn('redelivered an event whose handling was interrupted; finishing it from what was recorded');
     faultPoint('after-claim');
+    this.#acted++;
     await work(!first);
     this.#o.state.finishEvent(event.event_id);
   }
