@@ -30,6 +30,13 @@ const ATTACH_WAIT_MS = 45_000;
 const RECENT_LIMIT = 1024;
 
 /**
+ * A transaction from Synapse this recent proves that Synapse reaches the bot, whatever a ping
+ * says: after the bot was killed, Synapse's first ping may go out on a pooled connection to the
+ * dead process and fail while the transactions that follow arrive.
+ */
+const DELIVERY_PROVES_REACH_MS = 60_000;
+
+/**
  * The appservice producer: Synapse pushes transactions, each becomes one SyncBatch.
  *
  * A resent transaction is answered from memory only when both its id and its body match one
@@ -43,6 +50,8 @@ export class AppserviceSource {
   readonly #inFlight = new Map<string, Promise<void>>();
   readonly #pings = new Map<string, () => void>();
   #consumer: Consumer | undefined;
+  /** When Synapse last delivered a transaction (ms since the epoch; 0: never). */
+  #lastDelivery = 0;
   readonly #attached: Promise<Consumer>;
   #attach!: (consumer: Consumer) => void;
 
@@ -76,6 +85,7 @@ export class AppserviceSource {
   }
 
   async #transaction(txnId: string, body: unknown, digest: string): Promise<void> {
+    this.#lastDelivery = Date.now();
     const key = `${txnId}:${digest}`;
     if (this.#recent.has(key)) {
       this.#o.logger.debug({ txn_id: txnId }, 'transaction already acknowledged; answering again');
@@ -127,6 +137,11 @@ export class AppserviceSource {
       await Promise.race([echoed, new Promise((_, reject) => setTimeout(() => reject(new Error('no ping arrived')), 5_000))]);
       return undefined;
     } catch (error) {
+      if (Date.now() - this.#lastDelivery < DELIVERY_PROVES_REACH_MS) {
+        // Contradicted by the evidence: Synapse is delivering transactions to this very process.
+        this.#o.logger.debug({ err: (error as Error).message }, 'appservice ping failed, but Synapse delivered a transaction just now: it reaches the bot');
+        return undefined;
+      }
       if (!(error instanceof MatrixError)) return `the homeserver said the ping worked, but it did not reach this process: is another instance answering at ${this.#o.registration.url}?`;
       switch (error.errcode) {
         case 'M_URL_NOT_SET':

@@ -369,3 +369,34 @@ describe('health, readiness and metrics', () => {
     assert.equal(response.status, 404);
   });
 });
+
+describe('appservice ping: a failure the evidence contradicts is not reported', () => {
+  test("Synapse's ping fails (M_CONNECTION_FAILED) while its transactions arrive: no diagnosis; without a transaction: the diagnosis", async () => {
+    const { createServer } = await import('node:http');
+    // A homeserver whose ping endpoint says it could not reach the appservice, as Synapse does.
+    const homeserver = createServer((_req, res) => {
+      res.writeHead(502, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ errcode: 'M_CONNECTION_FAILED', error: 'Could not connect to the appservice' }));
+    });
+    await new Promise<void>((resolve) => homeserver.listen(0, '127.0.0.1', resolve));
+    const port = (homeserver.address() as { port: number }).port;
+    const logger = silentLogger();
+    const source = new AppserviceSource({
+      registration,
+      allowQueryToken: false,
+      client: new MatrixClient({ baseUrl: `http://127.0.0.1:${port}`, accessToken: registration.asToken, logger }),
+      isStopping: () => false,
+      logger,
+    });
+    source.attach({ device: { userId: '@bot:example.org', deviceId: undefined }, process: async () => undefined });
+    const server = await startHttpServer({ bind: '127.0.0.1', port: 0, health: new Health([]), metrics: new Metrics({ defaultMetrics: false }), appservice: source.router(), logger });
+    try {
+      assert.match((await source.ping()) ?? '', /Synapse cannot reach the bot .*M_CONNECTION_FAILED/);
+      await expectEmptyOk(await put('delivered', { events: [event('$delivered')] }, auth, `http://127.0.0.1:${server.port}`));
+      assert.equal(await source.ping(), undefined, 'Synapse has just delivered a transaction to this process');
+    } finally {
+      await server.close();
+      await new Promise((resolve) => homeserver.close(resolve));
+    }
+  });
+});
