@@ -151,15 +151,19 @@ describe('crashes where something leaves the process, judged by independent clie
     });
 
     it(`${mode}: every bot message decrypts in the second session, and no (session, index) pair was used twice`, async (t: TestContext) => {
-      // Keys sent just before the last kill may still be on their way.
+      // The judge syncs on its own: wait until it has every bot message alice has, and keys sent
+      // just before the last kill may still be on their way.
+      const expected = alice.messages(room).filter(fromBot).map((m) => m.eventId);
       const deadline = Date.now() + 20_000;
       let failed: Message[] = [];
       for (;;) {
+        const seen = new Set(judge.messages(room).map((m) => m.eventId));
         failed = judge.messages(room).filter((m) => fromBot(m) && m.decryptionFailed);
-        if (failed.length === 0 || Date.now() > deadline) break;
+        if ((failed.length === 0 && expected.every((id) => seen.has(id))) || Date.now() > deadline) break;
         await new Promise((r) => setTimeout(r, 500));
       }
       const mine = judge.messages(room).filter(fromBot);
+      assert.deepEqual(expected.filter((id) => !mine.some((m) => m.eventId === id)), [], 'bot messages the second session never saw');
       assert.deepEqual(failed.map((m) => `${m.eventId}: ${m.decryptionFailureReason}`), [], 'messages the second session could not decrypt');
       const pairs = new Map<string, string>();
       const reused: string[] = [];
@@ -176,7 +180,7 @@ describe('crashes where something leaves the process, judged by independent clie
         assert.deepEqual(later.filter((m) => m.decryptionFailed).map((m) => m.eventId), [], `alice's later device ${device.deviceId}`);
       }
       // Exactly one final answer per command, whatever happened in between.
-      assert.equal(mine.filter((m) => FINAL.test(m.body ?? '')).length, commands, 'one answer per command');
+      assert.equal(mine.filter((m) => FINAL.test(m.body ?? '')).length, commands, `one answer per command (alice saw ${finals()})`);
       const line = `${mode}: ${mine.length} bot messages, all decrypted by the second session, ${pairs.size} distinct (session, index) pairs, 0 reused; ${commands} commands, ${executed} executions, ${interrupted} interrupted`;
       figures.push(line);
       t.diagnostic(line);
