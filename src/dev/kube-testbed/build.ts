@@ -32,7 +32,7 @@ export interface TestbedBinaries {
 }
 
 /** What a cold build costs, said before it starts so nobody thinks it hangs. */
-export const COLD_BUILD_NOTE = 'a cold build takes ~20-25 min on 2 cores and ~6 GB of Go caches; later runs reuse it';
+export const COLD_BUILD_NOTE = 'a cold build takes 11-25 min on 2 cores (11 min measured on a shared 2-core machine) and ~6 GB of Go caches; later runs reuse it';
 
 /** True when every binary and stage file is already in the cache (no Go, no lock needed). */
 export function testbedBuilt(root = testbedCacheRoot()): boolean {
@@ -145,6 +145,7 @@ async function copyStages(root: string, stagesDir: string): Promise<void> {
   for (const f of KWOK_STAGE_FILES) {
     const dest = join(stagesDir, stageName(f));
     if (!existsSync(dest)) {
+      await rm(`${dest}.tmp`, { force: true }); // a leftover would be read-only, as the module cache is
       await copyFile(join(moduleDir, f), `${dest}.tmp`);
       await rename(`${dest}.tmp`, dest);
     }
