@@ -74,7 +74,9 @@ function goEnv(root: string): NodeJS.ProcessEnv {
     // Static binaries: no system libraries. (GOTOOLCHAIN is left alone: a Go older than the wrapper
     // modules' `go 1.26.0` line fetches that toolchain through the module proxy by itself.)
     CGO_ENABLED: '0',
-    GOFLAGS: '-mod=mod -buildvcs=false -trimpath',
+    // readonly: the committed go.mod/go.sum are the pins; a build never rewrites them. -trimpath and
+    // no VCS stamp make the binaries reproducible (two builds are byte-identical).
+    GOFLAGS: '-mod=readonly -buildvcs=false -trimpath',
   };
 }
 
