@@ -1,12 +1,14 @@
 /**
  * `npm run demo`: the whole product on this machine. A real Synapse (from a cached Python venv),
  * the bot in appservice mode, a demo user in a room with it, and a SIMULATED Kubernetes API in
- * place of a cluster. Prints the conversation and the simulated cluster's changes as they happen.
+ * place of a cluster; `npm run demo -- --real-kubernetes` uses a real control plane instead
+ * (src/dev/kube-testbed, built on first use). Prints the conversation and the cluster's changes.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLogger } from '../log.ts';
+import { realCluster, simulatedCluster, type DemoCluster } from './demo-cluster.ts';
 import { startE2eeHuman, type Message } from './e2ee-human.ts';
 import { DEPLOYMENT, NAMESPACE, startStack } from './stack.ts';
 import { ensureSynapseVenv } from './synapse.ts';
@@ -14,22 +16,22 @@ import { ensureSynapseVenv } from './synapse.ts';
 const out = (line: string): void => void process.stdout.write(`${line}\n`);
 const time = (): string => new Date().toISOString().slice(11, 19);
 
-async function demo(): Promise<void> {
+async function demo(real: boolean): Promise<void> {
   out('openclaw-k8s-toggle-operator demo');
   out('  homeserver: a real Synapse on 127.0.0.1 (installed once into a cached Python venv)');
-  out('  Kubernetes: a SIMULATED API server on 127.0.0.1; no real cluster is contacted or changed');
+  out(real ? '  Kubernetes: a REAL control plane on 127.0.0.1, started below' : '  Kubernetes: a SIMULATED API server on 127.0.0.1; no real cluster is contacted or changed (--real-kubernetes for a real one)');
   out('  you:        a demo user with a real end-to-end-encrypted client (matrix-js-sdk, Element\'s crypto), in an encrypted DM');
   out('');
   await ensureSynapseVenv({ logger: { info: (m: string) => out(`  ${m}`), warn: (m: string) => out(`  ${m}`) } });
   const dir = await mkdtemp(join(tmpdir(), 'openclaw-demo-'));
+  let cluster: DemoCluster | undefined;
   const stack = await startStack({ dir, readyDelayMs: 1500, harnessLogger: { info: () => undefined, warn: (m: string) => out(`  ${m}`) } });
   try {
-    stack.sim.onChange((change) => {
-      if (change.type === 'scaled') out(`${time()}  [simulated cluster] ${change.namespace}/${change.name}: spec.replicas ${change.from} → ${change.to}`);
-      else out(`${time()}  [simulated cluster] ${change.namespace}/${change.name}: ${change.ready}/${change.desired} pods ready`);
-    });
+    cluster = real ? await realCluster(dir, NAMESPACE, DEPLOYMENT, (m) => out(`  ${m}`)) : simulatedCluster(stack, NAMESPACE, DEPLOYMENT);
+    if (real) out(`  Kubernetes: ${cluster.description}`);
+    cluster.watch((line) => out(`${time()}  ${line}`));
     const logger = createLogger({ level: (process.env['LOG_LEVEL'] as 'info' | undefined) ?? 'warn', format: 'pretty' });
-    const { app } = await stack.startBot({ logger });
+    const { app } = await stack.startBot({ logger, deps: cluster.deps });
     out(`${time()}  bot ${app.userId} is up (Synapse at ${stack.synapse.baseUrl}, bot listening on 127.0.0.1:${app.port})`);
     const login = await stack.synapse.registerUser('alice', 'demo-password');
     const alice = await startE2eeHuman({ baseUrl: stack.synapse.baseUrl, ...login, password: 'demo-password' });
@@ -61,24 +63,31 @@ async function demo(): Promise<void> {
     await say(room, 'help');
     await say(room, 'status');
     await say(room, 'start');
-    // Wait for the simulated controller to make the pod ready, as a person would.
+    // Wait for the cluster to make the pod ready, as a person would.
     const deadline = Date.now() + 15_000;
-    while (!(stack.sim.deployment(NAMESPACE, DEPLOYMENT)?.['status'] as { readyReplicas?: number } | undefined)?.readyReplicas && Date.now() < deadline) {
+    while ((await cluster.readyReplicas()) < 1 && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 100));
     }
     await say(room, 'status');
     await say(room, 'stop');
     await alice.stop();
     out('');
-    out(`${time()}  done; stopping the bot, Synapse and the simulated cluster`);
+    out(`${time()}  done; stopping the bot, Synapse and the ${real ? 'control plane' : 'simulated cluster'}`);
     await app.stop();
   } finally {
     await stack.stop();
+    await cluster?.stop();
     await rm(dir, { recursive: true, force: true });
   }
 }
 
-demo().then(
+const args = process.argv.slice(2);
+const unknown = args.filter((a) => a !== '--real-kubernetes');
+if (unknown.length > 0) {
+  process.stderr.write(`demo: unknown argument ${unknown.join(' ')} (the only one is --real-kubernetes)\n`);
+  process.exit(2);
+}
+demo(args.includes('--real-kubernetes')).then(
   () => process.exit(0),
   (error: unknown) => {
     process.stderr.write(`demo failed: ${error instanceof Error ? error.message : String(error)}\n`);

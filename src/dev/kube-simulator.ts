@@ -16,6 +16,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { stringify as toYaml } from 'yaml';
+import { HttpStatus, invalidReplicas, patchScale } from './kube-simulator-patch.ts';
 
 export interface SimulatedDeployment {
   readonly namespace: string;
@@ -108,20 +109,7 @@ interface DeploymentState {
   timer: NodeJS.Timeout | undefined;
 }
 
-class HttpStatus extends Error {
-  readonly code: number;
-  readonly reason: string;
-  readonly details: Record<string, unknown> | undefined;
-  constructor(code: number, reason: string, message: string, details?: Record<string, unknown>) {
-    super(message);
-    this.code = code;
-    this.reason = reason;
-    this.details = details;
-  }
-}
-
 const run = promisify(execFile);
-const SCALE_PATCH_TYPES = ['application/json-patch+json', 'application/merge-patch+json', 'application/strategic-merge-patch+json'];
 const MAX_BODY = 1 << 20;
 
 /** Generates (once per dir) an EC P-256 CA and a server certificate for 127.0.0.1 / localhost. */
@@ -220,15 +208,23 @@ export async function startKubeSimulator(options: KubeSimulatorOptions): Promise
         observedGeneration: o.generation,
         ...omitZero({ replicas: o.replicas, updatedReplicas: o.updated, readyReplicas: o.ready, availableReplicas: o.available,
           unavailableReplicas: Math.max(0, d.replicas - o.available) }),
+        // v1.37 always reports it, 0 included (pods that are going away); the simulator has none.
+        terminatingReplicas: 0,
         conditions: [
-          { type: 'Available', status: available ? 'True' : 'False',
+          { type: 'Progressing', status: 'True', lastUpdateTime: d.created, lastTransitionTime: d.created, reason: 'NewReplicaSetAvailable',
+            message: `ReplicaSet "${d.name}-5d4f8c7b9" has successfully progressed.` },
+          { type: 'Available', status: available ? 'True' : 'False', lastUpdateTime: d.created, lastTransitionTime: d.created,
             reason: available ? 'MinimumReplicasAvailable' : 'MinimumReplicasUnavailable',
             message: available ? 'Deployment has minimum availability.' : 'Deployment does not have minimum availability.' },
-          { type: 'Progressing', status: 'True', reason: 'NewReplicaSetAvailable',
-            message: `ReplicaSet "${d.name}-5d4f8c7b9" has successfully progressed.` },
         ],
       },
     };
+  }
+
+  /** The patched Scale as the server quotes it in a decoding error (its key order). */
+  function scaleJson(d: DeploymentState, replicas: unknown): string {
+    return JSON.stringify({ apiVersion: 'autoscaling/v1', kind: 'Scale', metadata: meta(d), spec: { replicas },
+      status: { replicas: d.observed.replicas, selector: `app=${d.name}` } });
   }
 
   function scaleObject(d: DeploymentState): Record<string, unknown> {
@@ -243,11 +239,6 @@ export async function startKubeSimulator(options: KubeSimulatorOptions): Promise
   const notFound = (name: string): HttpStatus =>
     new HttpStatus(404, 'NotFound', `deployments.apps "${name}" not found`, { name, group: 'apps', kind: 'deployments' });
 
-  const invalidReplicas = (name: string, value: unknown): HttpStatus => new HttpStatus(422, 'Invalid',
-    `Scale.autoscaling "${name}" is invalid: spec.replicas: Invalid value: ${JSON.stringify(value)}: must be greater than or equal to 0`,
-    { name, group: 'autoscaling', kind: 'Scale', causes: [{ reason: 'FieldValueInvalid', field: 'spec.replicas',
-      message: `Invalid value: ${JSON.stringify(value)}: must be greater than or equal to 0` }] });
-
   function checkReplicas(name: string, value: unknown): number {
     if (value === null || value === undefined) return 0;
     if (typeof value !== 'number' || !Number.isInteger(value)) {
@@ -258,37 +249,7 @@ export async function startKubeSimulator(options: KubeSimulatorOptions): Promise
     return value;
   }
 
-  /** Applies a PATCH body of the given media type to the scale subresource; returns the new replicas. */
-  function patchedReplicas(d: DeploymentState, contentType: string, body: unknown): number {
-    if (contentType === 'application/json-patch+json') {
-      if (!Array.isArray(body)) throw new HttpStatus(400, 'BadRequest', 'json: cannot unmarshal object into Go value of type jsonpatch.Patch');
-      let replicas = d.replicas;
-      for (const op of body as Array<Record<string, unknown>>) {
-        if (op['path'] !== '/spec/replicas') {
-          throw new HttpStatus(422, 'Invalid', `the simulator only supports JSON patch operations on /spec/replicas, not ${String(op['path'])}`);
-        }
-        switch (op['op']) {
-          case 'add': case 'replace': replicas = checkReplicas(d.name, op['value']); break;
-          case 'remove': replicas = 0; break;
-          case 'test':
-            if (op['value'] !== replicas) throw new HttpStatus(422, 'Invalid', `testing value /spec/replicas failed: test failed`);
-            break;
-          default: throw new HttpStatus(422, 'Invalid', `Unexpected kind: ${String(op['op'])}`);
-        }
-      }
-      return replicas;
-    }
-    // merge patch and strategic merge patch are the same thing for a Scale.
-    if (typeof body !== 'object' || body === null || Array.isArray(body)) {
-      throw new HttpStatus(400, 'BadRequest', 'json: cannot unmarshal array into Go value of type map[string]interface {}');
-    }
-    const spec = (body as Record<string, unknown>)['spec'];
-    if (spec === null) return 0;
-    if (typeof spec !== 'object' || spec === undefined || !('replicas' in spec)) return d.replicas;
-    return checkReplicas(d.name, (spec as Record<string, unknown>)['replicas']);
-  }
-
-  async function readBody(req: IncomingMessage): Promise<unknown> {
+  async function readBody(req: IncomingMessage): Promise<string> {
     const chunks: Buffer[] = [];
     let size = 0;
     for await (const chunk of req as AsyncIterable<Buffer>) {
@@ -296,11 +257,7 @@ export async function startKubeSimulator(options: KubeSimulatorOptions): Promise
       if (size > MAX_BODY) throw new HttpStatus(413, 'RequestEntityTooLarge', 'Request entity too large: limit is 1048576');
       chunks.push(chunk);
     }
-    try {
-      return JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown;
-    } catch (e) {
-      throw new HttpStatus(400, 'BadRequest', `error decoding request body: ${(e as Error).message}`);
-    }
+    return Buffer.concat(chunks).toString('utf8');
   }
 
   function authorize(req: IncomingMessage, verb: string, resource: string, ns: string, name: string): void {
@@ -352,16 +309,19 @@ export async function startKubeSimulator(options: KubeSimulatorOptions): Promise
     const contentType = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
     let replicas: number;
     if (verb === 'patch') {
-      if (!SCALE_PATCH_TYPES.includes(contentType)) {
-        throw new HttpStatus(415, 'UnsupportedMediaType',
-          `the body of the request was in an unknown format - accepted media types include: ${SCALE_PATCH_TYPES.join(', ')}`);
-      }
-      replicas = patchedReplicas(d, contentType, await readBody(req));
+      replicas = patchScale({ name, contentType, text: await readBody(req), fieldManager: url.searchParams.get('fieldManager'),
+        replicas: d.replicas, scaleJson: (value) => scaleJson(d, value) });
     } else {
       if (contentType !== 'application/json') {
-        throw new HttpStatus(415, 'UnsupportedMediaType', 'the body of the request was in an unknown format - accepted media types include: application/json');
+        throw new HttpStatus(415, 'UnsupportedMediaType', 'the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf');
       }
-      const body = (await readBody(req)) as { metadata?: { resourceVersion?: string }; spec?: { replicas?: unknown } } | null;
+      let body: { metadata?: { resourceVersion?: string }; spec?: { replicas?: unknown } } | null;
+      const text = await readBody(req);
+      try {
+        body = JSON.parse(text) as typeof body;
+      } catch (e) {
+        throw new HttpStatus(400, 'BadRequest', `the object provided is unrecognized (must be of type Scale): couldn't get version/kind; json parse error: ${(e as Error).message}`);
+      }
       const rv = body?.metadata?.resourceVersion;
       if (rv !== undefined && rv !== '' && rv !== d.resourceVersion) {
         throw new HttpStatus(409, 'Conflict', `Operation cannot be fulfilled on deployments.apps "${name}": the object has been modified; please apply your changes to the latest version and try again`,

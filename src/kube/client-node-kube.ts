@@ -3,6 +3,8 @@
  *
  * - Config: in-cluster (service account) when `KUBERNETES_SERVICE_HOST` is set and no kubeconfig path
  *   is given; else the given kubeconfig file; else client-node's default (`KUBECONFIG`, `~/.kube/config`).
+ * - A token kept in a file (the in-cluster token, a kubeconfig's `tokenFile`) is re-read as soon as the
+ *   file changes, and sent by a call-time middleware in place of client-node's copy (see `TokenFile`).
  * - Scaling: one GET and exactly one PATCH of the `scale` subresource, as a JSON merge patch
  *   `{spec:{replicas}}`. client-node picks `application/json-patch+json` for every patch unless a call-time
  *   middleware overrides the Content-Type (`setHeaderOptions`).
@@ -24,8 +26,11 @@ import {
   type RequestContext,
   type ResponseContext,
 } from '@kubernetes/client-node';
+import { readFileSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
 import type { Logger } from '../log.ts';
 import { KubeError, summarise, type DeploymentStatus, type DeploymentTarget, type Kube, type KubeErrorKind, type ScaleResult } from './kube.ts';
+import { kubeconfigTokenFile, TokenFile } from './token-file.ts';
 
 export interface ClientNodeKubeOptions {
   /** A kubeconfig file; when absent: in-cluster config inside a pod, else client-node's default lookup. */
@@ -35,6 +40,11 @@ export interface ClientNodeKubeOptions {
   readonly logger?: Logger;
   /** Environment to decide in-cluster vs default (tests); defaults to process.env. */
   readonly env?: NodeJS.ProcessEnv;
+  /**
+   * Where the in-cluster files (`var/run/secrets/kubernetes.io/serviceaccount/{token,ca.crt}`) are read
+   * from instead of `/`: tests lay out a pod's directory elsewhere. Unset in production.
+   */
+  readonly serviceAccountRoot?: string;
 }
 
 /** The raw detail behind a KubeError (Status message, reason, socket error code), for logs only. */
@@ -50,19 +60,30 @@ export class KubeErrorDetail extends Error {
 }
 
 /** Loads the kubeconfig the way the bot does (see module comment). */
-export function loadKubeConfig(kubeconfigPath: string | undefined, env: NodeJS.ProcessEnv = process.env): KubeConfig {
+export function loadKubeConfig(kubeconfigPath: string | undefined, env: NodeJS.ProcessEnv = process.env, serviceAccountRoot = ''): KubeConfig {
   const kc = new KubeConfig();
   if (kubeconfigPath) kc.loadFromFile(kubeconfigPath);
-  else if (env['KUBERNETES_SERVICE_HOST']) kc.loadFromCluster();
+  else if (env['KUBERNETES_SERVICE_HOST']) kc.loadFromCluster(serviceAccountRoot.replace(/\/+$/, ''));
   else kc.loadFromDefault();
   return kc;
+}
+
+/** The file the current user's token lives in, if it lives in one. */
+function tokenFileOf(kc: KubeConfig, kubeconfigPath: string | undefined): TokenFile | undefined {
+  const user = kc.getCurrentUser();
+  const inCluster = user?.authProvider?.name === 'tokenFile' ? user.authProvider.config?.['tokenFile'] : undefined;
+  if (typeof inCluster === 'string') return new TokenFile(inCluster);
+  if (!kubeconfigPath) return undefined;
+  const file = kubeconfigTokenFile(readFileSync(kubeconfigPath, 'utf8'));
+  return file === undefined ? undefined : new TokenFile(isAbsolute(file) ? file : resolve(dirname(kubeconfigPath), file));
 }
 
 const DISPATCHER_RENEW_MS = 10 * 60 * 1000;
 type Dispatcher = NonNullable<ReturnType<RequestContext['getDispatcher']>>;
 
 export function createKube(options: ClientNodeKubeOptions): Kube {
-  const kc = loadKubeConfig(options.kubeconfigPath, options.env);
+  const kc = loadKubeConfig(options.kubeconfigPath, options.env, options.serviceAccountRoot);
+  const tokenFile = tokenFileOf(kc, options.kubeconfigPath);
   const server = kc.getCurrentCluster()?.server ?? 'the configured server';
   const api = kc.makeApiClient(AppsV1Api);
   const log = options.logger;
@@ -92,7 +113,12 @@ export function createKube(options: ClientNodeKubeOptions): Kube {
     });
     const timer = setTimeout(() => controller.abort(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
     const signalMiddleware: ObservableMiddleware = {
-      pre: (ctx: RequestContext) => { keepAlive(ctx); ctx.setSignal(controller.signal); return new Observable(Promise.resolve(ctx)); },
+      pre: (ctx: RequestContext) => {
+        keepAlive(ctx);
+        ctx.setSignal(controller.signal);
+        if (tokenFile) ctx.setHeaderParam('Authorization', `Bearer ${tokenFile.read()}`);
+        return new Observable(Promise.resolve(ctx));
+      },
       post: (ctx: ResponseContext) => new Observable(Promise.resolve(ctx)),
     };
     const opts: ConfigurationOptions<ObservableMiddleware> = {

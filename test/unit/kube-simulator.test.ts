@@ -45,6 +45,22 @@ function call(method: string, path: string, options: { token?: string; contentTy
   });
 }
 
+/** A request whose body is sent as it is (to send what is not JSON). */
+function callRaw(method: string, path: string, contentType: string, text: string): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const req = request(new URL(path, sim.url), {
+      method, ca: sim.caPem, agent: false,
+      headers: { authorization: 'Bearer rw-token', 'content-type': contentType, 'content-length': Buffer.byteLength(text) },
+    }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown> }));
+    });
+    req.on('error', reject);
+    req.end(text);
+  });
+}
+
 const rw = { token: 'rw-token' };
 const merge = (replicas: unknown) => ({ ...rw, contentType: 'application/merge-patch+json', body: { spec: { replicas } } });
 const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -102,6 +118,8 @@ describe('kube simulator', () => {
     for (const zero of ['replicas', 'readyReplicas', 'availableReplicas', 'updatedReplicas']) {
       assert.equal(zero in d.status, false, `${zero} should be omitted at 0`);
     }
+    assert.equal(d.status['terminatingReplicas'], 0, 'v1.37 reports terminatingReplicas, 0 included');
+    assert.deepEqual((d.status['conditions'] as Array<{ type: string }>).map((c) => c.type), ['Progressing', 'Available']);
     assert.deepEqual(sim.deployment(NS, 'web'), r.body);
   });
 
@@ -151,14 +169,59 @@ describe('kube simulator', () => {
     assert.equal(sim.replicas(NS, 'web'), 0);
   });
 
-  test('an unknown patch content type gets 415 UnsupportedMediaType', async () => {
+  // The answers below were read off a real kube-apiserver v1.37 (test/integration/kubernetes-rbac.test.ts).
+  test('an unknown patch content type gets the real server\'s bare 415', async () => {
     const r = await call('PATCH', SCALE, { ...rw, contentType: 'application/json', body: { spec: { replicas: 1 } } });
     assert.equal(r.status, 415);
-    assert.equal(r.body['kind'], 'Status');
-    assert.equal(r.body['reason'], 'UnsupportedMediaType');
-    assert.match(String(r.body['message']), /merge-patch\+json/);
-    const apply = await call('PATCH', SCALE, { ...rw, contentType: 'application/apply-patch+yaml', body: {} });
-    assert.equal(apply.status, 415);
+    assert.deepEqual(r.body, { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: '415: Unsupported Media Type',
+      reason: 'UnsupportedMediaType', details: {}, code: 415 });
+    assert.equal(sim.replicas(NS, 'web'), 0);
+  });
+
+  test('server-side apply of the Scale works, and needs a fieldManager', async () => {
+    const scale = { apiVersion: 'autoscaling/v1', kind: 'Scale', metadata: { name: 'web', namespace: NS }, spec: { replicas: 0 } };
+    const missing = await call('PATCH', SCALE, { ...rw, contentType: 'application/apply-patch+yaml', body: scale });
+    assert.equal(missing.status, 422);
+    assert.equal(missing.body['message'], 'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch');
+    const applied = await call('PATCH', `${SCALE}?fieldManager=test`, { ...rw, contentType: 'application/apply-patch+yaml', body: scale });
+    assert.equal(applied.status, 200);
+    assert.deepEqual(applied.body['spec'], {});
+  });
+
+  test('a replica count that is not an int32 is a 422 quoting the patched Scale, for every patch type', async () => {
+    for (const [contentType, body, kind] of [
+      ['application/merge-patch+json', { spec: { replicas: 'two' } }, 'string'],
+      ['application/merge-patch+json', { spec: { replicas: 1.5 } }, 'number 1.5'],
+      ['application/strategic-merge-patch+json', { spec: { replicas: 3000000000 } }, 'number 3000000000'],
+      ['application/json-patch+json', [{ op: 'replace', path: '/spec/replicas', value: true }], 'bool'],
+    ] as const) {
+      const r = await call('PATCH', SCALE, { ...rw, contentType, body });
+      assert.equal(r.status, 422, contentType);
+      assert.equal(r.body['reason'], 'Invalid');
+      const message = String(r.body['message']);
+      assert.match(message, /^ "" is invalid: patch: Invalid value: "\{\\"apiVersion\\":\\"autoscaling\/v1\\",\\"kind\\":\\"Scale\\",\\"metadata\\":\{\\"name\\":\\"web\\"/);
+      assert.ok(message.endsWith(`: json: cannot unmarshal ${kind} into Go struct field ScaleSpec.spec.replicas of type int32`), message);
+      assert.deepEqual(r.body['details'], { causes: [{ reason: 'FieldValueInvalid', message: message.slice(' "" is invalid: patch: '.length), field: 'patch' }] });
+    }
+    assert.equal(sim.replicas(NS, 'web'), 0);
+  });
+
+  test('bodies that cannot be decoded, and JSON patches that cannot be applied, get the real messages', async () => {
+    const cases: Array<[string, unknown, number, string]> = [
+      ['application/merge-patch+json', 'not json', 400, 'invalid JSON patch'],
+      ['application/json-patch+json', 'not json', 400, 'invalid JSON patch'],
+      ['application/merge-patch+json', [1, 2], 400, 'error decoding patch: json: cannot unmarshal array into Go value of type map[string]interface {}'],
+      ['application/json-patch+json', { spec: { replicas: 1 } }, 400, 'error decoding patch: json: cannot unmarshal object into Go value of type []handlers.jsonPatchOp'],
+      // At 0 replicas the Scale has no spec.replicas to remove or test.
+      ['application/json-patch+json', [{ op: 'remove', path: '/spec/replicas' }], 422, 'the server rejected our request due to an error in our request'],
+      ['application/json-patch+json', [{ op: 'test', path: '/spec/replicas', value: 0 }], 422, 'the server rejected our request due to an error in our request'],
+    ];
+    for (const [contentType, body, status, message] of cases) {
+      const text = typeof body === 'string' ? body : JSON.stringify(body);
+      const r = await callRaw('PATCH', SCALE, contentType, text);
+      assert.equal(r.status, status, `${contentType} ${text}`);
+      assert.equal(r.body['message'], message);
+    }
     assert.equal(sim.replicas(NS, 'web'), 0);
   });
 

@@ -1,0 +1,129 @@
+/**
+ * The project's own manifests on the testbed, and the bot's identity the way a pod gets it:
+ * - `config/kubernetes` rendered by kustomize (`kubectl kustomize`, built from the same
+ *   Kubernetes module), with DEPLOYMENT_NAMESPACE / DEPLOYMENT_NAME set as an operator would, and
+ *   its ServiceAccount, Role and RoleBinding applied as they come out;
+ * - a service-account token from the TokenRequest API, bound to a Pod of the bot and expiring,
+ *   written into a directory laid out like a pod's `/var/run/secrets/kubernetes.io/serviceaccount`.
+ */
+import { execFile } from 'node:child_process';
+import { cp, mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { parseManifests, type KubeObject } from './api-client.ts';
+import type { KubeTestbed } from './testbed.ts';
+
+const run = promisify(execFile);
+const BASE = fileURLToPath(new URL('../../../config/kubernetes/', import.meta.url));
+
+/** Names the kustomization gives the bot's objects. */
+export const BOT_NAMESPACE = 'openclaw';
+export const BOT_SERVICE_ACCOUNT = 'openclaw-toggle';
+/** In-cluster files, relative to the root a pod sees them under. */
+export const SERVICE_ACCOUNT_SUBDIR = 'var/run/secrets/kubernetes.io/serviceaccount';
+
+/** `kubectl kustomize config/kubernetes` with the target set, every object it renders. */
+export async function renderProjectManifests(tb: KubeTestbed, target: { namespace: string; name: string }): Promise<KubeObject[]> {
+  const work = await mkdtemp(join(tb.dir, 'kustomize-'));
+  try {
+    await cp(BASE, work, { recursive: true });
+    // The secretGenerator needs the (git-ignored) registration; its content does not matter here.
+    await writeFile(join(work, 'registration.yaml'), 'id: testbed\n', { mode: 0o600 });
+    const path = join(work, 'kustomization.yaml');
+    let text = await readFile(path, 'utf8');
+    for (const [key, value] of [['DEPLOYMENT_NAMESPACE', target.namespace], ['DEPLOYMENT_NAME', target.name]] as const) {
+      const line = new RegExp(`^(\\s*- ${key}=).*$`, 'm');
+      if (!line.test(text)) throw new Error(`config/kubernetes/kustomization.yaml has no ${key}= literal any more`);
+      text = text.replace(line, `$1${value}`);
+    }
+    await writeFile(path, text);
+    const { stdout } = await run(tb.binaries.path('kubectl'), ['kustomize', work], { maxBuffer: 16 << 20 });
+    return parseManifests(stdout);
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+/** Applies the bot's RBAC objects (ServiceAccount, Role, RoleBinding) from the rendered manifests. */
+export async function applyBotRbac(tb: KubeTestbed, target: { namespace: string; name: string }): Promise<KubeObject[]> {
+  const rendered = await renderProjectManifests(tb, target);
+  const rbac = rendered.filter((o) => ['ServiceAccount', 'Role', 'RoleBinding'].includes(o.kind));
+  const kinds = rbac.map((o) => o.kind).sort();
+  if (kinds.join() !== 'Role,RoleBinding,ServiceAccount') throw new Error(`the kustomization rendered ${kinds.join(', ') || 'nothing'} for the bot's RBAC`);
+  for (const ns of new Set([BOT_NAMESPACE, target.namespace, ...rbac.map((o) => o.metadata.namespace ?? '')].filter(Boolean))) {
+    await tb.admin.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
+  }
+  for (const o of rbac) await tb.admin.apply(o);
+  return rbac;
+}
+
+/** A minimal Deployment standing in for OpenClaw: the test creates it, the bot scales it. */
+export function targetDeployment(namespace: string, name: string, replicas = 0): KubeObject {
+  const labels = { app: name }; // as the simulator's Deployments, so that both answer alike
+  return {
+    apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name, namespace, labels },
+    spec: {
+      replicas, selector: { matchLabels: labels },
+      template: { metadata: { labels }, spec: { containers: [{ name, image: 'ghcr.io/openclaw/openclaw:latest' }] } },
+    },
+  };
+}
+
+export interface PodToken {
+  readonly token: string;
+  /** The Pod the token is bound to: deleting it revokes the token. */
+  readonly pod: string;
+  readonly expiresAt: Date;
+}
+
+let podCount = 0;
+
+/**
+ * What the kubelet does for a pod of the bot: the Pod (on the fake node, so kwok runs it), then a
+ * TokenRequest bound to it, audience the API server's, expiring after `expirationSeconds` (600
+ * is the API's minimum).
+ */
+export async function requestPodToken(tb: KubeTestbed, expirationSeconds = 600): Promise<PodToken> {
+  const name = `openclaw-toggle-test-${process.pid}-${podCount++}`;
+  const pod = await tb.admin.ok('POST', `/api/v1/namespaces/${BOT_NAMESPACE}/pods`, { body: {
+    apiVersion: 'v1', kind: 'Pod', metadata: { name, labels: { 'app.kubernetes.io/name': 'openclaw-toggle-test' } },
+    spec: { serviceAccountName: BOT_SERVICE_ACCOUNT, nodeName: tb.nodeName, automountServiceAccountToken: false,
+      containers: [{ name: 'bot', image: 'openclaw-k8s-toggle-operator' }] },
+  } });
+  const uid = (pod['metadata'] as { uid: string }).uid;
+  const answer = await tb.admin.ok('POST', `/api/v1/namespaces/${BOT_NAMESPACE}/serviceaccounts/${BOT_SERVICE_ACCOUNT}/token`, { body: {
+    apiVersion: 'authentication.k8s.io/v1', kind: 'TokenRequest',
+    spec: { expirationSeconds, boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name, uid } },
+  } });
+  const status = answer['status'] as { token: string; expirationTimestamp: string };
+  return { token: status.token, pod: name, expiresAt: new Date(status.expirationTimestamp) };
+}
+
+/** Deletes the bot's Pod at once (grace 0); its tokens stop working. */
+export async function deletePod(tb: KubeTestbed, pod: string): Promise<void> {
+  await tb.admin.delete({ apiVersion: 'v1', kind: 'Pod', metadata: { name: pod, namespace: BOT_NAMESPACE } }, undefined, '?gracePeriodSeconds=0');
+}
+
+/**
+ * Writes token, ca.crt and namespace under `<root>/var/run/secrets/kubernetes.io/serviceaccount`.
+ * The token is replaced as the kubelet does it: a new file renamed over the old one, 0600.
+ */
+export async function writeServiceAccountFiles(root: string, tb: KubeTestbed, token: string): Promise<string> {
+  const dir = join(root, SERVICE_ACCOUNT_SUBDIR);
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  await writeFile(join(dir, 'ca.crt'), tb.caPem);
+  await writeFile(join(dir, 'namespace'), BOT_NAMESPACE);
+  const tmp = join(dir, `.token-${process.pid}`);
+  await writeFile(tmp, token, { mode: 0o600 });
+  await rename(tmp, join(dir, 'token'));
+  return join(dir, 'token');
+}
+
+/** The payload of a JWT, decoded (no verification: the API server does that). */
+export function jwtClaims(token: string): Record<string, unknown> {
+  const payload = token.split('.')[1];
+  if (payload === undefined) throw new Error('not a JWT');
+  return JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')) as Record<string, unknown>;
+}
+

@@ -1,0 +1,211 @@
+/**
+ * The bot against a REAL Kubernetes control plane (src/dev/kube-testbed: etcd, kube-apiserver with
+ * RBAC, controller-manager, scheduler, and kwok as a fake kubelet: no containers run), driven
+ * through a real Synapse. The project's own RBAC manifests are applied as kustomize renders them;
+ * the bot authenticates with a bound, expiring token from the TokenRequest API, read from a
+ * directory laid out like a pod's, exactly as in a cluster.
+ *
+ * The binaries are built on first use (~20-25 min cold; `node src/dev/kube-testbed/build.ts`).
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { App } from '../../src/app.ts';
+import type { Human, TimelineEvent } from '../../src/dev/human.ts';
+import { testbedBuilt } from '../../src/dev/kube-testbed/build.ts';
+import {
+  applyBotRbac, BOT_NAMESPACE, BOT_SERVICE_ACCOUNT, deletePod, jwtClaims, requestPodToken, targetDeployment, writeServiceAccountFiles, type PodToken,
+} from '../../src/dev/kube-testbed/project-manifests.ts';
+import { SERVICE_ACCOUNT_ISSUER } from '../../src/dev/kube-testbed/flags.ts';
+import { sharedKubeTestbed, type KubeTestbed } from '../../src/dev/kube-testbed/testbed.ts';
+import { DEPLOYMENT, NAMESPACE, startStack, type Stack } from '../../src/dev/stack.ts';
+import { createKube } from '../../src/kube/client-node-kube.ts';
+import type { KubeObject } from '../../src/dev/kube-testbed/api-client.ts';
+
+const isNotice = (sender: string) => (e: TimelineEvent): boolean => e.sender === sender && e.type === 'm.room.message' && e.content['msgtype'] === 'm.notice';
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+/** A cold build of the binaries runs inside `before` when they are missing. */
+const SETUP_TIMEOUT_MS = testbedBuilt() ? 180_000 : 60 * 60_000;
+
+describe('the bot against a real Kubernetes control plane', { timeout: SETUP_TIMEOUT_MS + 300_000 }, () => {
+  let tb: KubeTestbed;
+  let stack: Stack;
+  let app: App;
+  let alice: Human;
+  let room: string;
+  let bot: string;
+  let saRoot: string;
+  let token: PodToken;
+  let rbac: KubeObject[];
+  const saved = { host: process.env['KUBERNETES_SERVICE_HOST'], port: process.env['KUBERNETES_SERVICE_PORT'] };
+  const deploymentPath = `/apis/apps/v1/namespaces/${NAMESPACE}/deployments/${DEPLOYMENT}`;
+
+  /** The bot as in a pod: in-cluster config, the token file under saRoot. */
+  const startBot = async (env: Record<string, string> = {}): Promise<void> => {
+    const kube = createKube({ requestTimeoutMs: 5_000, serviceAccountRoot: saRoot });
+    ({ app } = await stack.startBot({ env: { KUBE_TIMEOUT_SECONDS: '5', ...env }, deps: { kube } }));
+  };
+
+  async function command(text: string, replies = 2): Promise<string[]> {
+    const before = alice.events.filter(isNotice(bot)).length;
+    await alice.send(room, text);
+    const notices = await alice.waitFor(room, isNotice(bot), { count: before + replies, timeoutMs: 30_000 });
+    return notices.slice(before).map((e) => String(e.content['body']));
+  }
+
+  const deployment = async (): Promise<{ spec: { replicas?: number }; status: { readyReplicas?: number } }> =>
+    (await tb.admin.ok('GET', deploymentPath)) as never;
+  const pods = async (): Promise<Array<Record<string, any>>> =>
+    ((await tb.admin.ok('GET', `/api/v1/namespaces/${NAMESPACE}/pods?labelSelector=app%3D${DEPLOYMENT}`))['items'] as never);
+  async function until<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 30_000, everyMs = 20): Promise<T> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const value = await probe();
+      if (value !== undefined && value !== false) return value;
+      if (Date.now() > deadline) assert.fail(`${what}: not within ${timeoutMs} ms\n${tb.logTail(10)}`);
+      await sleep(everyMs);
+    }
+  }
+
+  before(async () => {
+    tb = await sharedKubeTestbed();
+    console.log(`# control plane: /readyz after ${tb.startup.apiServerReadyMs} ms, node Ready and controllers at work after ${tb.startup.totalMs} ms`);
+    rbac = await applyBotRbac(tb, { namespace: NAMESPACE, name: DEPLOYMENT });
+    await tb.admin.apply(targetDeployment(NAMESPACE, DEPLOYMENT));
+    token = await requestPodToken(tb);
+    const dir = await mkdtemp(join(tmpdir(), 'openclaw-k8s-real-'));
+    saRoot = join(dir, 'pod-root');
+    await writeServiceAccountFiles(saRoot, tb, token.token);
+    // In a pod these come from the kubelet; client-node reads them from process.env.
+    process.env['KUBERNETES_SERVICE_HOST'] = '127.0.0.1';
+    process.env['KUBERNETES_SERVICE_PORT'] = String(tb.port);
+    stack = await startStack({ dir });
+    await startBot();
+    bot = app.userId;
+    alice = await stack.human('alice');
+    room = await alice.createRoom({ name: 'real cluster', invite: [bot] });
+    await alice.waitFor(room, isNotice(bot));
+  }, { timeout: SETUP_TIMEOUT_MS });
+
+  after(async () => {
+    await stack?.stop();
+    for (const [key, value] of [['KUBERNETES_SERVICE_HOST', saved.host], ['KUBERNETES_SERVICE_PORT', saved.port]] as const) {
+      if (value === undefined) delete process.env[key]; else process.env[key] = value;
+    }
+  });
+
+  it('authenticates with a bound, expiring service-account token from the TokenRequest API', () => {
+    const claims = jwtClaims(token.token);
+    assert.equal(claims['iss'], SERVICE_ACCOUNT_ISSUER);
+    assert.equal(claims['sub'], `system:serviceaccount:${BOT_NAMESPACE}:${BOT_SERVICE_ACCOUNT}`);
+    assert.equal(Number(claims['exp']) - Number(claims['iat']), 600);
+    assert.equal((claims['kubernetes.io'] as { pod?: { name?: string } }).pod?.name, token.pod);
+  });
+
+  it('status says off for the Deployment at 0', async () => {
+    const [, status] = await command('status');
+    assert.equal(status, 'openclaw is ⚪ off: desired 0, ready 0, available 0, updated 0.');
+  });
+
+  it('start: Deployment → ReplicaSet → Pod on the fake node → Ready → readyReplicas 1, and status says running', async () => {
+    const sent = Date.now();
+    const replies = await command('start');
+    assert.deepEqual(replies, ['🦞 start', '▶️ Starting openclaw: replicas 0 → 1. Say "status" to see when it is ready.']);
+    const answered = Date.now();
+    await until('readyReplicas 1', async () => (await deployment()).status.readyReplicas === 1);
+    console.log(`# start → readyReplicas 1: ${Date.now() - sent} ms after the command was sent (${Date.now() - answered} ms after the bot's answer)`);
+    const [pod] = await pods();
+    assert.equal(pod?.['spec']['nodeName'], tb.nodeName, 'scheduled onto the fake node');
+    assert.equal(pod?.['status']['phase'], 'Running');
+    assert.ok((pod?.['status']['conditions'] as Array<{ type: string; status: string }>).some((c) => c.type === 'Ready' && c.status === 'True'));
+    const owner = (pod?.['metadata']['ownerReferences'] as Array<{ kind: string; name: string }>)[0];
+    assert.equal(owner?.kind, 'ReplicaSet');
+    const rs = await tb.admin.ok('GET', `/apis/apps/v1/namespaces/${NAMESPACE}/replicasets/${owner?.name}`);
+    assert.equal((rs['metadata'] as { ownerReferences: Array<{ kind: string; name: string }> }).ownerReferences[0]?.name, DEPLOYMENT);
+    const [, status] = await command('status');
+    assert.equal(status, 'openclaw is 🟢 running: desired 1, ready 1, available 1, updated 1.');
+  });
+
+  it('stop: pods gone, then off', async () => {
+    const replies = await command('stop');
+    assert.deepEqual(replies, ['🦞 stop', '⏹ Stopping openclaw: replicas 1 → 0.']);
+    const started = Date.now();
+    await until('no pods', async () => (await pods()).length === 0);
+    console.log(`# stop → no pods: ${Date.now() - started} ms after the bot's answer`);
+    const [, status] = await command('status');
+    assert.equal(status, 'openclaw is ⚪ off: desired 0, ready 0, available 0, updated 0.');
+  });
+
+  it('follows a token rotation on its next call, after the old token was revoked', async () => {
+    const old = token;
+    token = await requestPodToken(tb);
+    await writeServiceAccountFiles(saRoot, tb, token.token);
+    await deletePod(tb, old.pod);
+    // The premise: the old token no longer works anywhere.
+    await until('the old token refused', async () => (await tb.admin.request('GET', deploymentPath, { token: old.token })).status === 401, 10_000, 100);
+    const [, status] = await command('status');
+    assert.equal(status, 'openclaw is ⚪ off: desired 0, ready 0, available 0, updated 0.');
+  });
+
+  it('a missing Deployment: one sentence, for status and for start', async () => {
+    await tb.admin.delete(targetDeployment(NAMESPACE, DEPLOYMENT));
+    await until('the Deployment gone', async () => (await tb.admin.request('GET', deploymentPath)).status === 404);
+    try {
+      assert.equal((await command('status'))[1], `⚠️ Could not get the status of openclaw: deployment openclaw not found in namespace ${NAMESPACE}`);
+      assert.equal((await command('start'))[1], `⚠️ Could not start openclaw: deployment openclaw not found in namespace ${NAMESPACE}`);
+    } finally {
+      await tb.admin.apply(targetDeployment(NAMESPACE, DEPLOYMENT));
+    }
+  });
+
+  it('a Role without patch on deployments/scale: start is refused in one sentence, nothing changes', async () => {
+    const role = rbac.find((o) => o.kind === 'Role')!;
+    const rules = (role['rules'] as Array<{ resources: string[]; verbs: string[] }>).map((r) =>
+      r.resources.includes('deployments/scale') ? { ...r, verbs: r.verbs.filter((v) => v !== 'patch') } : r);
+    await tb.admin.apply({ ...role, rules });
+    try {
+      const [, answer] = await command('start');
+      assert.equal(answer, `⚠️ Could not start openclaw: forbidden: the service account may not patch deployments/scale in namespace ${NAMESPACE}`);
+      assert.equal((await deployment()).spec.replicas, 0);
+    } finally {
+      await tb.admin.apply(role);
+    }
+  });
+
+  it('a namespace without the Role: one sentence', async () => {
+    await tb.admin.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'elsewhere' } });
+    await tb.admin.apply(targetDeployment('elsewhere', DEPLOYMENT));
+    await app.stop();
+    await startBot({ DEPLOYMENT_NAMESPACE: 'elsewhere' });
+    try {
+      assert.equal((await command('status'))[1], '⚠️ Could not get the status of openclaw: forbidden: the service account may not get deployments in namespace elsewhere');
+      assert.equal((await command('start'))[1], '⚠️ Could not start openclaw: forbidden: the service account may not get deployments/scale in namespace elsewhere');
+    } finally {
+      await app.stop();
+      await startBot();
+    }
+  });
+
+  it('the API server restarted while the bot runs: /ready goes 503, then 200, and commands work again', async () => {
+    const ready = async (): Promise<number> => (await fetch(`http://127.0.0.1:${app.port}/ready`)).status;
+    assert.equal(await ready(), 200);
+    const stopped = Date.now();
+    await tb.stopApiServer();
+    try {
+      await until('/ready 503', async () => (await ready()) === 503, 15_000, 250);
+      const [, down] = await command('status');
+      assert.match(down ?? '', /^⚠️ Could not get the status of openclaw: the Kubernetes API at https:\/\/127\.0\.0\.1:\d+ is unreachable \(ECONNREFUSED\)$/);
+    } finally {
+      const restartMs = await tb.startApiServer();
+      console.log(`# API server down for ${Date.now() - stopped - restartMs} ms, restarted in ${restartMs} ms`);
+    }
+    await until('/ready 200', async () => (await ready()) === 200, 15_000, 250);
+    const [, status] = await command('status');
+    assert.equal(status, 'openclaw is ⚪ off: desired 0, ready 0, available 0, updated 0.');
+    assert.match((await command('start'))[1] ?? '', /Starting openclaw: replicas 0 → 1/);
+    await until('readyReplicas 1 after the restart', async () => (await deployment()).status.readyReplicas === 1);
+    assert.match((await command('stop'))[1] ?? '', /Stopping openclaw: replicas 1 → 0/);
+  });
+});

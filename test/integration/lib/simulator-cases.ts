@@ -1,0 +1,117 @@
+/**
+ * The same requests, in the same order, to the real API server and to the simulator; each answer
+ * reduced to what a client can depend on (status, Status reason/message/details, and the fields of
+ * a Scale or Deployment the adapter reads). Used by kubernetes-rbac.test.ts.
+ */
+import type { ApiResponse } from '../../../src/dev/kube-testbed/api-client.ts';
+
+export interface SimulatorCase {
+  readonly name: string;
+  readonly method: string;
+  readonly path: string;
+  readonly body?: unknown;
+  readonly contentType?: string;
+  /** Which identity sends it: the bot's (get, patch), a read-only one, or an unknown token. */
+  readonly as: 'rw' | 'ro' | 'none';
+  /** Done first: wait until both controllers are idle, or delete the Deployment on both. */
+  readonly first?: 'settle' | 'delete';
+}
+
+const NS = 'agents';
+const NAME = 'openclaw';
+const DEPLOYMENT = `/apis/apps/v1/namespaces/${NS}/deployments/${NAME}`;
+const SCALE = `${DEPLOYMENT}/scale`;
+const MERGE = 'application/merge-patch+json';
+const JSON_PATCH = 'application/json-patch+json';
+
+export const SIMULATOR_CASES: readonly SimulatorCase[] = [
+  { name: 'GET the Deployment at 0', method: 'GET', path: DEPLOYMENT, as: 'rw', first: 'settle' },
+  { name: 'GET the Scale at 0', method: 'GET', path: SCALE, as: 'rw' },
+  { name: 'merge patch to 1', method: 'PATCH', path: SCALE, body: { spec: { replicas: 1 } }, contentType: MERGE, as: 'rw' },
+  { name: 'GET the Scale at 1', method: 'GET', path: SCALE, as: 'rw' },
+  { name: 'GET the Deployment at 1, settled', method: 'GET', path: DEPLOYMENT, as: 'rw', first: 'settle' },
+  { name: 'JSON patch to 0', method: 'PATCH', path: SCALE, body: [{ op: 'replace', path: '/spec/replicas', value: 0 }], contentType: JSON_PATCH, as: 'rw' },
+  { name: 'GET the Deployment back at 0, settled', method: 'GET', path: DEPLOYMENT, as: 'rw', first: 'settle' },
+  { name: 'strategic merge patch to 1', method: 'PATCH', path: SCALE, body: { spec: { replicas: 1 } }, contentType: 'application/strategic-merge-patch+json', as: 'rw' },
+  { name: 'merge patch with replicas null', method: 'PATCH', path: SCALE, body: { spec: { replicas: null } }, contentType: MERGE, as: 'rw' },
+  { name: 'empty merge patch', method: 'PATCH', path: SCALE, body: {}, contentType: MERGE, as: 'rw' },
+  { name: 'dry-run merge patch to 3', method: 'PATCH', path: `${SCALE}?dryRun=All`, body: { spec: { replicas: 3 } }, contentType: MERGE, as: 'rw' },
+  { name: 'patch as application/json', method: 'PATCH', path: SCALE, body: { spec: { replicas: 1 } }, contentType: 'application/json', as: 'rw' },
+  { name: 'negative replicas', method: 'PATCH', path: SCALE, body: { spec: { replicas: -1 } }, contentType: MERGE, as: 'rw' },
+  { name: 'replicas a string', method: 'PATCH', path: SCALE, body: { spec: { replicas: 'two' } }, contentType: MERGE, as: 'rw' },
+  { name: 'a body that is not JSON', method: 'PATCH', path: SCALE, body: 'not json', contentType: MERGE, as: 'rw' },
+  { name: 'a failing JSON patch test', method: 'PATCH', path: SCALE, body: [{ op: 'test', path: '/spec/replicas', value: 7 }], contentType: JSON_PATCH, as: 'rw' },
+  { name: 'replicas 1.5', method: 'PATCH', path: SCALE, body: { spec: { replicas: 1.5 } }, contentType: MERGE, as: 'rw' },
+  { name: 'JSON patch replacing with a string', method: 'PATCH', path: SCALE, body: [{ op: 'replace', path: '/spec/replicas', value: 'two' }], contentType: JSON_PATCH, as: 'rw' },
+  { name: 'a JSON patch that is an object', method: 'PATCH', path: SCALE, body: { spec: { replicas: 1 } }, contentType: JSON_PATCH, as: 'rw' },
+  { name: 'a JSON patch that is not JSON', method: 'PATCH', path: SCALE, body: 'not json', contentType: JSON_PATCH, as: 'rw' },
+  { name: 'a strategic merge patch that is not JSON', method: 'PATCH', path: SCALE, body: 'not json', contentType: 'application/strategic-merge-patch+json', as: 'rw' },
+  { name: 'a merge patch that is an array', method: 'PATCH', path: SCALE, body: [1, 2], contentType: MERGE, as: 'rw' },
+  { name: 'server-side apply of the Scale', method: 'PATCH', path: `${SCALE}?fieldManager=test`, contentType: 'application/apply-patch+yaml',
+    body: { apiVersion: 'autoscaling/v1', kind: 'Scale', metadata: { name: NAME, namespace: NS }, spec: { replicas: 0 } }, as: 'rw' },
+  { name: 'server-side apply without a field manager', method: 'PATCH', path: SCALE, contentType: 'application/apply-patch+yaml',
+    body: { apiVersion: 'autoscaling/v1', kind: 'Scale', metadata: { name: NAME, namespace: NS }, spec: { replicas: 0 } }, as: 'rw' },
+  { name: 'patch by a read-only identity', method: 'PATCH', path: SCALE, body: { spec: { replicas: 1 } }, contentType: MERGE, as: 'ro' },
+  { name: 'GET with an unknown token', method: 'GET', path: DEPLOYMENT, as: 'none' },
+  { name: 'GET the Deployment once deleted', method: 'GET', path: DEPLOYMENT, as: 'rw', first: 'delete' },
+  { name: 'GET the Scale once deleted', method: 'GET', path: SCALE, as: 'rw' },
+  { name: 'patch the Scale once deleted', method: 'PATCH', path: SCALE, body: { spec: { replicas: 1 } }, contentType: MERGE, as: 'rw' },
+];
+
+/** What a client may rely on in an answer. */
+export function essence(res: ApiResponse): Record<string, unknown> {
+  const b = res.body;
+  if (b['kind'] === 'Status') {
+    return { status: res.status, kind: 'Status', reason: b['reason'], message: b['message'], code: b['code'], details: b['details'] };
+  }
+  if (b['kind'] === 'Scale') {
+    const status = (b['status'] ?? {}) as Record<string, unknown>;
+    return { status: res.status, kind: 'Scale', apiVersion: b['apiVersion'], spec: b['spec'], selector: typeof status['selector'] };
+  }
+  if (b['kind'] === 'Deployment') {
+    const spec = b['spec'] as Record<string, unknown>;
+    const status = (b['status'] ?? {}) as Record<string, unknown>;
+    return { status: res.status, kind: 'Deployment', apiVersion: b['apiVersion'], replicas: spec['replicas'], statusFields: Object.keys(status).sort() };
+  }
+  return { status: res.status, body: b };
+}
+
+export interface CompareOptions {
+  real(c: SimulatorCase): Promise<ApiResponse>;
+  sim(c: SimulatorCase): Promise<ApiResponse>;
+  settle(): Promise<void>;
+  deleteTarget(): Promise<void>;
+}
+
+/** Runs every case on both; returns one line per difference. */
+export async function compareWithSimulator(o: CompareOptions): Promise<string[]> {
+  const differences: string[] = [];
+  for (const c of SIMULATOR_CASES) {
+    if (c.first === 'settle') await o.settle();
+    if (c.first === 'delete') await o.deleteTarget();
+    const real = normalise(canonical(essence(await o.real(c))));
+    const sim = normalise(canonical(essence(await o.sim(c))));
+    if (real !== sim) {
+      differences.push(`${c.name}: real ${real}; simulator ${sim}`);
+    }
+  }
+  return differences;
+}
+
+/** JSON with object keys sorted, so that key order never counts as a difference. */
+function canonical(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
+  if (typeof v === 'object' && v !== null) {
+    return `{${Object.keys(v).sort().filter((k) => (v as Record<string, unknown>)[k] !== undefined)
+      .map((k) => `${JSON.stringify(k)}:${canonical((v as Record<string, unknown>)[k])}`).join(',')}}`;
+  }
+  return JSON.stringify(v);
+}
+
+/** Values that differ between any two servers (ids, versions, times), wherever a message quotes them. */
+function normalise(text: string): string {
+  return text
+    .replace(/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/g, '<uid>')
+    .replace(/\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ/g, '<time>')
+    .replace(/(resourceVersion[\\"]*:[\\"]*)\d+/g, '$1<rv>');
+}
