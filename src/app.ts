@@ -160,12 +160,12 @@ export async function start(config: Config, deps: Deps): Promise<App> {
     const prune = (): void => void state.prune(HANDLED_EVENT_RETENTION_MS);
     prune();
     timers.push(setInterval(prune, 24 * 3600 * 1000).unref());
-    // Messages waiting for room keys are retried even when no new batch comes.
-    timers.push(setInterval(() => void pipeline.tick(), 1000).unref());
 
     await connection.begin((batch) => pipeline.process(batch, source), userId, device.deviceId, {
       afterRelogin: () => pipeline.exclusive(() => crypto.ensurePublished()),
     });
+    // Messages that were waiting for their keys when the bot stopped are retried from now on.
+    pipeline.wakeWhilePending();
     logger.info({ user_id: userId, device_id: device.deviceId, mode: config.mode, port: http.port, deployment: `${target.namespace}/${target.name}` }, 'ready');
 
     const server = http;

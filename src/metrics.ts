@@ -55,6 +55,10 @@ export class Metrics {
   });
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
-    if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'openclaw_' });
+    // prom-client samples event-loop delay with a libuv timer at this resolution. Its default of
+    // 10 ms wakes an idle bot 100 times a second, and even once a second costs a whole idle budget
+    // (measured: ~0.02 CPU-s a minute). Once a minute costs nothing; the `lag` gauge is measured
+    // afresh at every scrape anyway, which is what shows a blocked loop.
+    if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'openclaw_', eventLoopMonitoringPrecision: 60_000 });
   }
 }

@@ -16,6 +16,8 @@ export type Source = 'appservice' | 'sync' | 'timer';
  */
 export const BACKSTOP_FAILURES = 4;
 export const BACKSTOP_MS = 10 * 60_000;
+/** How often events waiting for their room keys are tried again while no batch comes. */
+const PENDING_RETRY_MS = 1000;
 
 /**
  * The one consumer of batches from either source. Batches run strictly one after another (the
@@ -30,6 +32,8 @@ export class Pipeline {
   readonly #logger: Logger;
   readonly #now: () => number;
   #tail: Promise<unknown> = Promise.resolve();
+  #wake: NodeJS.Timeout | undefined;
+  #stopped = false;
 
   constructor(options: { crypto: CryptoStep; bot: Bot; state: StateDb; metrics: Metrics; logger: Logger; now?: () => number }) {
     this.#crypto = options.crypto;
@@ -59,8 +63,23 @@ export class Pipeline {
     await this.process(emptyBatch('timer'), 'timer').catch(() => undefined);
   }
 
-  /** Resolves when every batch accepted so far has finished. */
+  /**
+   * Keeps a timer only while encrypted events wait for their keys (they are retried every second
+   * even when no batch comes); an idle bot has none and sleeps.
+   */
+  wakeWhilePending(): void {
+    if (this.#stopped || this.#wake !== undefined || !this.#crypto.hasPending()) return;
+    this.#wake = setTimeout(() => {
+      this.#wake = undefined;
+      void this.tick();
+    }, PENDING_RETRY_MS).unref();
+  }
+
+  /** Resolves when every batch accepted so far has finished; no timer is left afterwards. */
   async drain(): Promise<void> {
+    this.#stopped = true;
+    clearTimeout(this.#wake);
+    this.#wake = undefined;
     await this.#tail;
   }
 
@@ -91,6 +110,7 @@ export class Pipeline {
       throw new BatchFailed(batch.label, { cause: error });
     } finally {
       timer();
+      this.wakeWhilePending();
     }
   }
 

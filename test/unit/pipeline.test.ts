@@ -219,3 +219,42 @@ describe('the backstop', () => {
     assert.deepEqual(t.state.deadLetters().map((d) => d.eventId), [poison.event_id]);
   });
 });
+
+describe('timers', () => {
+  test('events waiting for keys are retried on a timer that exists only while they wait; none is left after drain', async () => {
+    const state = StateDb.open(join(root, `state-${++dirs}`));
+    const metrics = new Metrics({ defaultMetrics: false });
+    let waiting = 2;
+    const runs: string[] = [];
+    const crypto: CryptoStep = {
+      ...plaintext,
+      process: async (b) => {
+        runs.push(b.label);
+        if (b.label === 'timer') waiting--;
+        return { events: [], notices: [] };
+      },
+      hasPending: () => waiting > 0,
+    };
+    const bot = new Bot({ userId: BOT, allowedUsers: [ALICE], target: { namespace: 'agents', name: 'openclaw' }, echo: false, commandPrefix: '', maxCommandAgeSeconds: 0, kube: { scale: async () => ({ previous: 0, desired: 0 }), status: async () => ({ desired: 0, ready: 0, available: 0, updated: 0, state: 'off' }), ping: async () => undefined }, rooms: { join: async () => undefined, leave: async () => undefined, send: async () => undefined }, state, metrics, logger: silentLogger() });
+    const pipeline = new Pipeline({ crypto, bot, state, metrics, logger: silentLogger() });
+    // Every wake-up of the timer calls tick(): counting them shows whether a timer is still there.
+    let wakes = 0;
+    const tick = pipeline.tick.bind(pipeline);
+    pipeline.tick = async () => {
+      wakes++;
+      await tick();
+    };
+    await pipeline.process(batch('txn 1', []), 'appservice');
+    await new Promise((r) => setTimeout(r, 2_300));
+    assert.deepEqual(runs, ['txn 1', 'timer', 'timer'], 'retried once a second until nothing waits');
+    assert.equal(wakes, 2);
+    await new Promise((r) => setTimeout(r, 1_300));
+    assert.equal(wakes, 2, 'no wake-up once nothing waits');
+    waiting = 1;
+    pipeline.wakeWhilePending();
+    await pipeline.drain();
+    await new Promise((r) => setTimeout(r, 1_300));
+    assert.equal(wakes, 2, 'no wake-up after drain');
+    state.close();
+  });
+});
