@@ -113,8 +113,10 @@ async function start(dir: string): Promise<unknown> {
   return { startMs, rssKiB };
 }
 
-const [mode, dir, n] = process.argv.slice(2);
-if (!dir || (mode !== 'build' && mode !== 'start')) throw new Error('usage: store-curve-child.ts build <dir> <n> | start <dir>');
-const result = mode === 'build' ? await build(dir, Number(n ?? 0), Number(process.env['CURVE_REPS'] ?? 10)) : await start(dir);
-process.stdout.write(JSON.stringify(result) + '\n');
-process.exit(0);
+if (import.meta.main) {
+  const [mode, dir, n] = process.argv.slice(2);
+  if (!dir || (mode !== 'build' && mode !== 'start')) throw new Error('usage: store-curve-child.ts build <dir> <n> | start <dir>');
+  const result = mode === 'build' ? await build(dir, Number(n ?? 0), Number(process.env['CURVE_REPS'] ?? 10)) : await start(dir);
+  process.stdout.write(JSON.stringify(result) + '\n');
+  process.exit(0);
+}
