@@ -19,7 +19,7 @@ import type { RoomEvent } from '../matrix/events.ts';
 import type { IncomingEvent } from '../matrix/incoming.ts';
 import type { StateDb } from '../store/state-db.ts';
 import type { CryptoStep, Notice, Outgoing, ProcessedBatch } from './crypto-step.ts';
-import type { DurableIndexedDb } from './durable-idb.ts';
+import type { CryptoStore } from './crypto-store.ts';
 import { faultPoint } from '../fault-points.ts';
 import { isRoomId, isUserId } from '../matrix/ids.ts';
 import { canonicalJson } from './canonical-json.ts';
@@ -29,7 +29,7 @@ import { TrustJudge } from './trust.ts';
 
 export interface OlmCryptoOptions {
   readonly machine: OlmMachine;
-  readonly store: DurableIndexedDb;
+  readonly store: CryptoStore;
   readonly client: MatrixClient;
   readonly userId: string;
   readonly allowedUsers: readonly string[];

@@ -1,0 +1,366 @@
+/**
+ * Where the IndexedDB records live: one SQLite file (node:sqlite, built into Node) holding every
+ * database, object store, record and index entry of one crypto store. Records are rows, written
+ * one by one inside the SQLite transaction of their IndexedDB transaction, so one new session
+ * writes a few pages whatever the store holds, and nothing is kept in memory beyond SQLite's
+ * bounded page cache.
+ *
+ * Keys are stored in their sortable encoding (key.ts), values as V8 structured-clone bytes followed
+ * by a CRC-32 of key and value: SQLite checks its own structure but not the bytes of a row, and a
+ * damaged record must be reported, not handed to the engine.
+ */
+import { DatabaseSync, type StatementSync } from 'node:sqlite';
+import { deserialize, serialize } from 'node:v8';
+import { crc32 } from 'node:zlib';
+import { asKey, decodeKey, encodeKey, evaluateKeyPath, type ByteRange } from './key.ts';
+
+export interface IndexInfo {
+  readonly id: number;
+  readonly name: string;
+  readonly keyPath: string | string[];
+  readonly unique: boolean;
+  readonly multiEntry: boolean;
+}
+export interface StoreInfo {
+  readonly id: number;
+  readonly db: string;
+  readonly name: string;
+  readonly indexes: Map<string, IndexInfo>;
+}
+export interface Row {
+  readonly key: Buffer;
+  readonly value: Buffer;
+}
+/** A value ready to store (see `prepare`). */
+export interface Prepared {
+  readonly bytes: Buffer;
+  readonly indexKeys: Map<number, Buffer[]>;
+}
+/** An index entry with its record: `key` is the index key, `pk` the record's primary key. */
+export interface IndexRow extends Row {
+  readonly pk: Buffer;
+}
+
+/** A record whose checksum does not match: the file was damaged after it was written. */
+export class StoreDamageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'StoreDamageError';
+  }
+}
+
+export function constraintError(message: string): DOMException {
+  return new DOMException(message, 'ConstraintError');
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS idb_databases (name TEXT PRIMARY KEY, version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS idb_stores (id INTEGER PRIMARY KEY, db TEXT NOT NULL, name TEXT NOT NULL, UNIQUE (db, name));
+CREATE TABLE IF NOT EXISTS idb_indexes (id INTEGER PRIMARY KEY, store INTEGER NOT NULL, name TEXT NOT NULL, key_path TEXT NOT NULL,
+  is_unique INTEGER NOT NULL, multi_entry INTEGER NOT NULL, UNIQUE (store, name));
+CREATE TABLE IF NOT EXISTS idb_records (store INTEGER NOT NULL, key BLOB NOT NULL, value BLOB NOT NULL, PRIMARY KEY (store, key));
+CREATE TABLE IF NOT EXISTS idb_index_entries (idx INTEGER NOT NULL, key BLOB NOT NULL, pk BLOB NOT NULL, PRIMARY KEY (idx, key, pk)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS store_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+`;
+
+const ALL: ByteRange = { lower: undefined, upper: undefined, lowerOpen: false, upperOpen: false };
+
+/** `col > ?` and/or `col < ?` (open or closed) for a byte range. */
+function rangeSql(col: string, range: ByteRange): { sql: string; params: Buffer[] } {
+  const parts: string[] = [];
+  const params: Buffer[] = [];
+  if (range.lower) {
+    parts.push(`${col} ${range.lowerOpen ? '>' : '>='} ?`);
+    params.push(range.lower);
+  }
+  if (range.upper) {
+    parts.push(`${col} ${range.upperOpen ? '<' : '<='} ?`);
+    params.push(range.upper);
+  }
+  return { sql: parts.length ? ` AND ${parts.join(' AND ')}` : '', params };
+}
+
+export class SqliteBackend {
+  readonly path: string;
+  readonly #db: DatabaseSync;
+  readonly #statements = new Map<string, StatementSync>();
+  #schema: Map<string, Map<string, StoreInfo>> | undefined;
+  /** Records written (put or deleted) and their bytes, since the backend was opened. */
+  readonly written = { records: 0, bytes: 0, commits: 0 };
+
+  constructor(path: string) {
+    this.path = path;
+    this.#db = new DatabaseSync(path);
+    try {
+      // WAL with synchronous=FULL: a COMMIT returns once its pages are fsynced, so an IndexedDB
+      // transaction that reports "complete" is on disk; a crash mid-write leaves the last commit.
+      // The page cache is the only memory that grows with use, and it is capped (2 MiB).
+      this.#db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA cache_size = -2048; PRAGMA busy_timeout = 5000;');
+      this.#db.exec(SCHEMA);
+    } catch (error) {
+      this.#db.close();
+      throw error;
+    }
+  }
+
+  #st(sql: string): StatementSync {
+    let st = this.#statements.get(sql);
+    if (!st) {
+      st = this.#db.prepare(sql);
+      this.#statements.set(sql, st);
+    }
+    return st;
+  }
+
+  exec(sql: string): void {
+    this.#db.exec(sql);
+  }
+  /** Rows of a query; BLOB columns come back as Buffers. */
+  query<T>(sql: string, ...params: Array<string | number | Buffer | null>): T[] {
+    const rows = this.#st(sql).all(...params) as Array<Record<string, unknown>>;
+    for (const row of rows) {
+      for (const [k, v] of Object.entries(row)) if (v instanceof Uint8Array && !Buffer.isBuffer(v)) row[k] = Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+    }
+    return rows as T[];
+  }
+  run(sql: string, ...params: Array<string | number | Buffer | null>): number {
+    return Number(this.#st(sql).run(...params).changes);
+  }
+
+  close(): void {
+    if (!this.#db.isOpen) return;
+    this.#statements.clear();
+    this.#db.close();
+  }
+
+  get isOpen(): boolean {
+    return this.#db.isOpen;
+  }
+
+  /**
+   * Checks the file: SQLite's structure (quick_check) and every record's checksum. Returns what is
+   * wrong, or undefined. Reads the whole file once, in batches (memory stays bounded).
+   */
+  verify(): string | undefined {
+    const check = this.query<{ quick_check: string }>('PRAGMA quick_check(5)').map((r) => r.quick_check);
+    if (check.length !== 1 || check[0] !== 'ok') return `SQLite integrity check failed: ${check.join('; ')}`;
+    const names = new Map(this.query<{ id: number; db: string; name: string }>('SELECT id, db, name FROM idb_stores').map((s) => [s.id, `${s.db}/${s.name}`]));
+    let last = 0;
+    for (;;) {
+      const rows = this.query<{ rowid: number; store: number; key: Buffer; value: Buffer }>('SELECT rowid, store, key, value FROM idb_records WHERE rowid > ? ORDER BY rowid LIMIT 512', last);
+      if (rows.length === 0) return undefined;
+      for (const row of rows) {
+        const ok = row.value.length >= 4 && row.value.readUInt32BE(row.value.length - 4) === crc32(row.value.subarray(0, row.value.length - 4), crc32(row.key));
+        if (!ok) return `a record of ${names.get(row.store) ?? `store ${row.store}`} fails its checksum`;
+      }
+      last = rows.at(-1)?.rowid ?? last;
+    }
+  }
+
+  // ---- transactions --------------------------------------------------------------------------
+  begin(): void {
+    this.#db.exec('BEGIN IMMEDIATE');
+  }
+  commit(): void {
+    this.#db.exec('COMMIT');
+    this.written.commits++;
+  }
+  rollback(): void {
+    if (this.#db.isTransaction) this.#db.exec('ROLLBACK');
+    this.#schema = undefined; // schema changes of the transaction are gone too
+  }
+
+  // ---- metadata ------------------------------------------------------------------------------
+  meta(name: string): string | undefined {
+    return this.query<{ value: string }>('SELECT value FROM store_meta WHERE name = ?', name)[0]?.value;
+  }
+  setMeta(name: string, value: string): void {
+    this.run('INSERT OR REPLACE INTO store_meta (name, value) VALUES (?, ?)', name, value);
+  }
+
+  // ---- databases and schema ------------------------------------------------------------------
+  databases(): Array<{ name: string; version: number }> {
+    return this.query<{ name: string; version: number }>('SELECT name, version FROM idb_databases ORDER BY name');
+  }
+  version(db: string): number {
+    return this.query<{ version: number }>('SELECT version FROM idb_databases WHERE name = ?', db)[0]?.version ?? 0;
+  }
+  setVersion(db: string, version: number): void {
+    this.run('INSERT OR REPLACE INTO idb_databases (name, version) VALUES (?, ?)', db, version);
+  }
+  deleteDatabase(db: string): void {
+    for (const store of this.stores(db).values()) this.deleteStore(store);
+    this.run('DELETE FROM idb_databases WHERE name = ?', db);
+  }
+
+  /** The object stores of a database, with their indexes (kept in memory: a few dozen rows). */
+  stores(db: string): Map<string, StoreInfo> {
+    if (!this.#schema) {
+      const schema = new Map<string, Map<string, StoreInfo>>();
+      for (const s of this.query<{ id: number; db: string; name: string }>('SELECT id, db, name FROM idb_stores')) {
+        const map = schema.get(s.db) ?? new Map<string, StoreInfo>();
+        map.set(s.name, { id: s.id, db: s.db, name: s.name, indexes: new Map() });
+        schema.set(s.db, map);
+      }
+      const byId = new Map([...schema.values()].flatMap((m) => [...m.values()].map((s) => [s.id, s] as const)));
+      for (const i of this.query<{ id: number; store: number; name: string; key_path: string; is_unique: number; multi_entry: number }>('SELECT * FROM idb_indexes')) {
+        byId.get(i.store)?.indexes.set(i.name, { id: i.id, name: i.name, keyPath: JSON.parse(i.key_path) as string | string[], unique: i.is_unique === 1, multiEntry: i.multi_entry === 1 });
+      }
+      this.#schema = schema;
+    }
+    let map = this.#schema.get(db);
+    if (!map) this.#schema.set(db, (map = new Map()));
+    return map;
+  }
+
+  createStore(db: string, name: string): StoreInfo {
+    const id = Number(this.#st('INSERT INTO idb_stores (db, name) VALUES (?, ?)').run(db, name).lastInsertRowid);
+    const info: StoreInfo = { id, db, name, indexes: new Map() };
+    this.stores(db).set(name, info);
+    return info;
+  }
+  deleteStore(store: StoreInfo): void {
+    for (const index of store.indexes.values()) this.deleteIndex(store, index);
+    this.run('DELETE FROM idb_records WHERE store = ?', store.id);
+    this.run('DELETE FROM idb_stores WHERE id = ?', store.id);
+    this.stores(store.db).delete(store.name);
+  }
+  createIndex(store: StoreInfo, name: string, keyPath: string | string[], unique: boolean, multiEntry: boolean): IndexInfo {
+    const id = Number(this.#st('INSERT INTO idb_indexes (store, name, key_path, is_unique, multi_entry) VALUES (?, ?, ?, ?, ?)').run(store.id, name, JSON.stringify(keyPath), unique ? 1 : 0, multiEntry ? 1 : 0).lastInsertRowid);
+    const index: IndexInfo = { id, name, keyPath, unique, multiEntry };
+    store.indexes.set(name, index);
+    // Records already in the store get their entries now (the engine adds indexes in migrations).
+    for (let batch = this.records(store, ALL, 256); batch.length > 0; batch = this.records(store, ALL, 256, batch.at(-1)?.key)) {
+      for (const row of batch) this.#addEntries(index, row.key, this.#indexKeys(index, this.decodeValue(store, row)));
+    }
+    return index;
+  }
+  deleteIndex(store: StoreInfo, index: IndexInfo): void {
+    this.run('DELETE FROM idb_index_entries WHERE idx = ?', index.id);
+    this.run('DELETE FROM idb_indexes WHERE id = ?', index.id);
+    store.indexes.delete(index.name);
+  }
+
+  // ---- values --------------------------------------------------------------------------------
+  decodeValue(store: StoreInfo, row: Row): unknown {
+    const bytes = row.value.subarray(0, row.value.length - 4);
+    if (row.value.length < 4 || row.value.readUInt32BE(row.value.length - 4) !== crc32(bytes, crc32(row.key))) {
+      throw new StoreDamageError(`the crypto store is damaged: a record of ${store.db}/${store.name} fails its checksum`);
+    }
+    return deserialize(bytes);
+  }
+
+  // ---- records -------------------------------------------------------------------------------
+  /** Records of a store in key order within `range`, from after `after` (exclusive) if given. */
+  records(store: StoreInfo, range: ByteRange, limit: number, after?: Buffer): Row[] {
+    const r = rangeSql('key', range);
+    const a = after ? ' AND key > ?' : '';
+    const params = after ? [...r.params, after] : r.params;
+    return this.query<Row>(`SELECT key, value FROM idb_records WHERE store = ?${r.sql}${a} ORDER BY key LIMIT ?`, store.id, ...params, limit);
+  }
+  keys(store: StoreInfo, range: ByteRange, limit: number): Buffer[] {
+    const r = rangeSql('key', range);
+    return this.query<{ key: Buffer }>(`SELECT key FROM idb_records WHERE store = ?${r.sql} ORDER BY key LIMIT ?`, store.id, ...r.params, limit).map((row) => row.key);
+  }
+  count(store: StoreInfo, range: ByteRange): number {
+    const r = rangeSql('key', range);
+    return this.query<{ n: number }>(`SELECT count(*) AS n FROM idb_records WHERE store = ?${r.sql}`, store.id, ...r.params)[0]?.n ?? 0;
+  }
+
+  /**
+   * A value as it will be stored: its structured-clone bytes and its index keys, taken when the
+   * engine calls put (IndexedDB clones the value at that moment, not when the request runs).
+   */
+  prepare(store: StoreInfo, value: unknown): Prepared {
+    const indexKeys = new Map<number, Buffer[]>();
+    for (const index of store.indexes.values()) indexKeys.set(index.id, this.#indexKeys(index, value));
+    return { bytes: serialize(value), indexKeys };
+  }
+
+  put(store: StoreInfo, key: Buffer, prepared: Prepared, overwrite: boolean): void {
+    const existing = this.query<Row>('SELECT key, value FROM idb_records WHERE store = ? AND key = ?', store.id, key)[0];
+    if (existing && !overwrite) throw constraintError('a record with this key already exists in the object store');
+    // A failure below (a unique index) aborts the IndexedDB transaction, which rolls all of it back.
+    if (existing && store.indexes.size > 0) this.#removeEntries(store, existing);
+    const sum = Buffer.alloc(4);
+    sum.writeUInt32BE(crc32(prepared.bytes, crc32(key)));
+    const bytes = Buffer.concat([prepared.bytes, sum]);
+    this.run('INSERT OR REPLACE INTO idb_records (store, key, value) VALUES (?, ?, ?)', store.id, key, bytes);
+    for (const index of store.indexes.values()) this.#addEntries(index, key, prepared.indexKeys.get(index.id) ?? this.#indexKeys(index, deserialize(prepared.bytes)));
+    this.written.records++;
+    this.written.bytes += key.length + bytes.length;
+  }
+
+  delete(store: StoreInfo, range: ByteRange): void {
+    if (store.indexes.size > 0) {
+      for (let batch = this.records(store, range, 256); batch.length > 0; batch = this.records(store, range, 256, batch.at(-1)?.key)) {
+        for (const row of batch) this.#removeEntries(store, row);
+      }
+    }
+    const r = rangeSql('key', range);
+    this.written.records += this.run(`DELETE FROM idb_records WHERE store = ?${r.sql}`, store.id, ...r.params);
+  }
+
+  clear(store: StoreInfo): void {
+    for (const index of store.indexes.values()) this.run('DELETE FROM idb_index_entries WHERE idx = ?', index.id);
+    this.written.records += this.run('DELETE FROM idb_records WHERE store = ?', store.id);
+  }
+
+  #indexKeys(index: IndexInfo, value: unknown): Buffer[] {
+    const raw = evaluateKeyPath(value, index.keyPath);
+    if (index.multiEntry && Array.isArray(raw)) {
+      const keys = new Map<string, Buffer>();
+      for (const item of raw) {
+        const k = asKey(item);
+        if (k !== undefined) {
+          const bytes = encodeKey(k);
+          keys.set(bytes.toString('hex'), bytes);
+        }
+      }
+      return [...keys.values()];
+    }
+    const key = asKey(raw);
+    return key === undefined ? [] : [encodeKey(key)];
+  }
+  #addEntries(index: IndexInfo, pk: Buffer, keys: readonly Buffer[]): void {
+    for (const k of keys) {
+      if (index.unique && this.query('SELECT 1 FROM idb_index_entries WHERE idx = ? AND key = ? AND pk <> ?', index.id, k, pk).length > 0) {
+        throw constraintError(`the unique index ${index.name} already holds this key`);
+      }
+      this.run('INSERT OR REPLACE INTO idb_index_entries (idx, key, pk) VALUES (?, ?, ?)', index.id, k, pk);
+    }
+  }
+  #removeEntries(store: StoreInfo, row: Row): void {
+    const old = this.decodeValue(store, row);
+    for (const index of store.indexes.values()) {
+      for (const k of this.#indexKeys(index, old)) this.run('DELETE FROM idb_index_entries WHERE idx = ? AND key = ? AND pk = ?', index.id, k, row.key);
+    }
+  }
+
+  // ---- indexes -------------------------------------------------------------------------------
+  /** Index entries in (index key, primary key) order, joined with their records. */
+  entries(store: StoreInfo, index: IndexInfo, range: ByteRange, limit: number, after?: { key: Buffer; pk: Buffer }): IndexRow[] {
+    const r = rangeSql('e.key', range);
+    const a = after ? ' AND (e.key > ? OR (e.key = ? AND e.pk > ?))' : '';
+    const params = after ? [...r.params, after.key, after.key, after.pk] : r.params;
+    return this.query<IndexRow>(
+      `SELECT e.key AS key, e.pk AS pk, r.value AS value FROM idb_index_entries e JOIN idb_records r ON r.store = ? AND r.key = e.pk WHERE e.idx = ?${r.sql}${a} ORDER BY e.key, e.pk LIMIT ?`,
+      store.id,
+      index.id,
+      ...params,
+      limit,
+    );
+  }
+  entryKeys(index: IndexInfo, range: ByteRange, limit: number): Buffer[] {
+    const r = rangeSql('key', range);
+    return this.query<{ pk: Buffer }>(`SELECT pk FROM idb_index_entries WHERE idx = ?${r.sql} ORDER BY key, pk LIMIT ?`, index.id, ...r.params, limit).map((row) => row.pk);
+  }
+  entryCount(index: IndexInfo, range: ByteRange): number {
+    const r = rangeSql('key', range);
+    return this.query<{ n: number }>(`SELECT count(*) AS n FROM idb_index_entries WHERE idx = ?${r.sql}`, index.id, ...r.params)[0]?.n ?? 0;
+  }
+
+  decodeKey(bytes: Buffer): ReturnType<typeof decodeKey> {
+    return decodeKey(bytes);
+  }
+}
