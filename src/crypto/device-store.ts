@@ -111,8 +111,10 @@ export async function openDeviceCrypto(options: {
     if (/failed to be decrypted|unpickling|cipher/i.test(message)) {
       throw new StartupError(`storage.passphrase does not open the crypto store in ${dir}: restore the passphrase it was created with (or move the store away to start a new device)`, EXIT.store, { cause: error });
     }
-    if (/doesn't match the account/i.test(message) && !replaced) {
-      replaced = { oldDeviceId: deviceId, reason: `the crypto store holds another account (${message})` };
+    const damaged = /the crypto store is damaged: .*/.exec(message)?.[0];
+    if ((damaged || /doesn't match the account/i.test(message)) && !replaced) {
+      // A record that fails its checksum is found when the engine reads it (the account, here).
+      replaced = { oldDeviceId: deviceId, reason: damaged ?? `the crypto store holds another account (${message})` };
       deviceId = await startOver(replaced);
       machine = await OlmMachine.initialize(new UserId(userId), new DeviceId(deviceId), STORE_NAME, options.passphrase);
     } else {

@@ -95,7 +95,9 @@ export class SqliteBackend {
       // WAL with synchronous=FULL: a COMMIT returns once its pages are fsynced, so an IndexedDB
       // transaction that reports "complete" is on disk; a crash mid-write leaves the last commit.
       // The page cache is the only memory that grows with use, and it is capped (2 MiB).
-      this.#db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA cache_size = -2048; PRAGMA busy_timeout = 5000;');
+      // 2 KiB pages (set before the first table exists): a session record (~1.8 KiB) fits in one,
+      // and a new session dirties half as many bytes as with 4 KiB pages (12-27 KiB vs 16-45 KiB).
+      this.#db.exec('PRAGMA page_size = 2048; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA cache_size = -2048; PRAGMA busy_timeout = 5000;');
       this.#db.exec(SCHEMA);
     } catch (error) {
       this.#db.close();
@@ -138,23 +140,23 @@ export class SqliteBackend {
   }
 
   /**
-   * Checks the file: SQLite's structure (quick_check) and every record's checksum. Returns what is
-   * wrong, or undefined. Reads the whole file once, in batches (memory stays bounded).
+   * Checks the file: SQLite's structure (quick_check) and, with `records`, every record's checksum
+   * (streamed one row at a time). Returns what is wrong, or undefined.
    */
-  verify(): string | undefined {
+  verify(records: boolean): string | undefined {
     const check = this.query<{ quick_check: string }>('PRAGMA quick_check(5)').map((r) => r.quick_check);
     if (check.length !== 1 || check[0] !== 'ok') return `SQLite integrity check failed: ${check.join('; ')}`;
-    const names = new Map(this.query<{ id: number; db: string; name: string }>('SELECT id, db, name FROM idb_stores').map((s) => [s.id, `${s.db}/${s.name}`]));
-    let last = 0;
-    for (;;) {
-      const rows = this.query<{ rowid: number; store: number; key: Buffer; value: Buffer }>('SELECT rowid, store, key, value FROM idb_records WHERE rowid > ? ORDER BY rowid LIMIT 512', last);
-      if (rows.length === 0) return undefined;
-      for (const row of rows) {
-        const ok = row.value.length >= 4 && row.value.readUInt32BE(row.value.length - 4) === crc32(row.value.subarray(0, row.value.length - 4), crc32(row.key));
-        if (!ok) return `a record of ${names.get(row.store) ?? `store ${row.store}`} fails its checksum`;
+    if (!records) return undefined;
+    const st = this.#db.prepare('SELECT store, key, value FROM idb_records');
+    st.setReturnArrays(true);
+    for (const [store, key, value] of st.iterate() as Iterable<[number, Uint8Array, Uint8Array]>) {
+      const sum = new DataView(value.buffer, value.byteOffset, value.byteLength);
+      if (value.length < 4 || sum.getUint32(value.length - 4) !== crc32(value.subarray(0, value.length - 4), crc32(key))) {
+        const name = this.query<{ db: string; name: string }>('SELECT db, name FROM idb_stores WHERE id = ?', store)[0];
+        return `a record of ${name ? `${name.db}/${name.name}` : `store ${store}`} fails its checksum`;
       }
-      last = rows.at(-1)?.rowid ?? last;
     }
+    return undefined;
   }
 
   // ---- transactions --------------------------------------------------------------------------
