@@ -14,8 +14,7 @@ import { DatabaseSync } from 'node:sqlite';
 import { checkStoreOwner, CryptoStore, DEVICE_FILE, STORE_FILE, type LoadResult } from '../../src/crypto/crypto-store.ts';
 import { openDeviceCrypto, type DeviceApi } from '../../src/crypto/device-store.ts';
 import { silentLogger, type Logger } from '../../src/log.ts';
-import { exportedKeys } from '../bench/lib/store-curve-child.ts';
-import { EngineHomeserver } from './engine-peer.ts';
+import { EngineHomeserver, exportedRoomKeys } from '../../src/dev/engine-homeserver.ts';
 
 const USER = '@bot:example.org';
 const DEVICE = 'BOTDEVICE';
@@ -200,11 +199,11 @@ describe('one new session writes O(1) data', () => {
       const { store } = await openStore(dir);
       const machine = await initMachine();
       await store.setDevice({ userId: USER, deviceId: DEVICE });
-      for (let i = 0; i < held; i += 1000) await machine.importExportedRoomKeys(exportedKeys(Math.min(1000, held - i), `held${i}`), () => undefined);
+      for (let i = 0; i < held; i += 1000) await machine.importExportedRoomKeys(exportedRoomKeys(Math.min(1000, held - i), `held${i}`), () => undefined);
       await store.flush();
       for (let r = 0; r < 6; r++) {
         const w0 = wchar();
-        await machine.importExportedRoomKeys(exportedKeys(1, `new${r}`), () => undefined);
+        await machine.importExportedRoomKeys(exportedRoomKeys(1, `new${r}`), () => undefined);
         const stats = await store.flush();
         cost.push({ held, records: stats.records, bytes: stats.bytes, commits: stats.commits, written: wchar() - w0 });
       }

@@ -13,8 +13,7 @@ import { EncryptionSettings, RoomId, UserId, type OlmMachine } from '@matrix-org
 import { openDeviceCrypto, type DeviceApi } from '../../src/crypto/device-store.ts';
 import { megolmIdentity } from '../../src/dev/megolm-index.ts';
 import { silentLogger } from '../../src/log.ts';
-import { exportedKeys } from '../bench/lib/store-curve-child.ts';
-import { EngineHomeserver, memoryDevice } from './engine-peer.ts';
+import { EngineHomeserver, exportedRoomKeys, memoryDevice } from '../../src/dev/engine-homeserver.ts';
 
 const BOT = '@bot:example.org';
 const ALICE = '@alice:example.org';
@@ -51,7 +50,7 @@ const sessions = (JSON.parse(await machine.exportRoomKeys(() => true)) as Array<
 say({ open: { deviceId, replaced: replaced?.reason ?? null, sessions, sent: await send(machine, 'first after start') } });
 for (let i = 0; ; i++) {
   if (i % 2 === 0) {
-    const [key] = JSON.parse(exportedKeys(1, `crash${process.pid}-${i}`)) as Array<{ session_id: string }>;
+    const [key] = JSON.parse(exportedRoomKeys(1, `crash${process.pid}-${i}`)) as Array<{ session_id: string }>;
     await machine.importExportedRoomKeys(JSON.stringify([key]), () => undefined);
     say({ key: key?.session_id });
   } else {

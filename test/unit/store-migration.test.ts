@@ -16,7 +16,7 @@ import { openDeviceCrypto, type DeviceApi } from '../../src/crypto/device-store.
 import { megolmIdentity } from '../../src/dev/megolm-index.ts';
 import { silentLogger } from '../../src/log.ts';
 import { StartupError } from '../../src/startup-error.ts';
-import { decryptBody } from './engine-peer.ts';
+import { decryptBody } from '../../src/dev/engine-homeserver.ts';
 
 const FIXTURE = fileURLToPath(new URL('../fixtures/legacy-crypto-store/', import.meta.url));
 const expected = JSON.parse(readFileSync(join(FIXTURE, 'expected.json'), 'utf8')) as {

@@ -8,56 +8,22 @@
  *   start <dir>      open the existing store (start-up time: store open and engine initialise,
  *                    after the WebAssembly module is compiled), then 10 new sessions; RSS
  */
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { initAsync, RequestType, type OlmMachine } from '@matrix-org/matrix-sdk-crypto-wasm';
 import { openDeviceCrypto, type DeviceApi } from '../../../src/crypto/device-store.ts';
+import { exportedRoomKeys } from '../../../src/dev/engine-homeserver.ts';
 import { silentLogger } from '../../../src/log.ts';
 
 const USER = '@bot:bench.example';
 const PASSPHRASE = 'bench passphrase';
-const b64 = (buf: Buffer): string => buf.toString('base64').replace(/=+$/, '');
-
 /** Bytes this process has handed to write(2) so far (/proc/self/io `wchar`). */
-export function writtenBytes(): number {
+function writtenBytes(): number {
   const m = /^wchar: (\d+)$/m.exec(readFileSync('/proc/self/io', 'utf8'));
   return m ? Number(m[1]) : NaN;
 }
 
-/** A valid Ed25519 public key (the engine checks that it is a curve point). */
-function rawEd25519(): Buffer {
-  const spki = generateKeyPairSync('ed25519').publicKey.export({ format: 'der', type: 'spki' });
-  return spki.subarray(spki.length - 32);
-}
-
-/**
- * Room keys in the key-export format, as a client exports them (or a backup restores them): the
- * same records the engine stores for a room key received in a to-device message.
- */
-export function exportedKeys(count: number, tag: string): string {
-  const sender = b64(randomBytes(32));
-  const claimed = b64(rawEd25519());
-  const keys = [];
-  for (let i = 0; i < count; i++) {
-    // A Megolm session export: version 1, message index, 128 bytes of ratchet, the session's Ed25519 public key.
-    const pub = rawEd25519();
-    const index = Buffer.alloc(4);
-    const sessionKey = Buffer.concat([Buffer.from([1]), index, randomBytes(128), pub]);
-    keys.push({
-      algorithm: 'm.megolm.v1.aes-sha2',
-      room_id: `!room${(i % 50) + 1}-${tag}:bench.example`,
-      sender_key: sender,
-      session_id: b64(pub),
-      session_key: b64(sessionKey),
-      sender_claimed_keys: { ed25519: claimed },
-      forwarding_curve25519_key_chain: [],
-    });
-  }
-  return JSON.stringify(keys);
-}
-
 async function importKeys(machine: OlmMachine, count: number, tag: string): Promise<void> {
-  const result = await machine.importExportedRoomKeys(exportedKeys(count, tag), () => undefined);
+  const result = await machine.importExportedRoomKeys(exportedRoomKeys(count, tag), () => undefined);
   if (result.importedCount !== count) throw new Error(`imported ${result.importedCount} of ${count} room keys`);
 }
 
