@@ -1,18 +1,16 @@
 /**
- * Where the IndexedDB records live: one SQLite file (node:sqlite, built into Node) holding every
- * database, object store, record and index entry of one crypto store. Records are rows, written
- * one by one inside the SQLite transaction of their IndexedDB transaction, so one new session
- * writes a few pages whatever the store holds, and nothing is kept in memory beyond SQLite's
- * bounded page cache.
+ * Where the IndexedDB records live: one SQLite file (sqlite-file.ts) holding every database,
+ * object store, record and index entry of one crypto store. Records are rows, written one by one
+ * inside the SQLite transaction of their IndexedDB transaction, so one new session writes a few
+ * pages whatever the store holds, and nothing is kept in memory beyond SQLite's bounded page cache.
  *
  * Keys are stored in their sortable encoding (key.ts), values as V8 structured-clone bytes followed
  * by a CRC-32 of key and value: SQLite checks its own structure but not the bytes of a row, and a
  * damaged record must be reported, not handed to the engine.
  */
-import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { deserialize, serialize } from 'node:v8';
-import { crc32 } from 'node:zlib';
 import { asKey, decodeKey, encodeKey, evaluateKeyPath, type ByteRange } from './key.ts';
+import { recordSum, SqliteFile } from './sqlite-file.ts';
 
 export interface IndexInfo {
   readonly id: number;
@@ -53,16 +51,6 @@ export function constraintError(message: string): DOMException {
   return new DOMException(message, 'ConstraintError');
 }
 
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS idb_databases (name TEXT PRIMARY KEY, version INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS idb_stores (id INTEGER PRIMARY KEY, db TEXT NOT NULL, name TEXT NOT NULL, UNIQUE (db, name));
-CREATE TABLE IF NOT EXISTS idb_indexes (id INTEGER PRIMARY KEY, store INTEGER NOT NULL, name TEXT NOT NULL, key_path TEXT NOT NULL,
-  is_unique INTEGER NOT NULL, multi_entry INTEGER NOT NULL, UNIQUE (store, name));
-CREATE TABLE IF NOT EXISTS idb_records (store INTEGER NOT NULL, key BLOB NOT NULL, value BLOB NOT NULL, PRIMARY KEY (store, key));
-CREATE TABLE IF NOT EXISTS idb_index_entries (idx INTEGER NOT NULL, key BLOB NOT NULL, pk BLOB NOT NULL, PRIMARY KEY (idx, key, pk)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS store_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
-`;
-
 const ALL: ByteRange = { lower: undefined, upper: undefined, lowerOpen: false, upperOpen: false };
 
 /** `col > ?` and/or `col < ?` (open or closed) for a byte range. */
@@ -80,104 +68,12 @@ function rangeSql(col: string, range: ByteRange): { sql: string; params: Buffer[
   return { sql: parts.length ? ` AND ${parts.join(' AND ')}` : '', params };
 }
 
-export class SqliteBackend {
-  readonly path: string;
-  readonly #db: DatabaseSync;
-  readonly #statements = new Map<string, StatementSync>();
+export class SqliteBackend extends SqliteFile {
   #schema: Map<string, Map<string, StoreInfo>> | undefined;
-  /** Records written (put or deleted) and their bytes, since the backend was opened. */
-  readonly written = { records: 0, bytes: 0, commits: 0 };
 
-  constructor(path: string) {
-    this.path = path;
-    this.#db = new DatabaseSync(path);
-    try {
-      // WAL with synchronous=FULL: a COMMIT returns once its pages are fsynced, so an IndexedDB
-      // transaction that reports "complete" is on disk; a crash mid-write leaves the last commit.
-      // The page cache is the only memory that grows with use, and it is capped (2 MiB).
-      // 2 KiB pages (set before the first table exists): a session record (~1.8 KiB) fits in one,
-      // and a new session dirties half as many bytes as with 4 KiB pages (12-27 KiB vs 16-45 KiB).
-      this.#db.exec('PRAGMA page_size = 2048; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA cache_size = -2048; PRAGMA busy_timeout = 5000;');
-      this.#db.exec(SCHEMA);
-    } catch (error) {
-      this.#db.close();
-      throw error;
-    }
-  }
-
-  #st(sql: string): StatementSync {
-    let st = this.#statements.get(sql);
-    if (!st) {
-      st = this.#db.prepare(sql);
-      this.#statements.set(sql, st);
-    }
-    return st;
-  }
-
-  exec(sql: string): void {
-    this.#db.exec(sql);
-  }
-  /** Rows of a query; BLOB columns come back as Buffers. */
-  query<T>(sql: string, ...params: Array<string | number | Buffer | null>): T[] {
-    const rows = this.#st(sql).all(...params) as Array<Record<string, unknown>>;
-    for (const row of rows) {
-      for (const [k, v] of Object.entries(row)) if (v instanceof Uint8Array && !Buffer.isBuffer(v)) row[k] = Buffer.from(v.buffer, v.byteOffset, v.byteLength);
-    }
-    return rows as T[];
-  }
-  run(sql: string, ...params: Array<string | number | Buffer | null>): number {
-    return Number(this.#st(sql).run(...params).changes);
-  }
-
-  close(): void {
-    if (!this.#db.isOpen) return;
-    this.#statements.clear();
-    this.#db.close();
-  }
-
-  get isOpen(): boolean {
-    return this.#db.isOpen;
-  }
-
-  /**
-   * Checks the file: SQLite's structure (quick_check) and, with `records`, every record's checksum
-   * (streamed one row at a time). Returns what is wrong, or undefined.
-   */
-  verify(records: boolean): string | undefined {
-    const check = this.query<{ quick_check: string }>('PRAGMA quick_check(5)').map((r) => r.quick_check);
-    if (check.length !== 1 || check[0] !== 'ok') return `SQLite integrity check failed: ${check.join('; ')}`;
-    if (!records) return undefined;
-    const st = this.#db.prepare('SELECT store, key, value FROM idb_records');
-    st.setReturnArrays(true);
-    for (const [store, key, value] of st.iterate() as Iterable<[number, Uint8Array, Uint8Array]>) {
-      const sum = new DataView(value.buffer, value.byteOffset, value.byteLength);
-      if (value.length < 4 || sum.getUint32(value.length - 4) !== crc32(value.subarray(0, value.length - 4), crc32(key))) {
-        const name = this.query<{ db: string; name: string }>('SELECT db, name FROM idb_stores WHERE id = ?', store)[0];
-        return `a record of ${name ? `${name.db}/${name.name}` : `store ${store}`} fails its checksum`;
-      }
-    }
-    return undefined;
-  }
-
-  // ---- transactions --------------------------------------------------------------------------
-  begin(): void {
-    this.#db.exec('BEGIN IMMEDIATE');
-  }
-  commit(): void {
-    this.#db.exec('COMMIT');
-    this.written.commits++;
-  }
-  rollback(): void {
-    if (this.#db.isTransaction) this.#db.exec('ROLLBACK');
+  override rollback(): void {
+    super.rollback();
     this.#schema = undefined; // schema changes of the transaction are gone too
-  }
-
-  // ---- metadata ------------------------------------------------------------------------------
-  meta(name: string): string | undefined {
-    return this.query<{ value: string }>('SELECT value FROM store_meta WHERE name = ?', name)[0]?.value;
-  }
-  setMeta(name: string, value: string): void {
-    this.run('INSERT OR REPLACE INTO store_meta (name, value) VALUES (?, ?)', name, value);
   }
 
   // ---- databases and schema ------------------------------------------------------------------
@@ -216,7 +112,7 @@ export class SqliteBackend {
   }
 
   createStore(db: string, name: string): StoreInfo {
-    const id = Number(this.#st('INSERT INTO idb_stores (db, name) VALUES (?, ?)').run(db, name).lastInsertRowid);
+    const id = this.insert('INSERT INTO idb_stores (db, name) VALUES (?, ?)', db, name);
     const info: StoreInfo = { id, db, name, indexes: new Map() };
     this.stores(db).set(name, info);
     return info;
@@ -228,7 +124,7 @@ export class SqliteBackend {
     this.stores(store.db).delete(store.name);
   }
   createIndex(store: StoreInfo, name: string, keyPath: string | string[], unique: boolean, multiEntry: boolean): IndexInfo {
-    const id = Number(this.#st('INSERT INTO idb_indexes (store, name, key_path, is_unique, multi_entry) VALUES (?, ?, ?, ?, ?)').run(store.id, name, JSON.stringify(keyPath), unique ? 1 : 0, multiEntry ? 1 : 0).lastInsertRowid);
+    const id = this.insert('INSERT INTO idb_indexes (store, name, key_path, is_unique, multi_entry) VALUES (?, ?, ?, ?, ?)', store.id, name, JSON.stringify(keyPath), unique ? 1 : 0, multiEntry ? 1 : 0);
     const index: IndexInfo = { id, name, keyPath, unique, multiEntry };
     store.indexes.set(name, index);
     // Records already in the store get their entries now (the engine adds indexes in migrations).
@@ -246,7 +142,7 @@ export class SqliteBackend {
   // ---- values --------------------------------------------------------------------------------
   decodeValue(store: StoreInfo, row: Row): unknown {
     const bytes = row.value.subarray(0, row.value.length - 4);
-    if (row.value.length < 4 || row.value.readUInt32BE(row.value.length - 4) !== crc32(bytes, crc32(row.key))) {
+    if (row.value.length < 4 || row.value.readUInt32BE(row.value.length - 4) !== recordSum(row.key, bytes)) {
       throw new StoreDamageError(`the crypto store is damaged: a record of ${store.db}/${store.name} fails its checksum`);
     }
     return deserialize(bytes);
@@ -285,7 +181,7 @@ export class SqliteBackend {
     // A failure below (a unique index) aborts the IndexedDB transaction, which rolls all of it back.
     if (existing && store.indexes.size > 0) this.#removeEntries(store, existing);
     const sum = Buffer.alloc(4);
-    sum.writeUInt32BE(crc32(prepared.bytes, crc32(key)));
+    sum.writeUInt32BE(recordSum(key, prepared.bytes));
     const bytes = Buffer.concat([prepared.bytes, sum]);
     this.run('INSERT OR REPLACE INTO idb_records (store, key, value) VALUES (?, ?, ?)', store.id, key, bytes);
     for (const index of store.indexes.values()) this.#addEntries(index, key, prepared.indexKeys.get(index.id) ?? this.#indexKeys(index, deserialize(prepared.bytes)));
