@@ -6,7 +6,7 @@
  *
  *   node test/bench/send-cost.ts [--devices 100] [--messages 50]
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -21,6 +21,8 @@ import { fmt, summarize, table } from './lib/stats.ts';
 
 const BOT = '@bot:bench.example';
 const ROOM = '!bench:bench.example';
+/** Bytes this process has handed to write(2) so far. */
+const writtenBytes = (): number => Number(/^wchar: (\d+)$/m.exec(readFileSync('/proc/self/io', 'utf8'))?.[1]);
 const STEPS = ['updateTrackedUsers', 'outgoingRequests', 'getMissingSessions', 'shareRoomKey', 'encryptRoomEvent'] as const;
 
 export interface SendCost {
@@ -28,6 +30,8 @@ export interface SendCost {
   firstMs: number;
   laterMs: ReturnType<typeof summarize>;
   laterSteps: Record<string, number>;
+  /** Bytes the process wrote (write(2), /proc/self/io) per later message: the store's commits. */
+  laterWrittenBytes: number;
   decryptedByRecipients: boolean;
 }
 
@@ -67,11 +71,13 @@ export async function measureSendCost(deviceCount: number, messages: number): Pr
     spent.clear();
     const later: number[] = [];
     let last = first;
+    const w0 = writtenBytes();
     for (let i = 0; i < messages; i++) {
       t0 = performance.now();
       last = await crypto.prepareSend(ROOM, 'm.room.message', { msgtype: 'm.notice', body: `later ${i}` });
       later.push(performance.now() - t0);
     }
+    const laterWrittenBytes = (writtenBytes() - w0) / messages;
     // The recipients really can read them: the room key reached every device.
     let decrypted = true;
     for (const r of [recipients[0], recipients.at(-1)]) {
@@ -81,7 +87,7 @@ export async function measureSendCost(deviceCount: number, messages: number): Pr
       decrypted &&= (await decryptBody(r, event)) === `later ${messages - 1}`;
     }
     const laterSteps = Object.fromEntries([...STEPS, 'flush'].map((s) => [s, (spent.get(s) ?? 0) / messages]));
-    return { devices: deviceCount, firstMs, laterMs: summarize(later), laterSteps, decryptedByRecipients: decrypted };
+    return { devices: deviceCount, firstMs, laterMs: summarize(later), laterSteps, laterWrittenBytes, decryptedByRecipients: decrypted };
   } finally {
     for (const r of restore) r();
     await crypto.close();
@@ -94,7 +100,7 @@ export async function measureSendCost(deviceCount: number, messages: number): Pr
 export function sendCostReport(c: SendCost): string {
   const steps = table(['step (mean per later message)', 'ms'], Object.entries(c.laterSteps).map(([k, v]) => [k, fmt(v, 2)]));
   return [
-    `encrypted reply into a room of ${c.devices} recipient devices: first ${fmt(c.firstMs, 0)} ms; later p50 ${fmt(c.laterMs.p50, 2)} ms, p95 ${fmt(c.laterMs.p95, 2)} ms (n=${c.laterMs.n}); recipients decrypt: ${c.decryptedByRecipients ? 'yes' : 'NO'}`,
+    `encrypted reply into a room of ${c.devices} recipient devices: first ${fmt(c.firstMs, 0)} ms; later p50 ${fmt(c.laterMs.p50, 2)} ms, p95 ${fmt(c.laterMs.p95, 2)} ms (n=${c.laterMs.n}), ${fmt(c.laterWrittenBytes / 1024)} KiB written each; recipients decrypt: ${c.decryptedByRecipients ? 'yes' : 'NO'}`,
     steps,
     `${c.laterMs.p50 <= 10 ? 'met ' : 'MISSED'}  a later message costs ≤ 10 ms on the bot's side (p50 ${fmt(c.laterMs.p50, 2)} ms)`,
   ].join('\n');
