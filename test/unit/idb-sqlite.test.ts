@@ -176,6 +176,14 @@ describe('the IndexedDB subset', () => {
     await assert.rejects(done(t2));
     assert.equal(await req(db.transaction('core').objectStore('core').count()), 0);
     assert.throws(() => db.transaction('core').objectStore('core').put(1, 'k'), { name: 'ReadOnlyError' });
+
+    // commit() with a request pending, then abort() (the engine's glue aborts what it drops): committed.
+    const t3 = db.transaction('core', 'readwrite');
+    t3.objectStore('core').put({ info: 'kept' }, 'c');
+    t3.commit();
+    t3.abort();
+    await done(t3);
+    assert.equal((await req(db.transaction('core').objectStore('core').get('c'))).info, 'kept');
     db.close();
   });
 

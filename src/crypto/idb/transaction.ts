@@ -81,6 +81,8 @@ export class IDBTransaction {
   readonly #stores = new Map<string, unknown>();
   #state: 'waiting' | 'running' | 'finished' = 'waiting';
   #stepScheduled = false;
+  /** commit() was called: no more requests, and abort() can no longer undo it (IndexedDB's "committing"). */
+  #committing = false;
   #error: unknown = null;
   #onStart: (() => void) | undefined;
   readonly #afterFinish: Array<(error: unknown, aborted: boolean) => void> = [];
@@ -125,7 +127,7 @@ export class IDBTransaction {
 
   /** Queues an operation; it runs in order, and its result or error settles `request`. */
   enqueue(request: IDBRequest, op: Operation): IDBRequest {
-    if (this.#state === 'finished') throw new DOMException('the transaction has finished', 'TransactionInactiveError');
+    if (this.#state === 'finished' || this.#committing) throw new DOMException('the transaction has finished', 'TransactionInactiveError');
     this.#queue.push({ request, op });
     this.#schedule();
     return request;
@@ -137,14 +139,16 @@ export class IDBTransaction {
   }
 
   commit(): void {
-    if (this.#state === 'finished') throw new DOMException('the transaction has finished', 'InvalidStateError');
+    if (this.#state === 'finished' || this.#committing) throw new DOMException('the transaction has finished', 'InvalidStateError');
+    this.#committing = true;
+    // With requests pending, it completes after the last one (the step loop finds the queue empty).
     if (this.#state === 'running' && this.#queue.length === 0) this.#complete();
   }
 
   abort(): void {
-    // A transaction that already finished (auto-committed) has nothing left to undo; the engine's
-    // glue aborts every transaction it drops, so this must not throw.
-    if (this.#state !== 'finished') this.#abort(null);
+    // A transaction that finished (auto-committed) or is committing has nothing left to undo; the
+    // engine's glue aborts every transaction it drops, so this must not throw.
+    if (this.#state !== 'finished' && !this.#committing) this.#abort(null);
   }
 
   /** Called by the scheduler when the transaction may run. */
