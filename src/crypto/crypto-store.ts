@@ -91,8 +91,8 @@ export class CryptoStore {
   }
 
   /**
-   * Opens (or creates) the store in `dir`: checks the file (structure and every record's checksum),
-   * migrates a snapshot store, reads the device identity. Then `install()` before the engine starts.
+   * Opens (or creates) the store in `dir`: checks SQLite's structure, migrates a snapshot store,
+   * reads the device identity. Then `install()` before the engine starts.
    */
   async open(dir: string): Promise<LoadResult> {
     this.#dir = dir;
@@ -138,8 +138,13 @@ export class CryptoStore {
       }
     }
 
-    const stored = backend.meta('device');
-    const device = stored ? (JSON.parse(stored) as unknown) : undefined;
+    let device: unknown;
+    try {
+      const stored = backend.meta('device');
+      device = stored === undefined ? undefined : (JSON.parse(stored) as unknown);
+    } catch {
+      device = null;
+    }
     if (device !== undefined && !isDeviceInfo(device)) return corrupt('the device identity in the crypto store is malformed');
     if (device && known && (device.userId !== known.userId || device.deviceId !== known.deviceId)) {
       return corrupt(`${DEVICE_FILE} (${known.userId} ${known.deviceId}) disagrees with the store (${device.userId} ${device.deviceId})`, device);
