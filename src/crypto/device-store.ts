@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { DeviceId, initAsync, OlmMachine, UserId } from '@matrix-org/matrix-sdk-crypto-wasm';
 import type { Logger } from '../log.ts';
 import { EXIT, StartupError } from '../startup-error.ts';
-import { checkStoreOwner, DurableIndexedDb, type SnapshotFs } from './durable-idb.ts';
+import { checkStoreOwner, CryptoStore, type DeviceFileFs } from './crypto-store.ts';
 
 /** How the homeserver creates and removes the bot's devices; the source (appservice or password) provides it. */
 export interface DeviceApi {
@@ -17,7 +17,7 @@ export interface DeviceApi {
 
 export interface DeviceCrypto {
   readonly machine: OlmMachine;
-  readonly store: DurableIndexedDb;
+  readonly store: CryptoStore;
   readonly deviceId: string;
   /** Set when the store could not be used and a new device replaced the old one. */
   readonly replaced: { readonly oldDeviceId: string | undefined; readonly reason: string } | undefined;
@@ -47,17 +47,19 @@ export async function openDeviceCrypto(options: {
   /** A device that exists but was never used (password mode's first login): used for a fresh store. */
   readonly freshDeviceId?: string | undefined;
   readonly logger: Logger;
-  /** For tests: the filesystem the store writes through (to inject failures). */
-  readonly fs?: SnapshotFs;
+  /** For tests: the filesystem device.json is written through (to inject failures). */
+  readonly fs?: DeviceFileFs;
 }): Promise<DeviceCrypto> {
   const { userId, devices, logger } = options;
   await initAsync();
   const dir = join(options.dir, 'crypto');
   const storeOptions = options.fs ? { storeName: STORE_NAME, fs: options.fs } : { storeName: STORE_NAME };
-  let store = new DurableIndexedDb(storeOptions);
-  store.install();
-  const loaded = await store.load(dir);
+  let store = new CryptoStore(storeOptions);
+  const loaded = await store.open(dir);
   const check = checkStoreOwner(loaded, { userId });
+  if (loaded.kind === 'loaded' && loaded.migrated) {
+    logger.info({ records: loaded.migrated.records, moved_to: loaded.migrated.movedTo }, 'moved the crypto store from snapshot files into SQLite (same device, keys and sessions); the old files were kept aside');
+  }
 
   let replaced: DeviceCrypto['replaced'];
   let deviceId: string | undefined;
@@ -80,9 +82,9 @@ export async function openDeviceCrypto(options: {
       logger.warn({ moved_to: moved }, 'kept the old crypto store aside');
     }
     store.close();
-    store = new DurableIndexedDb(storeOptions);
+    store = new CryptoStore(storeOptions);
+    await store.open(dir);
     store.install();
-    await store.load(dir);
     const id = newDeviceId();
     await devices.ensure(id);
     const removed = await removeStaleDevices(devices, id, logger);
@@ -91,7 +93,8 @@ export async function openDeviceCrypto(options: {
   };
 
   if (replaced) deviceId = await startOver(replaced);
-  else if (!deviceId) {
+  else store.install();
+  if (!deviceId) {
     deviceId = options.freshDeviceId ?? newDeviceId();
     await devices.ensure(deviceId);
     // A fresh store beside devices of ours on the server means the store was lost with its record.
@@ -108,8 +111,10 @@ export async function openDeviceCrypto(options: {
     if (/failed to be decrypted|unpickling|cipher/i.test(message)) {
       throw new StartupError(`storage.passphrase does not open the crypto store in ${dir}: restore the passphrase it was created with (or move the store away to start a new device)`, EXIT.store, { cause: error });
     }
-    if (/doesn't match the account/i.test(message) && !replaced) {
-      replaced = { oldDeviceId: deviceId, reason: `the crypto store holds another account (${message})` };
+    const damaged = /the crypto store is damaged: .*/.exec(message)?.[0];
+    if ((damaged || /doesn't match the account/i.test(message)) && !replaced) {
+      // A record that fails its checksum is found when the engine reads it (the account, here).
+      replaced = { oldDeviceId: deviceId, reason: damaged ?? `the crypto store holds another account (${message})` };
       deviceId = await startOver(replaced);
       machine = await OlmMachine.initialize(new UserId(userId), new DeviceId(deviceId), STORE_NAME, options.passphrase);
     } else {

@@ -2,7 +2,6 @@ import {
   DecryptionErrorCode,
   DecryptionSettings,
   DeviceLists,
-  EncryptionSettings,
   MegolmDecryptionError,
   OtherUserIdentity,
   ProcessedToDeviceEventType,
@@ -19,17 +18,18 @@ import type { RoomEvent } from '../matrix/events.ts';
 import type { IncomingEvent } from '../matrix/incoming.ts';
 import type { StateDb } from '../store/state-db.ts';
 import type { CryptoStep, Notice, Outgoing, ProcessedBatch } from './crypto-step.ts';
-import type { DurableIndexedDb } from './durable-idb.ts';
+import type { CryptoStore } from './crypto-store.ts';
 import { faultPoint } from '../fault-points.ts';
 import { isRoomId, isUserId } from '../matrix/ids.ts';
 import { canonicalJson } from './canonical-json.ts';
 import { OutgoingRequests } from './outgoing-requests.ts';
+import { RoomKeySharing } from './room-key-sharing.ts';
 import { RoomTracker } from './room-tracker.ts';
 import { TrustJudge } from './trust.ts';
 
 export interface OlmCryptoOptions {
   readonly machine: OlmMachine;
-  readonly store: DurableIndexedDb;
+  readonly store: CryptoStore;
   readonly client: MatrixClient;
   readonly userId: string;
   readonly allowedUsers: readonly string[];
@@ -74,6 +74,7 @@ export class OlmCrypto implements CryptoStep {
   readonly #o: OlmCryptoOptions;
   readonly #outgoing: OutgoingRequests;
   readonly #rooms: RoomTracker;
+  readonly #sharing: RoomKeySharing;
   readonly #judge: TrustJudge;
   readonly #allowed: ReadonlySet<string>;
   /** Allowed users whose identity changed, reported by the engine, to be announced. */
@@ -95,6 +96,9 @@ export class OlmCrypto implements CryptoStep {
     });
     this.#allowed = new Set(options.allowedUsers);
     this.#now = options.now ?? Date.now;
+    this.#sharing = new RoomKeySharing(options.machine, this.#outgoing, options.state, users, this.#now);
+    // A device list the engine learnt anew (a key query answered) may add or drop recipients.
+    options.machine.registerDevicesUpdatedCallback(async () => this.#sharing.invalidate());
     for (const { eventJson, firstSeen } of options.state.pendingDecryptions()) {
       const event = JSON.parse(eventJson) as RoomEvent;
       this.#pending.set(event.event_id, { event, firstSeen });
@@ -172,6 +176,8 @@ export class OlmCrypto implements CryptoStep {
     const unchanged = batch.toDevice.length === 0 && batch.deviceLists.changed.length === 0 && batch.deviceLists.left.length === 0 &&
       (counts === this.#lastCounts || batch.oneTimeKeyCounts === undefined) && this.#now() - this.#lastFed < ENGINE_FEED_INTERVAL_MS;
     if (!unchanged) {
+      // New devices, new or unwedged Olm sessions: the next message in each room shares its key again.
+      if (batch.toDevice.length > 0 || batch.deviceLists.changed.length > 0 || batch.deviceLists.left.length > 0) this.#sharing.invalidate();
       const toDevice = JSON.stringify(batch.toDevice);
       const lists = new DeviceLists(users(batch.deviceLists.changed), users(batch.deviceLists.left));
       const fallback = batch.unusedFallbackKeyTypes ? new Set(batch.unusedFallbackKeyTypes) : undefined;
@@ -274,7 +280,9 @@ export class OlmCrypto implements CryptoStep {
   }
 
   async #applyOperatorRequests(): Promise<void> {
-    for (const request of this.#o.state.takeOperatorRequests()) {
+    const requests = this.#o.state.takeOperatorRequests();
+    if (requests.length > 0) this.#sharing.invalidate(); // trust changes may change who gets room keys
+    for (const request of requests) {
       const outcome = await this.#judge.apply(request);
       this.#o.logger.warn({ user_id: request.userId, device_id: request.deviceId }, `operator request: ${outcome}`);
       if (request.kind === 'repin') this.#o.state.set(`identity-announced:${request.userId}`, '');
@@ -304,22 +312,17 @@ export class OlmCrypto implements CryptoStep {
 
   async prepareSend(roomId: string, type: string, content: Record<string, unknown>): Promise<Outgoing> {
     if (!(await this.#rooms.isEncrypted(roomId))) return { type, content };
-    const { machine } = this.#o;
-    const members = await this.#rooms.members(roomId);
-    await machine.updateTrackedUsers(users(members));
-    await this.#outgoing.drain(); // key queries for anyone new
-    const claim = await machine.getMissingSessions(users(members));
-    if (claim) await this.#outgoing.send(claim);
-    const room = new RoomId(roomId);
-    // Always share before encrypting: encryptRoomEvent without a shared session aborts the process.
-    for (const request of await machine.shareRoomKey(room, users(members), new EncryptionSettings())) await this.#outgoing.send(request);
-    const encrypted = await machine.encryptRoomEvent(new RoomId(roomId), type, JSON.stringify(content));
+    // Olm sessions and the room key for every member device, unless nothing changed since the last share.
+    const ticket = await this.#sharing.ensureShared(roomId, await this.#rooms.members(roomId));
+    const encrypted = JSON.parse(await this.#o.machine.encryptRoomEvent(new RoomId(roomId), type, JSON.stringify(content))) as Record<string, unknown>;
+    this.#sharing.encrypted(ticket, encrypted);
     // Encrypting advanced the room's Megolm ratchet. Durable before the ciphertext leaves: a restart
     // from older state would encrypt under the same message index again, which other clients
-    // reject as a replay (and two plaintexts under one key index is a cryptographic defect).
+    // reject as a replay (and two plaintexts under one key index is a cryptographic defect). The
+    // store commits inside encryptRoomEvent; the flush waits for any write still in progress.
     await this.flush();
     faultPoint('after-encrypt');
-    return { type: 'm.room.encrypted', content: JSON.parse(encrypted) as Record<string, unknown> };
+    return { type: 'm.room.encrypted', content: encrypted };
   }
 
   async flush(): Promise<void> {

@@ -4,8 +4,8 @@
  * to the homeserver over the ordinary client-server API and /sync.
  *
  * - The crypto store is the SDK's **in-memory** Rust store (`initRustCrypto({ useIndexedDB: false })`):
- *   nothing touches IndexedDB, so this client neither needs nor disturbs the fake-indexeddb globals
- *   the bot installs (src/crypto/durable-idb.ts) when both run in one process. A human does not
+ *   nothing touches IndexedDB, so this client neither needs nor disturbs the IndexedDB globals
+ *   the bot installs (src/crypto/crypto-store.ts) when both run in one process. A human does not
  *   survive `stop()`: start a new one (new login → new device) instead.
  * - `startE2eeHuman` resolves once the first sync is done and the device's identity and one-time
  *   keys are on the server, so others can encrypt to it at once; by default it also bootstraps

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { openDeviceCrypto, type DeviceApi } from '../../src/crypto/device-store.ts';
-import type { SnapshotFs } from '../../src/crypto/durable-idb.ts';
+import type { DeviceFileFs } from '../../src/crypto/crypto-store.ts';
 import { silentLogger } from '../../src/log.ts';
 import { StartupError } from '../../src/startup-error.ts';
 import { openStorage } from '../../src/store/storage.ts';
@@ -107,7 +107,7 @@ describe('openStorage: one line and exit 4 for every volume failure', () => {
 
 describe('the crypto store at start-up: one line and exit 4', () => {
   const devices: DeviceApi = { ensure: async () => 'created', remove: async () => undefined, list: async () => [] };
-  const open = (dir: string, fs?: SnapshotFs): Promise<unknown> =>
+  const open = (dir: string, fs?: DeviceFileFs): Promise<unknown> =>
     onVolume(`cannot use the crypto store in ${join(dir, 'crypto')}`, () => openDeviceCrypto({ userId: '@bot:example.org', dir, passphrase: undefined, devices, logger: silentLogger(), ...(fs ? { fs } : {}) }));
 
   test('storage.path/crypto is a regular file', async () => {
@@ -117,13 +117,13 @@ describe('the crypto store at start-up: one line and exit 4', () => {
     await assert.rejects(open(dir), (e) => assertStorageFailure(e, /cannot use the crypto store in .*crypto: .*\((EEXIST|ENOTDIR)/));
   });
 
-  const failing = (when: (path: string) => boolean, code: string): SnapshotFs => ({
+  const failing = (when: (path: string) => boolean, code: string): DeviceFileFs => ({
     rename: fsp.rename,
     unlink: fsp.unlink,
     open: (async (path: string, flags?: string, mode?: number) => {
       if (when(path)) throw errno(code, 'open', path);
       return fsp.open(path, flags, mode);
-    }) as SnapshotFs['open'],
+    }) as DeviceFileFs['open'],
   });
 
   test('ENOSPC writing device.json', async () => {
@@ -131,9 +131,10 @@ describe('the crypto store at start-up: one line and exit 4', () => {
     await assert.rejects(open(dir, failing((p) => p.includes('device.json'), 'ENOSPC')), (e) => assertStorageFailure(e, /no space left on the volume \(ENOSPC: .*device\.json/));
   });
 
-  test('EROFS at the first flush of the store', async () => {
+  test('the store file cannot be opened (a directory where it belongs)', async () => {
     const dir = fresh();
-    await assert.rejects(open(dir, failing((p) => p.includes('crypto-store'), 'EROFS')), (e) => assertStorageFailure(e, /read-only \(EROFS: .*crypto-store/));
+    mkdirSync(join(dir, 'crypto', 'crypto-store.sqlite'), { recursive: true });
+    await assert.rejects(open(dir), (e) => assertStorageFailure(e, /cannot use the crypto store in .*crypto: .*SQLITE_CANTOPEN/));
   });
 });
 

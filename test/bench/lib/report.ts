@@ -49,9 +49,9 @@ export function report(r: Json): string {
   out.push('');
 
   const mem = get('memory') as Json;
-  const store = mem['cryptoStore'] as { snapshotFiles: number; snapshotBytes: number };
+  const store = mem['cryptoStore'] as { storeFiles: number; storeBytes: number };
   out.push('4. Memory of the bot child (VmRSS / VmHWM from /proc every 100 ms)');
-  out.push(`   steady RSS ${fmt(mem['steadyRssMiB'] as number)} MiB (median, idle windows after phases 1 and 3); peak VmHWM ${fmt(mem['peakRssMiB'] as number)} MiB; crypto store on disk ${(store.snapshotBytes / 1024).toFixed(0)} KiB in ${store.snapshotFiles} segment file(s)`);
+  out.push(`   steady RSS ${fmt(mem['steadyRssMiB'] as number)} MiB (median, idle windows after phases 1 and 3); peak VmHWM ${fmt(mem['peakRssMiB'] as number)} MiB; crypto store on disk ${(store.storeBytes / 1024).toFixed(0)} KiB in ${store.storeFiles} file(s) (SQLite with its WAL)`);
   out.push(table(['   phase', 'median MiB', 'max MiB', 'samples'], Object.entries(mem['rssByPhase'] as Record<string, { medianMiB: number; maxMiB: number; samples: number }>).map(([k, v]) => [`   ${k}`, fmt(v.medianMiB), fmt(v.maxMiB), String(v.samples)])));
   out.push(`   /metrics at the end: ${Object.entries(mem['processMetricsAtEnd'] as Json).map(([k, v]) => `${k} ${String(v)}`).join(', ')}`);
   const idleMetrics = mem['idleMetrics'] as Record<string, Record<string, number>> | undefined;
@@ -75,7 +75,7 @@ export function report(r: Json): string {
   }
   const flush = get('inProcess.flushByActivity') as Record<string, Json> | undefined;
   if (flush) {
-    out.push('   crypto-store flush (in-process bot; the pipeline flushes twice per transaction; "written" = a segment was written and fsynced):');
+    out.push('   crypto-store flush (in-process bot; the pipeline flushes twice per transaction; the engine\'s writes are committed and fsynced inside its calls, "written" = some were since the last flush, bytes = their records):');
     out.push(table(['   activity', 'calls', 'written', 'written p50 ms', 'p99', 'bytes p50', 'bytes max', 'unchanged p50 ms'], Object.entries(flush).map(([k, v]) => {
       const w = v['writtenMs'] as Summary;
       const b = v['writtenBytes'] as Summary;
