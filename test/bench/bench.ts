@@ -44,7 +44,7 @@ import { TrustJudge } from '../../src/crypto/trust.ts';
 import { startE2eeHuman, type E2eeHuman } from '../../src/dev/e2ee-human.ts';
 import { Human, type TimelineEvent } from '../../src/dev/human.ts';
 import { DEPLOYMENT, NAMESPACE, SA_TOKEN, startStack, type Stack } from '../../src/dev/stack.ts';
-import { createKube } from '../../src/kube/client-node-kube.ts';
+import { createKube } from '../../src/kube/lean-kube.ts';
 import type { Kube } from '../../src/kube/kube.ts';
 import { createLogger } from '../../src/log.ts';
 import { MatrixClient } from '../../src/matrix/client.ts';

@@ -21,7 +21,7 @@ import {
 import { SERVICE_ACCOUNT_ISSUER } from '../../src/dev/kube-testbed/flags.ts';
 import { sharedKubeTestbed, type KubeTestbed } from '../../src/dev/kube-testbed/testbed.ts';
 import { DEPLOYMENT, NAMESPACE, startStack, type Stack } from '../../src/dev/stack.ts';
-import { createKube } from '../../src/kube/client-node-kube.ts';
+import { createKube } from '../../src/kube/lean-kube.ts';
 import type { KubeObject } from '../../src/dev/kube-testbed/api-client.ts';
 
 const isNotice = (sender: string) => (e: TimelineEvent): boolean => e.sender === sender && e.type === 'm.room.message' && e.content['msgtype'] === 'm.notice';
