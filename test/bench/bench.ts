@@ -689,7 +689,8 @@ async function inProcessPhase<T extends { timings: CommandTiming[] }>(
   wrap(StateDb.prototype, 'claimEvent', 'state.claimEvent');
   wrap(StateDb.prototype, 'finishEvent', 'state.finishEvent');
   const config = stack.botEnv(env);
-  const inner = createKube({ kubeconfigPath: config['KUBECONFIG'], requestTimeoutMs: 10_000 });
+  // As the bot builds it (app.ts): watching the Deployment, so a scale is one PATCH.
+  const inner = createKube({ kubeconfigPath: config['KUBECONFIG'], requestTimeoutMs: 10_000, watch: { namespace: NAMESPACE, name: DEPLOYMENT } });
   const kube: Kube = {
     scale: (target, replicas) => timed('kube.scale', () => inner.scale(target, replicas)),
     status: (target) => inner.status(target),
@@ -708,6 +709,7 @@ async function inProcessPhase<T extends { timings: CommandTiming[] }>(
       await app.stop();
     }
   } finally {
+    await inner.close();
     for (const r of restore.reverse()) r();
   }
 
@@ -796,7 +798,7 @@ async function buildDist(dir: string): Promise<void> {
   await symlink(join(REPO, 'node_modules'), join(build, 'node_modules'), 'dir');
 }
 
-/** RSS of a Node process that only imports the bot's dependencies (and initialises the wasm engine), with and without @kubernetes/client-node. */
+/** RSS of a Node process that only imports the bot's dependencies (and initialises the wasm engine), with and without the Kubernetes client (src/kube). */
 async function measureImportFloor(): Promise<Json> {
   const deps = ['node:sqlite', 'pino', 'prom-client', 'yaml', 'express', 'fake-indexeddb'];
   const script = (mods: string[]): string => `
@@ -816,7 +818,7 @@ async function measureImportFloor(): Promise<Json> {
     what: 'RSS after importing only (no bot code running), after a GC',
     bareNode: await measure(undefined),
     depsWithoutKubeClient: await measure(deps),
-    depsWithKubeClient: await measure([...deps, '@kubernetes/client-node']),
+    depsWithKubeClient: await measure([...deps, join(REPO, 'src', 'kube', 'lean-kube.ts')]),
   };
 }
 
