@@ -78,6 +78,8 @@ export class SimulatorWatches {
   /** Answers a watch request on `res`; `current` gives the objects it starts from when no resourceVersion is given. */
   serve(res: ServerResponse, request: WatchRequest, current: () => ReadonlyArray<{ name: string; object: Record<string, unknown> }>): void {
     res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-cache, private', 'transfer-encoding': 'chunked' });
+    // The real server answers at once, before any event.
+    res.flushHeaders();
     const rv = request.resourceVersion;
     const watcher: Watcher = { request, res, timers: [], frozen: false };
     if (rv === undefined || rv === '' || rv === '0') {

@@ -43,8 +43,8 @@ type Phase = 'connecting' | 'live' | 'down' | 'closed';
 
 const DEFAULT_IDLE_MS = 150_000;
 const DEFAULT_BACKOFF = { initialMs: 500, maxMs: 30_000 };
-/** After a refusal (an HTTP 4xx), asking again soon would only be refused again. */
-const REFUSED_MAX_MS = 300_000;
+/** After a refusal (an HTTP 4xx: a Role without list/watch, a revoked token), asking again soon would only be refused again. */
+const REFUSED_RETRY_MS = 300_000;
 const SEEN_KEPT = 32;
 
 /** The server ends each watch after 5-10 min (as client-go asks): spreads reconnections out. */
@@ -268,10 +268,10 @@ export class DeploymentWatch {
     } else this.#o.logger?.warn(fields, `kubernetes: the watch is down (${mapped.human}); status makes a request each time until it is back`);
   }
 
+  /** Exponential with jitter (half to all of the ceiling), so that many bots do not retry in step. */
   #delay(failures: number): number {
     const refused = this.#lastError?.status !== undefined && this.#lastError.status < 500 && this.#lastError.status !== 429;
-    const max = refused ? REFUSED_MAX_MS : this.#backoff.maxMs;
-    const ceiling = Math.min(max, this.#backoff.initialMs * 2 ** Math.min(failures - 1, 20));
+    const ceiling = refused ? REFUSED_RETRY_MS : Math.min(this.#backoff.maxMs, this.#backoff.initialMs * 2 ** Math.min(failures - 1, 20));
     return ceiling / 2 + Math.random() * (ceiling / 2);
   }
 

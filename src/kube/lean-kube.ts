@@ -44,6 +44,8 @@ export interface LeanKube extends Kube {
   readonly cluster: ClusterConfig;
   /** Requests the watch made and events it saw; undefined without a watch. */
   readonly watchStats: WatchStats | undefined;
+  /** True while the watch is connected (status and ping then make no request). */
+  readonly watching: boolean;
   /** Stops the watch and closes every connection. */
   close(): Promise<void>;
 }
@@ -114,6 +116,7 @@ export function createKube(options: LeanKubeOptions): LeanKube {
   return {
     cluster,
     get watchStats() { return watch?.stats; },
+    get watching() { return watch?.live ?? false; },
     async scale(target: DeploymentTarget, replicas: number): Promise<ScaleResult> {
       if (!Number.isInteger(replicas) || replicas < 0) {
         throw new KubeError('invalid', `invalid: ${String(replicas)} is not a valid replica count`);
