@@ -75,7 +75,10 @@ export function loadClusterConfig(options: LoadOptions = {}): ClusterConfig {
   const env = options.env ?? process.env;
   if (options.kubeconfigPath) return fromKubeconfig(options.kubeconfigPath.split(delimiter).filter(Boolean));
   if (env['KUBERNETES_SERVICE_HOST']) return inCluster(env, options.serviceAccountRoot ?? '');
-  return fromKubeconfig([join(env['HOME'] ?? homedir(), '.kube', 'config')]);
+  // A given environment without HOME (tests) has no ~/.kube/config: the machine's own must not leak in.
+  const home = env['HOME'] ?? (env === process.env ? homedir() : undefined);
+  if (home === undefined) throw new KubeconfigProblem('~/.kube/config', 'no kubeconfig given, not in a cluster (KUBERNETES_SERVICE_HOST unset) and no HOME');
+  return fromKubeconfig([join(home, '.kube', 'config')]);
 }
 
 function inCluster(env: NodeJS.ProcessEnv, root: string): ClusterConfig {
