@@ -36,6 +36,8 @@ export interface SimulatedIdentity {
   readonly canPatch: boolean;
   /** `list` and `watch` on deployments (narrowed to one name by a fieldSelector, as RBAC's resourceNames allow). */
   readonly canWatch?: boolean;
+  /** As a Role's resourceNames: every verb only on these Deployments. Unset: any Deployment. */
+  readonly resourceNames?: readonly string[];
 }
 
 export interface KubeSimulatorOptions {
@@ -288,7 +290,8 @@ export async function startKubeSimulator(options: KubeSimulatorOptions): Promise
   function authorize(req: IncomingMessage, verb: string, resource: string, ns: string, name: string | undefined): void {
     const who = identify(req);
     if (!who) throw new HttpStatus(401, 'Unauthorized', 'Unauthorized');
-    const allowed = verb === 'get' ? who.canGet : verb === 'list' || verb === 'watch' ? who.canWatch === true && name !== undefined : who.canPatch;
+    const named = who.resourceNames === undefined || (name !== undefined && who.resourceNames.includes(name));
+    const allowed = named && (verb === 'get' ? who.canGet : verb === 'list' || verb === 'watch' ? who.canWatch === true && name !== undefined : who.canPatch);
     if (!allowed) {
       const subject = name === undefined ? 'deployments.apps' : `deployments.apps "${name}"`;
       throw new HttpStatus(403, 'Forbidden', `${subject} is forbidden: User "${who.user}" cannot ${verb} resource "${resource}" in API group "apps" in the namespace "${ns}"`,
