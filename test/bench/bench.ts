@@ -500,7 +500,8 @@ async function main(): Promise<void> {
       child = undefined;
     }
     say('4c. memory: module floor (import only)');
-    const importFloor = await measureImportFloor();
+    await built;
+    const importFloor = await measureImportFloor(join(dir, 'build', 'dist', 'kube', 'lean-kube.js'));
     say('kube: GET deployments/scale over a new TLS connection each time vs one kept-alive connection');
     const kubeTls = await measureKubeTls(sim.url, sim.caPem);
 
@@ -799,7 +800,7 @@ async function buildDist(dir: string): Promise<void> {
 }
 
 /** RSS of a Node process that only imports the bot's dependencies (and initialises the wasm engine), with and without the Kubernetes client (src/kube). */
-async function measureImportFloor(): Promise<Json> {
+async function measureImportFloor(kubeClient: string): Promise<Json> {
   const deps = ['node:sqlite', 'pino', 'prom-client', 'yaml', 'express', 'fake-indexeddb'];
   const script = (mods: string[]): string => `
     const t = performance.now();
@@ -818,7 +819,7 @@ async function measureImportFloor(): Promise<Json> {
     what: 'RSS after importing only (no bot code running), after a GC',
     bareNode: await measure(undefined),
     depsWithoutKubeClient: await measure(deps),
-    depsWithKubeClient: await measure([...deps, join(REPO, 'src', 'kube', 'lean-kube.ts')]),
+    depsWithKubeClient: await measure([...deps, kubeClient]),
   };
 }
 

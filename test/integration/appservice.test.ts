@@ -1,7 +1,7 @@
 /**
  * The appservice path end to end, in a plaintext room: a real Synapse pushes transactions to the
- * bot (started in-process), a real second account acts as the human, and the real
- * @kubernetes/client-node talks to the simulated Kubernetes API.
+ * bot (started in-process), a real second account acts as the human, and the bot's own
+ * Kubernetes client (src/kube, watching the Deployment) talks to the simulated Kubernetes API.
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile } from 'node:fs/promises';

@@ -56,7 +56,7 @@ after(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-describe('client-node Kube adapter against the kube simulator', () => {
+describe('the Kubernetes client without a watch (every call asks the API) against the kube simulator', () => {
   test('status of a stopped deployment is off, and ping succeeds', async () => {
     assert.deepEqual(await kube.status(web), { desired: 0, ready: 0, available: 0, updated: 0, state: 'off' });
     await kube.ping(web);
