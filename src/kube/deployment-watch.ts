@@ -83,18 +83,10 @@ export class DeploymentWatch {
   }
 
   /** The Deployment as last seen, when the watch is live (else undefined: ask the API). */
-  get cached(): CachedDeployment | undefined {
-    return this.#phase === 'live' ? this.#cache : undefined;
-  }
-
-  get live(): boolean {
-    return this.#phase === 'live';
-  }
-
+  get cached(): CachedDeployment | undefined { return this.live ? this.#cache : undefined; }
+  get live(): boolean { return this.#phase === 'live'; }
   /** Why the watch is down, if it is. */
-  get lastError(): KubeError | undefined {
-    return this.#phase === 'live' ? undefined : this.#lastError;
-  }
+  get lastError(): KubeError | undefined { return this.live ? undefined : this.#lastError; }
 
   /** Whether the API answers, as the watch knows it: waits for a connection attempt in flight (bounded). */
   async answering(maxWaitMs: number): Promise<boolean> {
@@ -155,7 +147,9 @@ export class DeploymentWatch {
     this.#phase = phase;
     if (phase === 'live') {
       this.#settleAttempt?.();
-      if (this.#lastError) this.#o.logger?.info({ namespace: this.#o.target.namespace, name: this.#o.target.name }, 'kubernetes: the watch is back; status is answered from it again');
+      const fields = { namespace: this.#o.target.namespace, name: this.#o.target.name };
+      if (this.#lastError) this.#o.logger?.info(fields, 'kubernetes: the watch is back; status is answered from it again');
+      else if (this.stats.watches === 1) this.#o.logger?.info(fields, 'kubernetes: watching the Deployment; status and readiness are answered from the watch');
       this.#lastError = undefined;
     }
     if (phase === 'down') {
@@ -206,8 +200,8 @@ export class DeploymentWatch {
     if (typeof rv !== 'string' || rv === '') throw new Error('the list answer has no resourceVersion');
     const item = list?.items?.find((i) => nameOf(i) === this.#o.target.name);
     this.#cache = item === undefined ? { exists: false } : { exists: true, status: statusOf(item) };
-    // Whatever a write was waiting for is in (or superseded by) this list.
-    this.#release(true);
+    // A list racing a write may predate it: whoever waits for the write asks the API instead.
+    this.#release(false);
     this.#note(rv);
   }
 
