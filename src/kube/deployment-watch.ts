@@ -27,7 +27,7 @@ export interface WatchOptions {
   /** Maps a failure to the KubeError the rest of the adapter would give (for logs and ping). */
   readonly toKubeError: (error: unknown, verb: string) => KubeError;
   readonly logger?: Logger | undefined;
-  /** A watch silent for this long is taken as dead (the server sends a bookmark about every minute). */
+  /** A watch silent for this long is taken as dead (default 90 s: the server sends a bookmark every minute). */
   readonly idleTimeoutMs?: number;
   readonly backoff?: { readonly initialMs: number; readonly maxMs: number };
 }
@@ -41,7 +41,8 @@ export interface WatchStats {
 
 type Phase = 'connecting' | 'live' | 'down' | 'closed';
 
-const DEFAULT_IDLE_MS = 150_000;
+/** Bookmarks come every minute: a watch silent for half a minute more is taken as dead (a hung or unreachable server). */
+const DEFAULT_IDLE_MS = 90_000;
 const DEFAULT_BACKOFF = { initialMs: 500, maxMs: 30_000 };
 /** After a refusal (an HTTP 4xx: a Role without list/watch, a revoked token), asking again soon would only be refused again. */
 const REFUSED_RETRY_MS = 300_000;
@@ -211,6 +212,7 @@ export class DeploymentWatch {
     const query = `&watch=1&allowWatchBookmarks=true&timeoutSeconds=${watchSeconds()}&resourceVersion=${encodeURIComponent(this.#rv ?? '')}`;
     let expired = false;
     await this.#o.http.stream(this.#base + query, {
+      answerTimeoutMs: this.#o.requestTimeoutMs,
       idleTimeoutMs: this.#idleMs,
       signal: this.#abort.signal,
       onOpen: () => { onOpen(); this.#set('live'); },

@@ -137,7 +137,7 @@ export class KubeHttp {
    * when the server ends the answer; rejects on a non-2xx answer, a socket error, silence for
    * `idleTimeoutMs`, or an error thrown by `onLine`. `signal` aborts it (then it resolves).
    */
-  async stream(path: string, options: { idleTimeoutMs: number; signal: AbortSignal; onOpen: () => void; onLine: (line: string) => void }): Promise<void> {
+  async stream(path: string, options: { answerTimeoutMs: number; idleTimeoutMs: number; signal: AbortSignal; onOpen: () => void; onLine: (line: string) => void }): Promise<void> {
     const { req } = await this.#send('GET', path, {});
     return new Promise((resolve, reject) => {
       let settled = false;
@@ -152,7 +152,9 @@ export class KubeHttp {
       options.signal.addEventListener('abort', abort, { once: true });
       // A watch does not keep a process alive on its own (the bot's HTTP server does).
       req.once('socket', (socket) => socket.unref());
-      req.setTimeout(options.idleTimeoutMs, () => req.destroy(new RequestTimeout(`nothing received for ${options.idleTimeoutMs} ms`)));
+      // The server answers a watch at once: its headers get the deadline of any request, its events the idle limit.
+      let limit = options.answerTimeoutMs;
+      req.setTimeout(limit, () => req.destroy(new RequestTimeout(`nothing received for ${limit} ms`)));
       req.on('error', finish);
       req.once('response', (res) => {
         const status = res.statusCode ?? 0;
@@ -165,6 +167,8 @@ export class KubeHttp {
           }, finish);
           return;
         }
+        limit = options.idleTimeoutMs;
+        req.setTimeout(limit);
         options.onOpen();
         let pending = '';
         res.setEncoding('utf8');

@@ -220,7 +220,9 @@ describe('appservice mode against a real Synapse', { timeout: 300_000 }, () => {
   });
 
   it('answers Kubernetes being unavailable with one line, then recovers', async () => {
-    stack.sim.setFailure({ status: 503, reason: 'ServiceUnavailable', message: 'the server is currently unable to handle the request', count: 10 });
+    // The whole API refuses: new requests (the watch's reconnections included), and the open watch is dropped.
+    stack.sim.setFailure({ status: 503, reason: 'ServiceUnavailable', message: 'the server is currently unable to handle the request', count: 1_000, match: (r) => r.path !== '/version' });
+    stack.sim.dropWatches();
     const failed = await command('status');
     assert.match(failed.texts[1] ?? '', /^⚠️ Could not get the status of openclaw: .*503/);
     assert.equal(failed.texts[1]?.includes('\n'), false);
