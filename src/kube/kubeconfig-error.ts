@@ -7,6 +7,7 @@ import { KubeconfigProblem } from './kubeconfig.ts';
  * (`Sequence item without - indicator at line 4, column 1`).
  */
 export function kubeconfigError(error: unknown, path: string | undefined): ConfigError {
+  if (error instanceof KubeconfigProblem && error.where === undefined) return new ConfigError('kubernetes.kubeconfig', error.message);
   const where = error instanceof KubeconfigProblem ? error.where : path ?? 'the in-cluster service account or ~/.kube/config';
   const { code } = error as { code?: unknown };
   const file = (error as { path?: unknown }).path;

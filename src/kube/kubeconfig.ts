@@ -11,7 +11,7 @@
  * or authenticate (`auth-provider`, basic auth, impersonation, `proxy-url`) is refused in one
  * line naming it, rather than silently ignored.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { delimiter, dirname, isAbsolute, join, resolve } from 'node:path';
 import { parse } from 'yaml';
@@ -54,8 +54,9 @@ export interface ClusterConfig {
 
 /** A kubeconfig that parsed but cannot be used; `kubeconfigError` makes it the one config line. */
 export class KubeconfigProblem extends Error {
-  readonly where: string;
-  constructor(where: string, reason: string) {
+  /** The file(s); undefined when there is no configuration at all (the message says it all). */
+  readonly where: string | undefined;
+  constructor(where: string | undefined, reason: string) {
     super(reason);
     this.name = 'KubeconfigProblem';
     this.where = where;
@@ -77,8 +78,11 @@ export function loadClusterConfig(options: LoadOptions = {}): ClusterConfig {
   if (env['KUBERNETES_SERVICE_HOST']) return inCluster(env, options.serviceAccountRoot ?? '');
   // A given environment without HOME (tests) has no ~/.kube/config: the machine's own must not leak in.
   const home = env['HOME'] ?? (env === process.env ? homedir() : undefined);
-  if (home === undefined) throw new KubeconfigProblem('~/.kube/config', 'no kubeconfig given, not in a cluster (KUBERNETES_SERVICE_HOST unset) and no HOME');
-  return fromKubeconfig([join(home, '.kube', 'config')]);
+  const path = join(home ?? '~', '.kube', 'config');
+  if (home === undefined || !existsSync(path)) {
+    throw new KubeconfigProblem(undefined, `no Kubernetes configuration: not in a cluster (KUBERNETES_SERVICE_HOST unset), KUBECONFIG unset, and no ${path}`);
+  }
+  return fromKubeconfig([path]);
 }
 
 function inCluster(env: NodeJS.ProcessEnv, root: string): ClusterConfig {

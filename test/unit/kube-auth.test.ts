@@ -231,6 +231,13 @@ describe('exec credential plugins', () => {
 });
 
 describe('what the client refuses: one config line naming it', () => {
+  test('no configuration at all: not in a cluster, no KUBECONFIG, no ~/.kube/config', () => {
+    const home = join(dir, 'empty-home');
+    let line = '';
+    try { createKube({ requestTimeoutMs: 1_000, env: { HOME: home } }); } catch (error) { line = kubeconfigError(error, undefined).message; }
+    assert.equal(line, `kubernetes.kubeconfig: no Kubernetes configuration: not in a cluster (KUBERNETES_SERVICE_HOST unset), KUBECONFIG unset, and no ${home}/.kube/config`);
+  });
+
   const cases: Array<[string, Obj, Obj, RegExp]> = [
     ['a legacy auth-provider', { 'auth-provider': { name: 'gcp', config: {} } }, {}, /user "u": auth-provider "gcp" is not supported .*use an exec credential plugin$/],
     ['basic authentication', { username: 'admin', password: 'secret' }, {}, /user "u": basic authentication \(username\/password\) is not supported$/],
