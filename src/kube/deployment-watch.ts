@@ -44,8 +44,12 @@ type Phase = 'connecting' | 'live' | 'down' | 'closed';
 /** Bookmarks come every minute: a watch silent for half a minute more is taken as dead (a hung or unreachable server). */
 const DEFAULT_IDLE_MS = 90_000;
 const DEFAULT_BACKOFF = { initialMs: 500, maxMs: 30_000 };
-/** After a refusal (an HTTP 4xx: a Role without list/watch, a revoked token), asking again soon would only be refused again. */
-const REFUSED_RETRY_MS = 300_000;
+/**
+ * A refusal (an HTTP 4xx: a Role without list/watch, a revoked token) backs off further, to 5 min. Not
+ * at once: an API server that is starting answers 403 for a moment (measured on the testbed: ~30 ms
+ * after it listens, its RBAC cache not yet filled), and that must not cost the watch minutes.
+ */
+const REFUSED_MAX_MS = 300_000;
 const SEEN_KEPT = 32;
 
 /** The server ends each watch after 5-10 min (as client-go asks): spreads reconnections out. */
@@ -267,7 +271,7 @@ export class DeploymentWatch {
   /** Exponential with jitter (half to all of the ceiling), so that many bots do not retry in step. */
   #delay(failures: number): number {
     const refused = this.#lastError?.status !== undefined && this.#lastError.status < 500 && this.#lastError.status !== 429;
-    const ceiling = refused ? REFUSED_RETRY_MS : Math.min(this.#backoff.maxMs, this.#backoff.initialMs * 2 ** Math.min(failures - 1, 20));
+    const ceiling = Math.min(refused ? REFUSED_MAX_MS : this.#backoff.maxMs, this.#backoff.initialMs * 2 ** Math.min(failures - 1, 20));
     return ceiling / 2 + Math.random() * (ceiling / 2);
   }
 
