@@ -252,9 +252,10 @@ describe('the bot against a real Kubernetes control plane', { timeout: SETUP_TIM
     } finally {
       await tb.startApiServer();
     }
+    const restarted = Date.now();
     // Nothing asks the bot anything here: the watch comes back on its own (bounded backoff).
     await until('watching again', async () => kube!.watching, 40_000, 100);
-    console.log(`# after the restart: ${stats.relists - relists} relist(s), ${stats.lists - lists} list(s)`);
+    console.log(`# watching again ${Date.now() - restarted} ms after the API server was ready: ${stats.relists - relists} relist(s), ${stats.lists - lists} list(s)`);
     assert.ok(stats.relists > relists, 'the old resourceVersion was too old for the new watch cache: 410, list again');
     await kubectl('scale', `deployment/${DEPLOYMENT}`, '--replicas=1');
     await until('readyReplicas 1', async () => (await deployment()).status.readyReplicas === 1);
