@@ -7,11 +7,11 @@ import { openDeviceCrypto } from './crypto/device-store.ts';
 import { OlmCrypto } from './crypto/olm-crypto.ts';
 import { Health, PROBE_TIMEOUT_MS } from './health.ts';
 import { startHttpServer, type HttpServer } from './http-server.ts';
-import { createKube } from './kube/client-node-kube.ts';
 import { confirmWrites } from './kube/confirmed-kube.ts';
 import { instrumentKube } from './kube/instrumented-kube.ts';
 import { kubeconfigError } from './kube/kubeconfig-error.ts';
 import type { DeploymentTarget, Kube } from './kube/kube.ts';
+import { createKube, type LeanKube } from './kube/lean-kube.ts';
 import type { Logger } from './log.ts';
 import { Metrics } from './metrics.ts';
 import { Pipeline } from './pipeline.ts';
@@ -52,9 +52,10 @@ const READ_BACK_MIN_MS = 3_000;
 /** Handled-event ids are kept this long; homeservers do not redeliver anything older. */
 const HANDLED_EVENT_RETENTION_MS = 30 * 24 * 3600 * 1000;
 
-function loadKube(config: Config, logger: Logger): Kube {
+/** The Kubernetes client, watching the target Deployment so that status and readiness cost no request. */
+function loadKube(config: Config, target: DeploymentTarget, logger: Logger): LeanKube {
   try {
-    return createKube({ kubeconfigPath: config.kubernetes.kubeconfig, requestTimeoutMs: config.kubernetes.timeoutSeconds * 1000, logger });
+    return createKube({ kubeconfigPath: config.kubernetes.kubeconfig, requestTimeoutMs: config.kubernetes.timeoutSeconds * 1000, logger, watch: target });
   } catch (error) {
     throw kubeconfigError(error, config.kubernetes.kubeconfig);
   }
@@ -92,6 +93,7 @@ export async function start(config: Config, deps: Deps): Promise<App> {
   }
   let http: HttpServer | undefined;
   let olm: OlmCrypto | undefined;
+  let ownKube: LeanKube | undefined;
   try {
     // Listening first: in appservice mode Synapse may push as soon as the bot registers its user or
     // device, and the listener holds those transactions until the pipeline is ready.
@@ -101,7 +103,8 @@ export async function start(config: Config, deps: Deps): Promise<App> {
       throw new StartupError(`http.port: cannot listen on ${config.http.bind}:${config.http.port}: ${(error as Error).message}`, EXIT.listen, { cause: error });
     }
     // Outermost: a write whose answer was lost is read back (each read timed and counted like any call).
-    const kube = confirmWrites(instrumentKube(deps.kube ?? loadKube(config, logger), metrics, health), {
+    // A client given in `deps` belongs to the caller; the one made here is closed by stop().
+    const kube = confirmWrites(instrumentKube(deps.kube ?? (ownKube = loadKube(config, target, logger)), metrics, health), {
       logger, budgetMs: Math.max(READ_BACK_MIN_MS, config.kubernetes.timeoutSeconds * 1000),
     });
     const { client } = connection;
@@ -183,6 +186,7 @@ export async function start(config: Config, deps: Deps): Promise<App> {
         await connection.stop();
         await server.close(pipeline.drain());
         await crypto.close();
+        await ownKube?.close();
         storage.close();
       },
     };
@@ -192,6 +196,7 @@ export async function start(config: Config, deps: Deps): Promise<App> {
     await connection.stop().catch(() => undefined);
     await http?.close();
     await olm?.close().catch(() => undefined);
+    await ownKube?.close();
     storage.close();
     // Any other step that wrote to the volume (a login saved, a sync position): still one line, exit 4.
     throw asStorageFailure(error, 'writing to the volume failed during start-up');

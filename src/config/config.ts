@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parse } from 'yaml';
 import { parseRegistration, type Registration } from '../appservice/registration.ts';
+import { contextNamespace } from '../kube/kubeconfig.ts';
 import { configUserIdProblem, isServerName } from '../matrix/ids.ts';
 import { ConfigError } from './config-error.ts';
 import { SETTINGS, type Setting } from './settings.ts';
@@ -250,7 +251,9 @@ export function loadConfig(options: LoadOptions): Config {
 
   const deployment = must('kubernetes.deployment', 'to know what to scale');
   if (!DNS_SUBDOMAIN.test(deployment)) throw new ConfigError('kubernetes.deployment', `"${deployment}" is not a valid Deployment name (from ${where('kubernetes.deployment')})`);
-  const namespace = str('kubernetes.namespace') ?? podNamespace(options.serviceAccountNamespaceFile ?? SA_NAMESPACE_FILE) ?? 'default';
+  // As kubectl: the configured one, else the kubeconfig context's, else the pod's own, else `default`.
+  const namespace = str('kubernetes.namespace') ?? contextNamespace({ kubeconfigPath: str('kubernetes.kubeconfig'), env: options.env })
+    ?? podNamespace(options.serviceAccountNamespaceFile ?? SA_NAMESPACE_FILE) ?? 'default';
   if (!DNS_LABEL.test(namespace)) throw new ConfigError('kubernetes.namespace', `"${namespace}" is not a valid namespace name (a DNS label) (from ${where('kubernetes.namespace')})`);
 
   const prefix = (str('bot.commandPrefix') ?? '').trim();

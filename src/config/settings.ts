@@ -92,7 +92,7 @@ export const SETTINGS: readonly Setting[] = [
   },
   {
     key: 'kubernetes.namespace', env: ['DEPLOYMENT_NAMESPACE'], kind: 'string',
-    doc: "Namespace of the Deployment. Unset: the pod's own namespace in a cluster, else `default`.",
+    doc: "Namespace of the Deployment. Unset: the kubeconfig context's namespace, else the pod's own in a cluster, else `default`.",
   },
   {
     key: 'kubernetes.kubeconfig', env: ['KUBECONFIG'], kind: 'path',

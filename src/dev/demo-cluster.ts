@@ -6,7 +6,7 @@
  */
 import { join } from 'node:path';
 import type { Deps } from '../app.ts';
-import { createKube } from '../kube/client-node-kube.ts';
+import { createKube } from '../kube/lean-kube.ts';
 import { COLD_BUILD_NOTE, testbedBuilt } from './kube-testbed/build.ts';
 import { applyBotRbac, requestPodToken, targetDeployment, writeServiceAccountFiles } from './kube-testbed/project-manifests.ts';
 import { startKubeTestbed, type KubeTestbed } from './kube-testbed/testbed.ts';
@@ -52,10 +52,10 @@ export async function realCluster(dir: string, namespace: string, name: string, 
   const token = await requestPodToken(tb);
   const saRoot = join(dir, 'pod-root');
   await writeServiceAccountFiles(saRoot, tb, token.token);
-  // What the kubelet gives a pod; client-node reads the address from process.env.
+  // What the kubelet gives a pod: the API server's address in the environment.
   process.env['KUBERNETES_SERVICE_HOST'] = '127.0.0.1';
   process.env['KUBERNETES_SERVICE_PORT'] = String(tb.port);
-  const kube = createKube({ requestTimeoutMs: 5_000, serviceAccountRoot: saRoot });
+  const kube = createKube({ requestTimeoutMs: 5_000, serviceAccountRoot: saRoot, watch: { namespace, name } });
   const path = `/apis/apps/v1/namespaces/${namespace}/deployments/${name}`;
   const podsPath = `/api/v1/namespaces/${namespace}/pods?labelSelector=${encodeURIComponent(`app=${name}`)}`;
   let timer: NodeJS.Timeout | undefined;
@@ -81,6 +81,7 @@ export async function realCluster(dir: string, namespace: string, name: string, 
     async stop() {
       clearTimeout(timer);
       timer = undefined;
+      await kube.close();
       await tb.stop();
     },
   };

@@ -2,21 +2,24 @@
  * A **simulated** Kubernetes API server, for tests and the local demo. It is not Kubernetes.
  *
  * It speaks the real HTTPS API for the few endpoints this project uses (apps/v1 Deployment and its
- * autoscaling/v1 `scale` subresource, plus `/version` and `/apis/apps/v1` discovery), answers with
- * real `Status` objects (401/403/404/409/415/422), checks bearer tokens the way RBAC would, and runs
- * a tiny controller that makes the ready counts follow `spec.replicas` after `readyDelayMs`. TLS uses a
- * CA and server certificate generated at start with the `openssl` CLI, and `kubeconfigPath` is a real
- * kubeconfig naming that CA, so `@kubernetes/client-node` talks to it exactly as to a cluster.
+ * autoscaling/v1 `scale` subresource, list and watch of Deployments (kube-simulator-watch.ts), plus
+ * `/version` and `/apis/apps/v1` discovery), answers with real `Status` objects
+ * (401/403/404/409/415/422), checks bearer tokens and client certificates the way RBAC would, and
+ * runs a tiny controller that makes the ready counts follow `spec.replicas` after `readyDelayMs`.
+ * TLS uses a CA and server certificate generated at start with the `openssl` CLI, and
+ * `kubeconfigPath` is a real kubeconfig naming that CA, so a client talks to it exactly as to a cluster.
  */
 import { execFile } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
+import { randomUUID, X509Certificate } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:https';
+import type { TLSSocket } from 'node:tls';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { stringify as toYaml } from 'yaml';
 import { HttpStatus, invalidReplicas, patchScale } from './kube-simulator-patch.ts';
+import { nameFromFieldSelector, SimulatorWatches, type WatchRequest } from './kube-simulator-watch.ts';
 
 export interface SimulatedDeployment {
   readonly namespace: string;
@@ -31,12 +34,20 @@ export interface SimulatedIdentity {
   readonly user: string;
   readonly canGet: boolean;
   readonly canPatch: boolean;
+  /** `list` and `watch` on deployments (narrowed to one name by a fieldSelector, as RBAC's resourceNames allow). */
+  readonly canWatch?: boolean;
+  /** As a Role's resourceNames: every verb only on these Deployments. Unset: any Deployment. */
+  readonly resourceNames?: readonly string[];
 }
 
 export interface KubeSimulatorOptions {
   readonly deployments: readonly SimulatedDeployment[];
   /** bearer token → identity; unknown or missing tokens get 401. */
   readonly tokens: Readonly<Record<string, SimulatedIdentity>>;
+  /** Client certificate common name → identity (certificates from `issueClientCertificate`). */
+  readonly certificates?: Readonly<Record<string, SimulatedIdentity>>;
+  /** How often an open watch with bookmarks gets one (the real server: about once a minute). */
+  readonly bookmarkIntervalMs?: number;
   /** How long the simulated controller takes to make pods ready (or gone) after a scale. */
   readonly readyDelayMs: number;
   readonly host?: string;
@@ -55,7 +66,8 @@ export interface SimulatorRequest {
 }
 
 /**
- * Makes the next `count` (default 1) requests that `match` (default: all but `/version`) fail:
+ * Makes the next `count` (default 1) requests that `match` (default: all but `/version` and the
+ * list/watch of the collection, which a watching client makes at times of its own) fail:
  * with an HTTP status (a `Status` body), by never answering (`hang`), or by closing the socket.
  * Three simulator faults model writes whose answer is lost, each as a real API server can show it:
  * - `answer-late`: the request is applied at once, its answer leaves `delayMs` later (an overloaded
@@ -90,6 +102,16 @@ export interface KubeSimulator {
   onChange(listener: (change: SimulatorChange) => void): () => void;
   setFailure(failure: SimulatorFailure): void;
   clearFailures(): void;
+  /** Sets spec.replicas as another client would (`kubectl scale`), behind the bot's back. */
+  scale(namespace: string, name: string, replicas: number): void;
+  /** Watches open now. */
+  readonly openWatches: number;
+  /** Closes every open watch; with `compact`, older resourceVersions then get 410 (an API server restart). */
+  dropWatches(options?: { compact?: boolean }): void;
+  /** Open watches receive nothing more, without being closed (a half-open connection). */
+  freezeWatches(): void;
+  /** A client certificate and key (PEM) for `cn`, signed by the simulator's CA. */
+  issueClientCertificate(cn: string): Promise<{ cert: string; key: string }>;
   writeKubeconfig(path: string, token: string, namespace?: string): Promise<void>;
   addDeployment(deployment: SimulatedDeployment): void;
   deleteDeployment(namespace: string, name: string): boolean;
@@ -145,9 +167,14 @@ export async function startKubeSimulator(options: KubeSimulatorOptions): Promise
   const requests: SimulatorRequest[] = [];
   let revision = 1000;
   let stopped = false;
+  const watches = new SimulatorWatches({ bookmarkIntervalMs: options.bookmarkIntervalMs ?? 60_000, revision: () => revision });
 
   const keyOf = (ns: string, name: string): string => `${ns}/${name}`;
-  const bump = (d: DeploymentState): void => { d.resourceVersion = String(++revision); };
+  /** Every change gets the next revision and goes to the watches, with the object as it is now. */
+  const bump = (d: DeploymentState, type: 'ADDED' | 'MODIFIED' = 'MODIFIED'): void => {
+    d.resourceVersion = String(++revision);
+    watches.record(type, d.namespace, d.name, revision, deploymentObject(d));
+  };
   const emit = (change: SimulatorChange): void => { for (const l of listeners) l(change); };
 
   function addDeployment(spec: SimulatedDeployment): void {
@@ -157,10 +184,9 @@ export async function startKubeSimulator(options: KubeSimulatorOptions): Promise
       observed: { generation: 1, replicas: spec.replicas, ready: spec.replicas, available: spec.replicas, updated: spec.replicas },
       timer: undefined,
     };
-    bump(d);
     deployments.set(keyOf(spec.namespace, spec.name), d);
+    bump(d, 'ADDED');
   }
-  for (const d of options.deployments) addDeployment(d);
 
   /** The simulated deployment controller: status follows spec after `readyDelayMs`. */
   function setReplicas(d: DeploymentState, replicas: number): void {
@@ -260,19 +286,48 @@ export async function startKubeSimulator(options: KubeSimulatorOptions): Promise
     return Buffer.concat(chunks).toString('utf8');
   }
 
-  function authorize(req: IncomingMessage, verb: string, resource: string, ns: string, name: string): void {
+  /** `name` undefined: a list or watch of the whole collection, which no Role narrowed by resourceNames allows. */
+  function authorize(req: IncomingMessage, verb: string, resource: string, ns: string, name: string | undefined): void {
     const who = identify(req);
     if (!who) throw new HttpStatus(401, 'Unauthorized', 'Unauthorized');
-    const allowed = verb === 'get' ? who.canGet : who.canPatch;
+    const named = who.resourceNames === undefined || (name !== undefined && who.resourceNames.includes(name));
+    const allowed = named && (verb === 'get' ? who.canGet : verb === 'list' || verb === 'watch' ? who.canWatch === true && name !== undefined : who.canPatch);
     if (!allowed) {
-      throw new HttpStatus(403, 'Forbidden', `deployments.apps "${name}" is forbidden: User "${who.user}" cannot ${verb} resource "${resource}" in API group "apps" in the namespace "${ns}"`,
-        { name, group: 'apps', kind: 'deployments' });
+      const subject = name === undefined ? 'deployments.apps' : `deployments.apps "${name}"`;
+      throw new HttpStatus(403, 'Forbidden', `${subject} is forbidden: User "${who.user}" cannot ${verb} resource "${resource}" in API group "apps" in the namespace "${ns}"`,
+        { ...(name !== undefined ? { name } : {}), group: 'apps', kind: 'deployments' });
     }
   }
 
+  /** A verified client certificate first, then the bearer token (the real server's order). */
   function identify(req: IncomingMessage): SimulatedIdentity | undefined {
+    const peer = options.certificates ? (req.socket as TLSSocket).getPeerX509Certificate() : undefined;
+    if (peer && verifiedByCa(peer)) {
+      const cn = /^CN=(.+)$/m.exec(peer.subject)?.[1];
+      const who = cn === undefined ? undefined : options.certificates?.[cn];
+      if (who) return who;
+    }
     const match = /^Bearer (\S+)$/.exec(req.headers.authorization ?? '');
     return match ? options.tokens[match[1]!] : undefined;
+  }
+
+  /** GET of the collection: a list, or with `watch` a watch (answered by `serveWatch`). */
+  function listOrWatch(req: IncomingMessage, url: URL, ns: string): Record<string, unknown> | WatchRequest {
+    const name = nameFromFieldSelector(url.searchParams.get('fieldSelector'));
+    if (name === null) throw new HttpStatus(400, 'BadRequest', `unable to parse requirement: field selector ${url.searchParams.get('fieldSelector')} is not supported by the simulator`);
+    const watch = ['1', 'true'].includes(url.searchParams.get('watch') ?? '');
+    authorize(req, watch ? 'watch' : 'list', 'deployments', ns, name);
+    if (watch) {
+      const timeout = url.searchParams.get('timeoutSeconds');
+      return { namespace: ns, name, resourceVersion: url.searchParams.get('resourceVersion') ?? undefined,
+        bookmarks: url.searchParams.get('allowWatchBookmarks') === 'true', timeoutSeconds: timeout === null ? undefined : Number(timeout) };
+    }
+    return watches.list(current(ns, name).map((c) => c.object));
+  }
+
+  function current(ns: string, name: string | undefined): Array<{ name: string; object: Record<string, unknown> }> {
+    return [...deployments.values()].filter((d) => d.namespace === ns && (name === undefined || d.name === name))
+      .map((d) => ({ name: d.name, object: deploymentObject(d) }));
   }
 
   async function route(req: IncomingMessage, url: URL): Promise<unknown> {
@@ -291,6 +346,8 @@ export async function startKubeSimulator(options: KubeSimulatorOptions): Promise
           verbs: ['get', 'patch', 'update'] },
       ] };
     }
+    const collection = /^\/apis\/apps\/v1\/namespaces\/([^/]+)\/deployments$/.exec(path);
+    if (collection && method === 'GET') return listOrWatch(req, url, decodeURIComponent(collection[1]!));
     const m = /^\/apis\/apps\/v1\/namespaces\/([^/]+)\/deployments\/([^/]+)(\/scale)?$/.exec(path);
     if (!m) throw new HttpStatus(404, 'NotFound', 'the server could not find the requested resource');
     const ns = decodeURIComponent(m[1]!);
@@ -360,7 +417,11 @@ export async function startKubeSimulator(options: KubeSimulatorOptions): Promise
   function handle(req: IncomingMessage, res: ServerResponse, url: URL, entry: SimulatorRequest,
     then: (status: number, body: unknown) => void = (status, body) => send(res, entry, status, body)): void {
     route(req, url).then(
-      (body) => then(200, body),
+      (body) => {
+        if (!isWatch(body)) return then(200, body);
+        entry.status = 200;
+        watches.serve(res, body, () => current(body.namespace, body.name));
+      },
       (e: unknown) => {
         req.resume();
         const err = e instanceof HttpStatus ? e : new HttpStatus(500, 'InternalError', `Internal error occurred: ${String(e)}`);
@@ -369,7 +430,17 @@ export async function startKubeSimulator(options: KubeSimulatorOptions): Promise
     );
   }
 
-  const server: Server = createServer({ key: tls.key, cert: tls.cert }, (req, res) => {
+  for (const d of options.deployments) addDeployment(d);
+  const isCollection = (path: string): boolean => /^\/apis\/apps\/v1\/namespaces\/[^/]+\/deployments$/.test(path);
+
+  // Client certificates are asked for, not required: tokens work too. Only one the CA signed identifies
+  // (checked by hand: a `ca` option would make the server send its CA in the chain, which the real one does not).
+  const caCert = new X509Certificate(tls.ca);
+  const verifiedByCa = (peer: X509Certificate): boolean => {
+    const now = Date.now();
+    return peer.checkIssued(caCert) && peer.verify(caCert.publicKey) && Date.parse(peer.validFrom) <= now && now <= Date.parse(peer.validTo);
+  };
+  const server: Server = createServer({ key: tls.key, cert: tls.cert, requestCert: true, rejectUnauthorized: false }, (req, res) => {
     const url = new URL(req.url ?? '/', 'https://simulator');
     const method = req.method ?? 'GET';
     const entry: SimulatorRequest = {
@@ -379,7 +450,7 @@ export async function startKubeSimulator(options: KubeSimulatorOptions): Promise
     // Before an answer is sent, 'close' means the client went away (it gave up, or the socket dropped).
     let clientGone = false;
     res.once('close', () => { clientGone = true; });
-    const failure = failures.find((f) => (f.match ? f.match({ method, path: url.pathname }) : url.pathname !== '/version'));
+    const failure = failures.find((f) => (f.match ? f.match({ method, path: url.pathname }) : url.pathname !== '/version' && !isCollection(url.pathname)));
     if (!failure) {
       handle(req, res, url, entry);
       return;
@@ -445,23 +516,53 @@ export async function startKubeSimulator(options: KubeSimulatorOptions): Promise
     onChange: (listener) => { listeners.add(listener); return () => { listeners.delete(listener); }; },
     setFailure: (failure) => { failures.push({ ...failure, remaining: failure.count ?? 1 }); },
     clearFailures: () => { failures.length = 0; },
+    scale: (ns, name, replicas) => {
+      const d = deployments.get(keyOf(ns, name));
+      if (!d) throw new Error(`kube simulator: no deployment ${ns}/${name}`);
+      setReplicas(d, replicas);
+    },
+    get openWatches() { return watches.open; },
+    dropWatches: (o) => { watches.drop(); if (o?.compact) watches.compact(); },
+    freezeWatches: () => watches.freeze(),
+    issueClientCertificate: (cn) => issueClientCertificate(options.dir, cn),
     writeKubeconfig,
     addDeployment,
     deleteDeployment: (ns, name) => {
       const d = deployments.get(keyOf(ns, name));
-      if (d) clearTimeout(d.timer);
-      return deployments.delete(keyOf(ns, name));
+      if (!d) return false;
+      clearTimeout(d.timer);
+      deployments.delete(keyOf(ns, name));
+      d.resourceVersion = String(++revision);
+      watches.record('DELETED', ns, name, revision, deploymentObject(d));
+      return true;
     },
     stop: async () => {
       if (stopped) return;
       stopped = true;
       for (const d of deployments.values()) clearTimeout(d.timer);
       for (const timer of pending) clearTimeout(timer);
+      watches.stop();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeAllConnections();
       await closed;
     },
   };
+}
+
+const isWatch = (body: unknown): body is WatchRequest =>
+  typeof body === 'object' && body !== null && 'bookmarks' in body && 'resourceVersion' in body && !('kind' in body);
+
+let certificateSerial = 0;
+
+/** A client certificate for `cn` (clientAuth), signed by the CA that `ensureCertificates` made in `dir`. */
+async function issueClientCertificate(dir: string, cn: string): Promise<{ cert: string; key: string }> {
+  const base = join(dir, `client-${cn.replace(/[^a-z0-9-]/gi, '_')}-${++certificateSerial}`);
+  await run('openssl', ['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', `${base}.key`, '-out', `${base}.csr`, '-subj', `/CN=${cn}/O=simulated`]);
+  await writeFile(`${base}.ext`, 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n');
+  await run('openssl', ['x509', '-req', '-in', `${base}.csr`, '-CA', join(dir, 'ca.crt'), '-CAkey', join(dir, 'ca.key'),
+    '-CAcreateserial', '-days', '2', '-extfile', `${base}.ext`, '-out', `${base}.crt`]);
+  const [cert, key] = await Promise.all([readFile(`${base}.crt`, 'utf8'), readFile(`${base}.key`, 'utf8')]);
+  return { cert, key };
 }
 
 function defaultReason(status: number): string {

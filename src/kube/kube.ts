@@ -31,7 +31,7 @@ export interface Kube {
   /** Sets spec.replicas through the scale subresource (never a read-modify-replace of the Deployment). */
   scale(target: DeploymentTarget, replicas: number): Promise<ScaleResult>;
   status(target: DeploymentTarget): Promise<DeploymentStatus>;
-  /** Readiness probe: one cheap GET of the Deployment; resolves or throws the same KubeError as `status`. */
+  /** Readiness probe: no request while a watch on the Deployment is connected, else one GET; resolves or throws the same KubeError as `status`. */
   ping(target: DeploymentTarget): Promise<void>;
 }
 

@@ -44,7 +44,7 @@ import { TrustJudge } from '../../src/crypto/trust.ts';
 import { startE2eeHuman, type E2eeHuman } from '../../src/dev/e2ee-human.ts';
 import { Human, type TimelineEvent } from '../../src/dev/human.ts';
 import { DEPLOYMENT, NAMESPACE, SA_TOKEN, startStack, type Stack } from '../../src/dev/stack.ts';
-import { createKube } from '../../src/kube/client-node-kube.ts';
+import { createKube } from '../../src/kube/lean-kube.ts';
 import type { Kube } from '../../src/kube/kube.ts';
 import { createLogger } from '../../src/log.ts';
 import { MatrixClient } from '../../src/matrix/client.ts';
@@ -500,7 +500,8 @@ async function main(): Promise<void> {
       child = undefined;
     }
     say('4c. memory: module floor (import only)');
-    const importFloor = await measureImportFloor();
+    await built;
+    const importFloor = await measureImportFloor(join(dir, 'build', 'dist', 'kube', 'lean-kube.js'));
     say('kube: GET deployments/scale over a new TLS connection each time vs one kept-alive connection');
     const kubeTls = await measureKubeTls(sim.url, sim.caPem);
 
@@ -689,7 +690,8 @@ async function inProcessPhase<T extends { timings: CommandTiming[] }>(
   wrap(StateDb.prototype, 'claimEvent', 'state.claimEvent');
   wrap(StateDb.prototype, 'finishEvent', 'state.finishEvent');
   const config = stack.botEnv(env);
-  const inner = createKube({ kubeconfigPath: config['KUBECONFIG'], requestTimeoutMs: 10_000 });
+  // As the bot builds it (app.ts): watching the Deployment, so a scale is one PATCH.
+  const inner = createKube({ kubeconfigPath: config['KUBECONFIG'], requestTimeoutMs: 10_000, watch: { namespace: NAMESPACE, name: DEPLOYMENT } });
   const kube: Kube = {
     scale: (target, replicas) => timed('kube.scale', () => inner.scale(target, replicas)),
     status: (target) => inner.status(target),
@@ -708,6 +710,7 @@ async function inProcessPhase<T extends { timings: CommandTiming[] }>(
       await app.stop();
     }
   } finally {
+    await inner.close();
     for (const r of restore.reverse()) r();
   }
 
@@ -795,8 +798,8 @@ async function buildDist(dir: string): Promise<void> {
   await symlink(join(REPO, 'node_modules'), join(build, 'node_modules'), 'dir');
 }
 
-/** RSS of a Node process that only imports the bot's dependencies (and initialises the wasm engine), with and without @kubernetes/client-node. */
-async function measureImportFloor(): Promise<Json> {
+/** RSS of a Node process that only imports the bot's dependencies (and initialises the wasm engine), with and without the Kubernetes client (src/kube). */
+async function measureImportFloor(kubeClient: string): Promise<Json> {
   const deps = ['node:sqlite', 'pino', 'prom-client', 'yaml', 'express'];
   const script = (mods: string[]): string => `
     const t = performance.now();
@@ -815,7 +818,7 @@ async function measureImportFloor(): Promise<Json> {
     what: 'RSS after importing only (no bot code running), after a GC',
     bareNode: await measure(undefined),
     depsWithoutKubeClient: await measure(deps),
-    depsWithKubeClient: await measure([...deps, '@kubernetes/client-node']),
+    depsWithKubeClient: await measure([...deps, kubeClient]),
   };
 }
 

@@ -1,7 +1,7 @@
 /**
  * The appservice path end to end, in a plaintext room: a real Synapse pushes transactions to the
- * bot (started in-process), a real second account acts as the human, and the real
- * @kubernetes/client-node talks to the simulated Kubernetes API.
+ * bot (started in-process), a real second account acts as the human, and the bot's own
+ * Kubernetes client (src/kube, watching the Deployment) talks to the simulated Kubernetes API.
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile } from 'node:fs/promises';
@@ -220,7 +220,9 @@ describe('appservice mode against a real Synapse', { timeout: 300_000 }, () => {
   });
 
   it('answers Kubernetes being unavailable with one line, then recovers', async () => {
-    stack.sim.setFailure({ status: 503, reason: 'ServiceUnavailable', message: 'the server is currently unable to handle the request', count: 10 });
+    // The whole API refuses: new requests (the watch's reconnections included), and the open watch is dropped.
+    stack.sim.setFailure({ status: 503, reason: 'ServiceUnavailable', message: 'the server is currently unable to handle the request', count: 1_000, match: (r) => r.path !== '/version' });
+    stack.sim.dropWatches();
     const failed = await command('status');
     assert.match(failed.texts[1] ?? '', /^⚠️ Could not get the status of openclaw: .*503/);
     assert.equal(failed.texts[1]?.includes('\n'), false);

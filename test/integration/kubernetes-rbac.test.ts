@@ -40,10 +40,10 @@ describe('least privilege and the simulator, against a real API server', { timeo
     });
   }, { timeout: SETUP_TIMEOUT_MS });
 
-  it('the Role is exactly: get the Deployment, get and patch its scale, that one Deployment only', async () => {
+  it('the Role is exactly: get, list and watch the Deployment, get and patch its scale, that one Deployment only', async () => {
     const role = await tb.admin.ok('GET', `/apis/rbac.authorization.k8s.io/v1/namespaces/${NS}/roles/openclaw-toggle`);
     assert.deepEqual(role['rules'], [
-      { apiGroups: ['apps'], resources: ['deployments'], resourceNames: [NAME], verbs: ['get'] },
+      { apiGroups: ['apps'], resources: ['deployments'], resourceNames: [NAME], verbs: ['get', 'list', 'watch'] },
       { apiGroups: ['apps'], resources: ['deployments/scale'], resourceNames: [NAME], verbs: ['get', 'patch'] },
     ]);
     const binding = await tb.admin.ok('GET', `/apis/rbac.authorization.k8s.io/v1/namespaces/${NS}/rolebindings/openclaw-toggle`);
@@ -63,24 +63,31 @@ describe('least privilege and the simulator, against a real API server', { timeo
     const baseline = new Set(await rulesOf((nobody['status'] as { token: string }).token));
     const extra = (await rulesOf(botToken)).filter((r) => !baseline.has(r)).map((r) => JSON.parse(r) as unknown);
     assert.deepEqual(extra, [
-      { apiGroups: ['apps'], resources: ['deployments'], resourceNames: [NAME], verbs: ['get'] },
+      { apiGroups: ['apps'], resources: ['deployments'], resourceNames: [NAME], verbs: ['get', 'list', 'watch'] },
       { apiGroups: ['apps'], resources: ['deployments/scale'], resourceNames: [NAME], verbs: ['get', 'patch'] },
     ]);
   });
 
-  it('what the bot does is allowed: get the Deployment, get and patch its scale', async () => {
+  it('what the bot does is allowed: get the Deployment, list and watch it by name, get and patch its scale', async () => {
     assert.equal((await as('GET', apps(NS, `/${NAME}`))).status, 200);
+    // A list or watch narrowed to one name is authorized as a request for that name (resourceNames).
+    const list = await as('GET', apps(NS, `?fieldSelector=metadata.name%3D${NAME}`));
+    assert.equal(list.status, 200);
+    assert.deepEqual((list.body['items'] as Array<{ metadata: { name: string } }>).map((i) => i.metadata.name), [NAME]);
+    assert.equal((await as('GET', apps(NS, `?watch=1&fieldSelector=metadata.name%3D${NAME}&timeoutSeconds=1`))).status, 200);
     assert.equal((await as('GET', apps(NS, `/${NAME}/scale`))).status, 200);
     assert.equal((await as('PATCH', apps(NS, `/${NAME}/scale?dryRun=All`), { spec: { replicas: 1 } })).status, 200);
   });
 
-  it('everything else is 403: another Deployment, listing, pods, the Deployment object itself, update, delete, watch, other namespaces', async () => {
+  it('everything else is 403: another Deployment, listing or watching the namespace or another name, pods, the Deployment object itself, update, delete, other namespaces', async () => {
     const refused: Array<[string, string, unknown, string]> = [
       ['GET', apps(NS, '/other'), undefined, forbidden('deployments', 'get', NS, 'other')],
       ['PATCH', apps(NS, '/other/scale'), { spec: { replicas: 1 } }, forbidden('deployments/scale', 'patch', NS, 'other')],
       ['GET', apps(NS), undefined, forbidden('deployments', 'list', NS)],
-      // A watch narrowed to one name is authorized as a request for that name.
-      ['GET', apps(NS, `?watch=1&fieldSelector=metadata.name%3D${NAME}`), undefined, forbidden('deployments', 'watch', NS, NAME)],
+      ['GET', apps(NS, '?watch=1'), undefined, forbidden('deployments', 'watch', NS)],
+      ['GET', apps(NS, '?fieldSelector=metadata.name%3Dother'), undefined, forbidden('deployments', 'list', NS, 'other')],
+      ['GET', apps(NS, '?watch=1&fieldSelector=metadata.name%3Dother'), undefined, forbidden('deployments', 'watch', NS, 'other')],
+      ['GET', apps(BOT_NAMESPACE, `?watch=1&fieldSelector=metadata.name%3D${NAME}`), undefined, forbidden('deployments', 'watch', BOT_NAMESPACE, NAME)],
       ['PATCH', apps(NS, `/${NAME}`), { spec: { replicas: 1 } }, forbidden('deployments', 'patch', NS, NAME)],
       ['PUT', apps(NS, `/${NAME}/scale`), { apiVersion: 'autoscaling/v1', kind: 'Scale', metadata: { name: NAME, namespace: NS }, spec: { replicas: 1 } },
         forbidden('deployments/scale', 'update', NS, NAME)],
@@ -120,7 +127,7 @@ describe('least privilege and the simulator, against a real API server', { timeo
         body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenRequest', spec: { expirationSeconds: 600 } } });
       simDir = await mkdtemp(join(tmpdir(), 'sim-vs-real-'));
       sim = await startKubeSimulator({ dir: simDir, readyDelayMs: 200, deployments: [{ namespace: NS, name: NAME, replicas: 0 }], tokens: {
-        'sim-rw': { user: BOT_USER, canGet: true, canPatch: true },
+        'sim-rw': { user: BOT_USER, canGet: true, canPatch: true, canWatch: true, resourceNames: [NAME] },
         'sim-ro': { user: `system:serviceaccount:${BOT_NAMESPACE}:viewer`, canGet: true, canPatch: false },
       } });
       real = new ApiClient(tb.server, tb.caPem, botToken);

@@ -3,11 +3,15 @@
  * RBAC, controller-manager, scheduler, and kwok as a fake kubelet: no containers run), driven
  * through a real Synapse. The project's own RBAC manifests are applied as kustomize renders them;
  * the bot authenticates with a bound, expiring token from the TokenRequest API, read from a
- * directory laid out like a pod's, exactly as in a cluster.
+ * directory laid out like a pod's, exactly as in a cluster. Its client watches the Deployment, so
+ * status and readiness cost no request: changes made behind its back (kubectl) show through the
+ * watch, and after an API server restart it lists again (410) and goes on.
  *
  * The binaries are built on first use (~20-25 min cold; `node src/dev/kube-testbed/build.ts`).
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,7 +25,7 @@ import {
 import { SERVICE_ACCOUNT_ISSUER } from '../../src/dev/kube-testbed/flags.ts';
 import { sharedKubeTestbed, type KubeTestbed } from '../../src/dev/kube-testbed/testbed.ts';
 import { DEPLOYMENT, NAMESPACE, startStack, type Stack } from '../../src/dev/stack.ts';
-import { createKube } from '../../src/kube/client-node-kube.ts';
+import { createKube, type LeanKube } from '../../src/kube/lean-kube.ts';
 import type { KubeObject } from '../../src/dev/kube-testbed/api-client.ts';
 
 const isNotice = (sender: string) => (e: TimelineEvent): boolean => e.sender === sender && e.type === 'm.room.message' && e.content['msgtype'] === 'm.notice';
@@ -39,14 +43,21 @@ describe('the bot against a real Kubernetes control plane', { timeout: SETUP_TIM
   let saRoot: string;
   let token: PodToken;
   let rbac: KubeObject[];
+  let kube: LeanKube | undefined;
+  /** Every request the bot's Kubernetes client sent, in order. */
+  const sent: Array<{ method: string; path: string }> = [];
   const saved = { host: process.env['KUBERNETES_SERVICE_HOST'], port: process.env['KUBERNETES_SERVICE_PORT'] };
   const deploymentPath = `/apis/apps/v1/namespaces/${NAMESPACE}/deployments/${DEPLOYMENT}`;
 
-  /** The bot as in a pod: in-cluster config, the token file under saRoot. */
+  /** The bot as in a pod: in-cluster config, the token file under saRoot, its client watching the target as app.ts makes it. */
   const startBot = async (env: Record<string, string> = {}): Promise<void> => {
-    const kube = createKube({ requestTimeoutMs: 5_000, serviceAccountRoot: saRoot });
+    await kube?.close();
+    kube = createKube({ requestTimeoutMs: 5_000, serviceAccountRoot: saRoot, watch: { namespace: env['DEPLOYMENT_NAMESPACE'] ?? NAMESPACE, name: DEPLOYMENT },
+      onRequest: (method, path) => void sent.push({ method, path }) });
     ({ app } = await stack.startBot({ env: { KUBE_TIMEOUT_SECONDS: '5', ...env }, deps: { kube } }));
   };
+  const kubectl = async (...args: string[]): Promise<string> =>
+    (await promisify(execFile)(tb.binaries.path('kubectl'), ['--kubeconfig', tb.adminKubeconfig, '-n', NAMESPACE, ...args])).stdout;
 
   async function command(text: string, replies = 2): Promise<string[]> {
     const before = alice.events.filter(isNotice(bot)).length;
@@ -78,7 +89,7 @@ describe('the bot against a real Kubernetes control plane', { timeout: SETUP_TIM
     const dir = await mkdtemp(join(tmpdir(), 'openclaw-k8s-real-'));
     saRoot = join(dir, 'pod-root');
     await writeServiceAccountFiles(saRoot, tb, token.token);
-    // In a pod these come from the kubelet; client-node reads them from process.env.
+    // In a pod these come from the kubelet; the client reads them from process.env.
     process.env['KUBERNETES_SERVICE_HOST'] = '127.0.0.1';
     process.env['KUBERNETES_SERVICE_PORT'] = String(tb.port);
     stack = await startStack({ dir });
@@ -91,6 +102,7 @@ describe('the bot against a real Kubernetes control plane', { timeout: SETUP_TIM
 
   after(async () => {
     await stack?.stop();
+    await kube?.close();
     for (const [key, value] of [['KUBERNETES_SERVICE_HOST', saved.host], ['KUBERNETES_SERVICE_PORT', saved.port]] as const) {
       if (value === undefined) delete process.env[key]; else process.env[key] = value;
     }
@@ -145,8 +157,28 @@ describe('the bot against a real Kubernetes control plane', { timeout: SETUP_TIM
     await deletePod(tb, old.pod);
     // The premise: the old token no longer works anywhere.
     await until('the old token refused', async () => (await tb.admin.request('GET', deploymentPath, { token: old.token })).status === 401, 10_000, 100);
+    // Status comes from the watch (no request); a start is a request, with the new token.
     const [, status] = await command('status');
     assert.equal(status, 'openclaw is ⚪ off: desired 0, ready 0, available 0, updated 0.');
+    assert.equal((await command('start'))[1], '▶️ Starting openclaw: replicas 0 → 1. Say "status" to see when it is ready.');
+    assert.equal((await command('stop'))[1], '⏹ Stopping openclaw: replicas 1 → 0.');
+    await until('no pods', async () => (await pods()).length === 0);
+  });
+
+  it('a change behind the bot\'s back (kubectl scale) shows in status through the watch, without a request; a start/stop is one PATCH', async () => {
+    await kubectl('scale', `deployment/${DEPLOYMENT}`, '--replicas=2');
+    await until('readyReplicas 2', async () => (await deployment()).status.readyReplicas === 2);
+    await sleep(200); // the watch event trails the change by a few ms
+    const before = sent.length;
+    const started = performance.now();
+    const [, status] = await command('status');
+    console.log(`# status (through Synapse, from the watch) answered in ${Math.round(performance.now() - started)} ms`);
+    assert.equal(status, 'openclaw is 🟢 running: desired 2, ready 2, available 2, updated 2.');
+    assert.deepEqual(sent.slice(before), [], 'status asked the API nothing');
+    const [, stop] = await command('stop');
+    assert.equal(stop, '⏹ Stopping openclaw: replicas 2 → 0.', 'the "from" is the watched count');
+    assert.deepEqual(sent.slice(before).map((r) => r.method), ['PATCH'], 'one request for the stop');
+    await until('no pods', async () => (await pods()).length === 0);
   });
 
   it('a missing Deployment: one sentence, for status and for start', async () => {
@@ -207,5 +239,32 @@ describe('the bot against a real Kubernetes control plane', { timeout: SETUP_TIM
     assert.match((await command('start'))[1] ?? '', /Starting openclaw: replicas 0 → 1/);
     await until('readyReplicas 1 after the restart', async () => (await deployment()).status.readyReplicas === 1);
     assert.match((await command('stop'))[1] ?? '', /Stopping openclaw: replicas 1 → 0/);
+    await until('no pods', async () => (await pods()).length === 0);
+  });
+
+  it('after an API server restart the watch lists again (410 Expired) and status follows changes made after it, without a request', async () => {
+    const stats = kube!.watchStats!;
+    const { relists, lists } = stats;
+    await until('watching', async () => kube!.watching);
+    await tb.stopApiServer();
+    try {
+      await until('the watch lost', async () => !kube!.watching, 10_000, 50);
+    } finally {
+      await tb.startApiServer();
+    }
+    const restarted = Date.now();
+    // Nothing asks the bot anything here: the watch comes back on its own (bounded backoff).
+    await until('watching again', async () => kube!.watching, 40_000, 100);
+    console.log(`# watching again ${Date.now() - restarted} ms after the API server was ready: ${stats.relists - relists} relist(s), ${stats.lists - lists} list(s)`);
+    assert.ok(stats.relists > relists, 'the old resourceVersion was too old for the new watch cache: 410, list again');
+    // Only spec.replicas is awaited: the controller-manager, refused for a moment by the restarting API
+    // server too, takes its own time (10-30 s here) to bring pods up again, which is not what this tests.
+    await kubectl('scale', `deployment/${DEPLOYMENT}`, '--replicas=1');
+    await sleep(200);
+    const before = sent.length;
+    assert.match((await command('status'))[1] ?? '', /^openclaw is .*: desired 1, /);
+    assert.deepEqual(sent.slice(before), []);
+    assert.equal((await command('stop'))[1], '⏹ Stopping openclaw: replicas 1 → 0.');
+    assert.deepEqual(sent.slice(before).map((r) => r.method), ['PATCH']);
   });
 });

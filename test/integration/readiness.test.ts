@@ -54,7 +54,10 @@ describe('readiness on demand, and start-up failures of the volume', { timeout: 
   });
 
   it('goes 503 within seconds when the Kubernetes API stops answering, and 200 soon after it is back', async () => {
-    stack.sim.setFailure({ mode: 'hang', count: 1_000_000 });
+    // Every new request hangs, the watch's too, and the open watch is cut (a hung server's stream goes silent
+    // instead: the bot notices that within 90 s, the watch's idle limit; see test/unit/kube-watch.test.ts).
+    stack.sim.setFailure({ mode: 'hang', count: 1_000_000, match: (r) => r.path !== '/version' });
+    stack.sim.dropWatches();
     const down = await until(503, 8_000);
     const { body } = await ready();
     assert.equal(body.components['kubernetes']?.ok, false);

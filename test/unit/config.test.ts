@@ -181,6 +181,16 @@ describe('loadConfig: valid configurations', () => {
     assert.equal(load(baseEnv(), { serviceAccountNamespaceFile: saFile }).kubernetes.namespace, 'agents');
     assert.equal(load({ ...baseEnv(), DEPLOYMENT_NAMESPACE: 'explicit' }, { serviceAccountNamespaceFile: saFile }).kubernetes.namespace, 'explicit');
     assert.equal(load(baseEnv()).kubernetes.namespace, 'default');
+  });
+
+  test('namespace: with a kubeconfig, its current context\'s namespace comes before the service-account file', () => {
+    const saFile = file('agents\n', 'namespace-2');
+    const kubeconfig = file('apiVersion: v1\nkind: Config\ncurrent-context: x\nclusters: [{name: c, cluster: {server: "https://127.0.0.1:9"}}]\n'
+      + 'users: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u, namespace: from-context}}]\n');
+    assert.equal(load({ ...baseEnv(), KUBECONFIG: kubeconfig }, { serviceAccountNamespaceFile: saFile }).kubernetes.namespace, 'from-context');
+    assert.equal(load({ ...baseEnv(), KUBECONFIG: kubeconfig, DEPLOYMENT_NAMESPACE: 'explicit' }).kubernetes.namespace, 'explicit');
+    // A kubeconfig that cannot be read leaves the namespace to the next source (the loader reports the file later).
+    assert.equal(load({ ...baseEnv(), KUBECONFIG: join(dir, 'missing') }).kubernetes.namespace, 'default');
     assert.equal(load(baseEnv(), { serviceAccountNamespaceFile: file('  \n') }).kubernetes.namespace, 'default', 'an empty file counts as absent');
   });
 

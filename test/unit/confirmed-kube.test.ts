@@ -1,6 +1,6 @@
 /**
  * Issue 8 item 4: a write whose answer was lost is read back before anything is said. The real
- * client-node adapter talks to the simulated API server, whose simulator faults lose the answer
+ * lean adapter talks to the simulated API server, whose simulator faults lose the answer
  * after (or before) the PATCH is applied.
  */
 import { after, before, beforeEach, describe, test } from 'node:test';
@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { kubeFailure, scaled } from '../../src/bot/replies.ts';
 import { startKubeSimulator, type KubeSimulator } from '../../src/dev/kube-simulator.ts';
-import { createKube } from '../../src/kube/client-node-kube.ts';
+import { createKube } from '../../src/kube/lean-kube.ts';
 import { confirmWrites, mayHaveApplied } from '../../src/kube/confirmed-kube.ts';
 import { KubeError, type DeploymentTarget, type Kube } from '../../src/kube/kube.ts';
 

@@ -750,10 +750,15 @@ describe('Dockerfile (its steps executed without Docker)', { timeout: 300_000 },
     assert.ok(existsSync(registration), 'written by the previous test');
     const port = await freePort();
     const nobody = await freePort(); // nothing listens here: the homeserver is "not reachable yet"
+    // Not in a pod here: a kubeconfig instead of the service account (its cluster is never reached before the homeserver answers).
+    const kubeconfig = join(data, 'kubeconfig');
+    writeFileSync(kubeconfig, `apiVersion: v1\nkind: Config\ncurrent-context: x\nclusters: [{name: c, cluster: {server: "https://127.0.0.1:${nobody}"}}]\n`
+      + 'users: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\n', { mode: 0o600 });
+    if (uid !== undefined) chownSync(kubeconfig, uid, gid ?? uid);
     const entry = runtime.entrypoint as string[];
     const env: NodeJS.ProcessEnv = {
       ...imageEnv, MATRIX_HOMESERVER: `http://127.0.0.1:${nobody}`, ALLOWED_USERS: '@alice:example.org', AS_REGISTRATION_FILE: registration,
-      DEPLOYMENT_NAMESPACE: 'openclaw', HTTP_BIND_ADDRESS: '127.0.0.1', HTTP_PORT: String(port),
+      DEPLOYMENT_NAMESPACE: 'openclaw', HTTP_BIND_ADDRESS: '127.0.0.1', HTTP_PORT: String(port), KUBECONFIG: kubeconfig,
     };
     const child = spawn(which(entry[0] as string, env['PATH'] as string), entry.slice(1), {
       cwd: join(runtime.rootfs, runtime.workdir), env, stdio: ['ignore', 'pipe', 'pipe'], ...(uid !== undefined ? { uid, gid } : {}),

@@ -1,11 +1,13 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { createLogger } from '../../src/log.ts';
-import { createKube, KubeErrorDetail, loadKubeConfig } from '../../src/kube/client-node-kube.ts';
+import { KubeErrorDetail } from '../../src/kube/api-errors.ts';
+import { loadClusterConfig } from '../../src/kube/kubeconfig.ts';
+import { createKube } from '../../src/kube/lean-kube.ts';
 import { KubeError, type DeploymentTarget, type Kube, type KubeErrorKind } from '../../src/kube/kube.ts';
 import { startKubeSimulator, type KubeSimulator } from '../../src/dev/kube-simulator.ts';
 
@@ -54,7 +56,7 @@ after(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-describe('client-node Kube adapter against the kube simulator', () => {
+describe('the Kubernetes client without a watch (every call asks the API) against the kube simulator', () => {
   test('status of a stopped deployment is off, and ping succeeds', async () => {
     assert.deepEqual(await kube.status(web), { desired: 0, ready: 0, available: 0, updated: 0, state: 'off' });
     await kube.ping(web);
@@ -177,21 +179,20 @@ describe('client-node Kube adapter against the kube simulator', () => {
     assert.equal(err.human, `the Kubernetes API at ${gone.url} is unreachable (ECONNREFUSED)`);
   });
 
-  test('config: an explicit kubeconfig wins; in a pod (KUBERNETES_SERVICE_HOST) the service account is used', () => {
-    const saved = { host: process.env['KUBERNETES_SERVICE_HOST'], port: process.env['KUBERNETES_SERVICE_PORT'] };
-    process.env['KUBERNETES_SERVICE_HOST'] = '10.96.0.1';
-    process.env['KUBERNETES_SERVICE_PORT'] = '443';
-    try {
-      assert.equal(loadKubeConfig(sim.kubeconfigPath).getCurrentCluster()?.server, sim.url);
-      const inCluster = loadKubeConfig(undefined);
-      assert.equal(inCluster.getCurrentCluster()?.server, 'https://10.96.0.1:443');
-      assert.equal(inCluster.getCurrentCluster()?.caFile, '/var/run/secrets/kubernetes.io/serviceaccount/ca.crt');
-      assert.equal(inCluster.getCurrentUser()?.authProvider?.config?.['tokenFile'], '/var/run/secrets/kubernetes.io/serviceaccount/token');
-    } finally {
-      for (const [key, value] of [['KUBERNETES_SERVICE_HOST', saved.host], ['KUBERNETES_SERVICE_PORT', saved.port]] as const) {
-        if (value === undefined) delete process.env[key]; else process.env[key] = value;
-      }
-    }
+  test('config: an explicit kubeconfig wins; in a pod (KUBERNETES_SERVICE_HOST) the service account is used', async () => {
+    const env = { KUBERNETES_SERVICE_HOST: '10.96.0.1', KUBERNETES_SERVICE_PORT: '443' };
+    assert.equal(loadClusterConfig({ kubeconfigPath: sim.kubeconfigPath, env }).server, sim.url);
+    const root = join(dir, 'pod');
+    const sa = join(root, 'var/run/secrets/kubernetes.io/serviceaccount');
+    await mkdir(sa, { recursive: true });
+    await writeFile(join(sa, 'ca.crt'), sim.caPem);
+    await writeFile(join(sa, 'namespace'), 'bots\n');
+    const inCluster = loadClusterConfig({ env, serviceAccountRoot: root });
+    assert.equal(inCluster.server, 'https://10.96.0.1:443');
+    assert.equal(inCluster.ca, sim.caPem);
+    assert.equal(inCluster.namespace, 'bots');
+    assert.deepEqual(inCluster.user, { tokenFile: join(sa, 'token') });
+    assert.equal(loadClusterConfig({ env: { KUBERNETES_SERVICE_HOST: 'fd00::1', KUBERNETES_SERVICE_PORT: '6443' }, serviceAccountRoot: root }).server, 'https://[fd00::1]:6443');
   });
 
   test('logs: a scale is logged at info, a failure at debug with the raw Status message, never the token', async () => {

@@ -4,7 +4,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError } from '../../src/config/config-error.ts';
-import { createKube } from '../../src/kube/client-node-kube.ts';
+import { createKube } from '../../src/kube/lean-kube.ts';
 import { kubeconfigError } from '../../src/kube/kubeconfig-error.ts';
 import { lines, startBotProcess, unreachableBotEnv } from './bot-process.ts';
 
@@ -42,7 +42,7 @@ describe('a kubeconfig that cannot be used: one line naming the setting and the 
     const path = kubeconfig(MALFORMED);
     const error = refusal(path);
     assert.equal(error.key, 'kubernetes.kubeconfig');
-    assert.equal(error.message, `kubernetes.kubeconfig: ${path} is not a usable kubeconfig: bad indentation of a sequence entry (4:4)`);
+    assert.equal(error.message, `kubernetes.kubeconfig: ${path} is not a usable kubeconfig: Sequence item without - indicator at line 4, column 1`);
   });
 
   test('a null byte, a scalar, no current cluster', () => {
@@ -68,6 +68,6 @@ describe('a kubeconfig that cannot be used: one line naming the setting and the 
     const bot = startBotProcess(unreachableBotEnv(dir, join(dir, 'data'), { KUBECONFIG: path }));
     const { code } = await bot.exited;
     assert.equal(code, 2, bot.stderr());
-    assert.deepEqual(lines(bot.stderr()), [`config error: kubernetes.kubeconfig: ${path} is not a usable kubeconfig: bad indentation of a sequence entry (4:4)`]);
+    assert.deepEqual(lines(bot.stderr()), [`config error: kubernetes.kubeconfig: ${path} is not a usable kubeconfig: Sequence item without - indicator at line 4, column 1`]);
   });
 });

@@ -15,6 +15,8 @@ import { fileURLToPath } from 'node:url';
 import { parse, parseAllDocuments } from 'yaml';
 import { parseRegistration } from '../../src/appservice/registration.ts';
 import { SETTINGS } from '../../src/config/settings.ts';
+import { startKubeSimulator } from '../../src/dev/kube-simulator.ts';
+import { createKube } from '../../src/kube/lean-kube.ts';
 
 const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 const BASE = join(ROOT, 'config', 'kubernetes');
@@ -120,40 +122,58 @@ describe('kustomization', () => {
 });
 
 describe('RBAC', () => {
-  /** Every AppsV1Api call src/kube makes, and the RBAC verb and resource it needs. */
-  const NEEDS: Record<string, [verb: string, resource: string]> = {
-    readNamespacedDeployment: ['get', 'deployments'],
-    readNamespacedDeploymentScale: ['get', 'deployments/scale'],
-    patchNamespacedDeploymentScale: ['patch', 'deployments/scale'],
-  };
-
   const role = one('Role');
   const rules = role['rules'] as Obj[];
   const granted = new Set(rules.flatMap((r) => (r['resources'] as string[]).flatMap((res) => (r['verbs'] as string[]).map((v) => `${v} ${res}`))));
 
-  test('a namespaced Role: get/patch on deployments and deployments/scale in apps, nothing else, no wildcards', () => {
+  test('a namespaced Role: get/list/watch on the Deployment, get/patch on its scale, in apps, nothing else, no wildcards', () => {
     assert.equal(role['kind'], 'Role');
     for (const rule of rules) {
       assert.deepEqual(rule['apiGroups'], ['apps']);
       for (const res of rule['resources'] as string[]) assert.ok(['deployments', 'deployments/scale'].includes(res), res);
-      for (const verb of rule['verbs'] as string[]) assert.ok(['get', 'patch'].includes(verb), verb);
+      for (const verb of rule['verbs'] as string[]) assert.ok(['get', 'list', 'watch', 'patch'].includes(verb), verb);
       assert.equal(rule['nonResourceURLs'], undefined);
       assert.ok(!JSON.stringify(rule).includes('*'), 'no wildcard');
-      // Limited to the target Deployment.
+      // Limited to the target Deployment (a list or watch too: it carries a metadata.name fieldSelector).
       assert.deepEqual(rule['resourceNames'], [targetName]);
     }
     assert.ok(!granted.has('patch deployments'), 'the Deployment itself is never patched: only its scale subresource');
   });
 
-  test('the Role grants exactly what src/kube/client-node-kube.ts calls', () => {
-    const source = read(join(ROOT, 'src', 'kube', 'client-node-kube.ts'));
-    const calls = new Set([...source.matchAll(/\bapi\.(\w+)\(/g)].map((m) => m[1] as string));
-    assert.ok(calls.size > 0);
+  test('the Role grants exactly what src/kube sends (every request the client makes, watch included, against the simulator)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'manifests-rbac-'));
+    const sim = await startKubeSimulator({ dir, readyDelayMs: 0, deployments: [{ namespace: 'agents', name: targetName, replicas: 0 }],
+      tokens: { t: { user: 'system:serviceaccount:openclaw:openclaw-toggle', canGet: true, canPatch: true, canWatch: true } } });
+    const target = { namespace: 'agents', name: targetName };
+    const sent: Array<{ method: string; path: string }> = [];
+    const onRequest = (method: string, path: string): void => void sent.push({ method, path });
+    try {
+      // Without a watch: every call asks the API; with one: the watch lists and watches.
+      const plain = createKube({ kubeconfigPath: sim.kubeconfigPath, requestTimeoutMs: 2_000, onRequest });
+      await plain.status(target);
+      await plain.ping(target);
+      await plain.scale(target, 1);
+      const watching = createKube({ kubeconfigPath: sim.kubeconfigPath, requestTimeoutMs: 2_000, onRequest, watch: target });
+      for (let i = 0; i < 100 && !(watching.watchStats?.watches ?? 0); i++) await new Promise((r) => setTimeout(r, 20));
+      await watching.scale(target, 0);
+      await watching.status(target);
+      await Promise.all([plain.close(), watching.close()]);
+    } finally {
+      await sim.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
     const needed = new Set<string>();
-    for (const call of calls) {
-      const need = NEEDS[call];
-      assert.ok(need, `src/kube calls AppsV1Api.${call}: add the RBAC it needs to role.yaml and to this table`);
-      needed.add(need.join(' '));
+    for (const { method, path } of sent) {
+      const url = new URL(path, 'https://x');
+      const m = /^\/apis\/apps\/v1\/namespaces\/[^/]+\/deployments(?:\/([^/]+)(\/scale)?)?$/.exec(url.pathname);
+      assert.ok(m, `src/kube sent ${method} ${path}: add the RBAC it needs to role.yaml and to this test`);
+      if (m[1] === undefined) {
+        assert.equal(url.searchParams.get('fieldSelector'), `metadata.name=${targetName}`, 'a list or watch names the one Deployment (or resourceNames would not allow it)');
+        needed.add(`${url.searchParams.get('watch') ? 'watch' : 'list'} deployments`);
+      } else {
+        assert.equal(m[1], targetName);
+        needed.add(`${method === 'PATCH' ? 'patch' : 'get'} deployments${m[2] ?? ''}`);
+      }
     }
     assert.deepEqual([...granted].sort(), [...needed].sort());
   });

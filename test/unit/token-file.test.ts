@@ -9,9 +9,9 @@ import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
-import { createKube } from '../../src/kube/client-node-kube.ts';
+import { createKube } from '../../src/kube/lean-kube.ts';
 import { KubeError, type DeploymentTarget } from '../../src/kube/kube.ts';
-import { kubeconfigTokenFile } from '../../src/kube/token-file.ts';
+import { loadClusterConfig, type UserAuth } from '../../src/kube/kubeconfig.ts';
 import { startKubeSimulator, type KubeSimulator } from '../../src/dev/kube-simulator.ts';
 
 const NS = 'agents';
@@ -77,7 +77,7 @@ describe('tokens in files', () => {
     await writeFile(join(saDir, 'token'), 'rw-token', { mode: 0o600 });
     const port = new URL(sim.url).port;
     const saved = { host: process.env['KUBERNETES_SERVICE_HOST'], port: process.env['KUBERNETES_SERVICE_PORT'] };
-    // client-node reads the in-cluster address from process.env itself.
+    // In a pod the kubelet sets these; the adapter reads them from process.env.
     process.env['KUBERNETES_SERVICE_HOST'] = '127.0.0.1';
     process.env['KUBERNETES_SERVICE_PORT'] = port;
     try {
@@ -111,14 +111,20 @@ describe('tokens in files', () => {
     });
   });
 
-  test('kubeconfigTokenFile: only for the current user, and an inline token wins', () => {
-    const config = (user: Record<string, unknown>, current = 'c'): string => stringify({
-      'current-context': current, contexts: [{ name: 'c', context: { user: 'u' } }], users: [{ name: 'u', user }],
-    });
-    assert.equal(kubeconfigTokenFile(config({ tokenFile: '/t' })), '/t');
-    assert.equal(kubeconfigTokenFile(config({ 'token-file': '/t' })), '/t');
-    assert.equal(kubeconfigTokenFile(config({ token: 'inline', tokenFile: '/t' })), undefined);
-    assert.equal(kubeconfigTokenFile(config({ tokenFile: '/t' }, 'other')), undefined);
-    assert.equal(kubeconfigTokenFile(config({})), undefined);
+  test('a kubeconfig user: tokenFile or token-file, relative to the kubeconfig; an inline token wins; only the current context counts', async () => {
+    const load = async (user: Record<string, unknown>, current = 'c'): Promise<UserAuth> => {
+      const path = join(dir, `user-${Math.random().toString(36).slice(2)}.kubeconfig`);
+      await writeFile(path, stringify({
+        'current-context': current,
+        clusters: [{ name: 'sim', cluster: { server: sim.url } }],
+        contexts: [{ name: 'c', context: { cluster: 'sim', user: 'u' } }, { name: 'other', context: { cluster: 'sim', user: 'v' } }],
+        users: [{ name: 'u', user }, { name: 'v', user: {} }],
+      }), { mode: 0o600 });
+      return loadClusterConfig({ kubeconfigPath: path }).user;
+    };
+    assert.deepEqual(await load({ tokenFile: '/t' }), { tokenFile: '/t' });
+    assert.deepEqual(await load({ 'token-file': 'rel/t' }), { tokenFile: join(dir, 'rel/t') });
+    assert.deepEqual(await load({ token: 'inline', tokenFile: '/t' }), { token: 'inline' });
+    assert.deepEqual(await load({ tokenFile: '/t' }, 'other'), {});
   });
 });

@@ -11,7 +11,7 @@ export interface SimulatorCase {
   readonly path: string;
   readonly body?: unknown;
   readonly contentType?: string;
-  /** Which identity sends it: the bot's (get, patch), a read-only one, or an unknown token. */
+  /** Which identity sends it: the bot's (the project's Role), a read-only one (get only), or an unknown token. */
   readonly as: 'rw' | 'ro' | 'none';
   /** Done first: wait until both controllers are idle, or delete the Deployment on both. */
   readonly first?: 'settle' | 'delete';
@@ -19,7 +19,8 @@ export interface SimulatorCase {
 
 const NS = 'agents';
 const NAME = 'openclaw';
-const DEPLOYMENT = `/apis/apps/v1/namespaces/${NS}/deployments/${NAME}`;
+const COLLECTION = `/apis/apps/v1/namespaces/${NS}/deployments`;
+const DEPLOYMENT = `${COLLECTION}/${NAME}`;
 const SCALE = `${DEPLOYMENT}/scale`;
 const MERGE = 'application/merge-patch+json';
 const JSON_PATCH = 'application/json-patch+json';
@@ -53,8 +54,16 @@ export const SIMULATOR_CASES: readonly SimulatorCase[] = [
     body: { apiVersion: 'autoscaling/v1', kind: 'Scale', metadata: { name: NAME, namespace: NS }, spec: { replicas: 0 } }, as: 'rw' },
   { name: 'patch by a read-only identity', method: 'PATCH', path: SCALE, body: { spec: { replicas: 1 } }, contentType: MERGE, as: 'ro' },
   { name: 'GET with an unknown token', method: 'GET', path: DEPLOYMENT, as: 'none' },
+  { name: 'list narrowed to the Deployment', method: 'GET', path: `${COLLECTION}?fieldSelector=metadata.name%3D${NAME}`, as: 'rw' },
+  { name: 'list narrowed with ==', method: 'GET', path: `${COLLECTION}?fieldSelector=metadata.name%3D%3D${NAME}`, as: 'rw' },
+  { name: 'list of the whole namespace', method: 'GET', path: COLLECTION, as: 'rw' },
+  { name: 'list narrowed to another name', method: 'GET', path: `${COLLECTION}?fieldSelector=metadata.name%3Dother`, as: 'rw' },
+  { name: 'watch of the whole namespace', method: 'GET', path: `${COLLECTION}?watch=1`, as: 'rw' },
+  { name: 'watch by an identity with get only', method: 'GET', path: `${COLLECTION}?watch=1&fieldSelector=metadata.name%3D${NAME}`, as: 'ro' },
+  { name: 'watch with an unknown token', method: 'GET', path: `${COLLECTION}?watch=1&fieldSelector=metadata.name%3D${NAME}`, as: 'none' },
   { name: 'GET the Deployment once deleted', method: 'GET', path: DEPLOYMENT, as: 'rw', first: 'delete' },
   { name: 'GET the Scale once deleted', method: 'GET', path: SCALE, as: 'rw' },
+  { name: 'list narrowed to the Deployment once deleted', method: 'GET', path: `${COLLECTION}?fieldSelector=metadata.name%3D${NAME}`, as: 'rw' },
   { name: 'patch the Scale once deleted', method: 'PATCH', path: SCALE, body: { spec: { replicas: 1 } }, contentType: MERGE, as: 'rw' },
 ];
 
@@ -67,6 +76,12 @@ export function essence(res: ApiResponse): Record<string, unknown> {
   if (b['kind'] === 'Scale') {
     const status = (b['status'] ?? {}) as Record<string, unknown>;
     return { status: res.status, kind: 'Scale', apiVersion: b['apiVersion'], spec: b['spec'], selector: typeof status['selector'] };
+  }
+  if (b['kind'] === 'DeploymentList') {
+    const items = b['items'] as Array<Record<string, unknown>>;
+    const rv = (b['metadata'] as { resourceVersion?: unknown }).resourceVersion;
+    return { status: res.status, kind: 'DeploymentList', apiVersion: b['apiVersion'], resourceVersion: typeof rv === 'string' && /^\d+$/.test(rv),
+      items: items.map((i) => ({ name: (i['metadata'] as { name?: unknown }).name, kind: i['kind'], replicas: (i['spec'] as { replicas?: unknown }).replicas })) };
   }
   if (b['kind'] === 'Deployment') {
     const spec = b['spec'] as Record<string, unknown>;

@@ -1,0 +1,168 @@
+/**
+ * The `Kube` interface over the project's own small client (kube-http.ts): the three calls the
+ * bot makes and a watch on its Deployment.
+ *
+ * - Config: a kubeconfig when given; else the pod's service account in a cluster; else
+ *   ~/.kube/config (kubeconfig.ts). Credentials are read per request (credentials.ts).
+ * - With `watch` set, that Deployment is watched (deployment-watch.ts) and, while the watch is
+ *   live, `status` is answered from it, a scale is one PATCH (its "from" is the watched
+ *   spec.replicas) and `ping` makes no request. Otherwise (no watch, watch down or not allowed)
+ *   `status` and `ping` GET the Deployment, and a scale GETs the scale subresource, then PATCHes it.
+ * - Scaling: a JSON merge patch `{spec:{replicas}}` of the `scale` subresource.
+ * - Each request has its own deadline (`requestTimeoutMs`). Failures are `KubeError`s with one
+ *   human sentence (api-errors.ts); `cause` is a `KubeErrorDetail` with the raw Status message or
+ *   the socket error code as `cause.code` (which confirmed-kube.ts reads).
+ */
+import type { Logger } from '../log.ts';
+import { toKubeError } from './api-errors.ts';
+import { mayHaveApplied } from './confirmed-kube.ts';
+import { Credentials } from './credentials.ts';
+import { DeploymentWatch, notFoundError, statusOf, type CachedDeployment, type WatchStats } from './deployment-watch.ts';
+import { KubeError, type DeploymentStatus, type DeploymentTarget, type Kube, type ScaleResult } from './kube.ts';
+import { KubeHttp, RequestTimeout, type RequestListener } from './kube-http.ts';
+import { loadClusterConfig, type ClusterConfig } from './kubeconfig.ts';
+
+export interface LeanKubeOptions {
+  /** A kubeconfig file (or several, ':'-separated); when absent: in-cluster config inside a pod, else ~/.kube/config. */
+  readonly kubeconfigPath?: string | undefined;
+  /** Deadline for each HTTP request to the API server. */
+  readonly requestTimeoutMs: number;
+  readonly logger?: Logger | undefined;
+  /** Environment to decide in-cluster vs kubeconfig (tests); defaults to process.env. */
+  readonly env?: NodeJS.ProcessEnv;
+  /** Where the in-cluster files are read from instead of `/` (tests lay out a pod's directory elsewhere). */
+  readonly serviceAccountRoot?: string;
+  /** The Deployment to watch and answer from; others are always asked for. */
+  readonly watch?: DeploymentTarget | undefined;
+  readonly watchIdleTimeoutMs?: number;
+  readonly watchBackoff?: { readonly initialMs: number; readonly maxMs: number };
+  /** Sees every request sent (method and path; tests count them). */
+  readonly onRequest?: RequestListener;
+}
+
+export interface LeanKube extends Kube {
+  readonly cluster: ClusterConfig;
+  /** Requests the watch made and events it saw; undefined without a watch. */
+  readonly watchStats: WatchStats | undefined;
+  /** True while the watch is connected (status and ping then make no request). */
+  readonly watching: boolean;
+  /** Stops the watch and closes every connection. */
+  close(): Promise<void>;
+}
+
+/** How long a status or scale waits for the watch to deliver the bot's own last write before asking the API instead. */
+const CATCH_UP_MS = 1_000;
+/** How long `ping` waits for a watch connection in flight before it asks the API itself. */
+const PING_WAIT_MS = 1_000;
+
+const sameTarget = (a: DeploymentTarget | undefined, b: DeploymentTarget): boolean => a?.namespace === b.namespace && a.name === b.name;
+
+/** Throws (a KubeconfigProblem or a file system error) when the configuration cannot be used; `kubeconfigError` words it. */
+export function createKube(options: LeanKubeOptions): LeanKube {
+  const cluster = loadClusterConfig({ kubeconfigPath: options.kubeconfigPath, env: options.env ?? process.env, serviceAccountRoot: options.serviceAccountRoot ?? '' });
+  const http = new KubeHttp(cluster, new Credentials(cluster.user), options.onRequest);
+  const log = options.logger;
+  const timeoutMs = options.requestTimeoutMs;
+  const mapError = (e: unknown, target: DeploymentTarget, verb: string, resource: string): KubeError =>
+    toKubeError(e, { target, verb, resource, server: cluster.server, timeoutMs, timedOut: e instanceof RequestTimeout });
+
+  const watched = options.watch;
+  const watch = watched === undefined ? undefined : new DeploymentWatch({
+    http, target: watched, requestTimeoutMs: timeoutMs, logger: log,
+    toKubeError: (e, verb) => mapError(e, watched, verb, 'deployments'),
+    ...(options.watchIdleTimeoutMs !== undefined ? { idleTimeoutMs: options.watchIdleTimeoutMs } : {}),
+    ...(options.watchBackoff !== undefined ? { backoff: options.watchBackoff } : {}),
+  });
+  watch?.start();
+  /** resourceVersion of the bot's own last write, until the watch has shown it. */
+  let written: string | undefined;
+  /** Until then a write's outcome is open (its answer was lost): read the API, not the cache. */
+  let doubtUntil = 0;
+
+  async function call<T>(op: string, target: DeploymentTarget, verb: string, resource: string, send: () => Promise<unknown>): Promise<T> {
+    const started = performance.now();
+    const fields = { op, namespace: target.namespace, name: target.name };
+    try {
+      const result = await send();
+      log?.debug({ ...fields, ms: Math.round(performance.now() - started) }, 'kubernetes call done');
+      return result as T;
+    } catch (e) {
+      const err = mapError(e, target, verb, resource);
+      log?.debug({ ...fields, kind: err.kind, status: err.status, detail: err.cause instanceof Error ? err.cause.message : undefined,
+        ms: Math.round(performance.now() - started) }, 'kubernetes call failed');
+      throw err;
+    }
+  }
+
+  const path = (t: DeploymentTarget, sub = ''): string =>
+    `/apis/apps/v1/namespaces/${encodeURIComponent(t.namespace)}/deployments/${encodeURIComponent(t.name)}${sub}`;
+
+  /** The watched state when it can be trusted for `target` now; undefined: ask the API. */
+  async function fromWatch(target: DeploymentTarget): Promise<CachedDeployment | undefined> {
+    if (!watch || !sameTarget(watched, target) || !watch.live || Date.now() < doubtUntil) return undefined;
+    if (written !== undefined) {
+      const rv = written;
+      const seen = await watch.caughtUp(rv, CATCH_UP_MS);
+      if (written === rv) written = undefined;
+      if (!seen) return undefined;
+    }
+    return watch.cached;
+  }
+
+  async function readDeployment(target: DeploymentTarget, op: string): Promise<DeploymentStatus> {
+    return statusOf(await call(op, target, 'get', 'deployments', () => http.json({ method: 'GET', path: path(target), timeoutMs })));
+  }
+
+  return {
+    cluster,
+    get watchStats() { return watch?.stats; },
+    get watching() { return watch?.live ?? false; },
+    async scale(target: DeploymentTarget, replicas: number): Promise<ScaleResult> {
+      if (!Number.isInteger(replicas) || replicas < 0) {
+        throw new KubeError('invalid', `invalid: ${String(replicas)} is not a valid replica count`);
+      }
+      const cached = await fromWatch(target);
+      let previous: number;
+      if (cached?.exists) previous = cached.status.desired;
+      else {
+        const before = await call<{ spec?: { replicas?: number } }>('scale-read', target, 'get', 'deployments/scale',
+          () => http.json({ method: 'GET', path: path(target, '/scale'), timeoutMs }));
+        previous = before.spec?.replicas ?? 0; // autoscaling/v1 omits spec.replicas when it is 0
+      }
+      let after: { spec?: { replicas?: number }; metadata?: { resourceVersion?: string } };
+      try {
+        after = await call('scale-patch', target, 'patch', 'deployments/scale', () => http.json({
+          method: 'PATCH', path: path(target, '/scale'), body: { spec: { replicas } }, contentType: 'application/merge-patch+json', timeoutMs,
+        }));
+      } catch (error) {
+        if (error instanceof KubeError && mayHaveApplied(error)) doubtUntil = Date.now() + Math.max(10_000, 2 * timeoutMs);
+        throw error;
+      }
+      const rv = after.metadata?.resourceVersion;
+      if (watch && sameTarget(watched, target) && typeof rv === 'string') written = rv;
+      const result = { previous, desired: after.spec?.replicas ?? 0 };
+      log?.info({ namespace: target.namespace, name: target.name, ...result }, 'deployment scaled');
+      return result;
+    },
+    async status(target: DeploymentTarget): Promise<DeploymentStatus> {
+      const cached = await fromWatch(target);
+      if (cached) {
+        if (!cached.exists) throw notFoundError(target);
+        return cached.status;
+      }
+      return readDeployment(target, 'status');
+    },
+    async ping(target: DeploymentTarget): Promise<void> {
+      if (watch && sameTarget(watched, target) && await watch.answering(Math.min(PING_WAIT_MS, timeoutMs))) return;
+      await readDeployment(target, 'ping');
+      // The API answers again: a watch waiting out a backoff after losing it may reconnect now.
+      const down = watch?.lastError;
+      if (down && (down.kind === 'unreachable' || down.kind === 'timeout' || down.kind === 'server')) watch?.wake();
+    },
+    async close(): Promise<void> {
+      const stopped = watch?.close();
+      http.close();
+      await stopped;
+    },
+  };
+}
