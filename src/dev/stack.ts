@@ -49,6 +49,11 @@ export interface Stack {
    * own log (its appservice scheduler's lines), since Synapse exposes this state nowhere else.
    */
   waitForAppserviceUp(timeoutMs?: number): Promise<void>;
+  /**
+   * PUTs a transaction to the bot as Synapse would (with the registration's hs_token): for
+   * replays and crafted bodies Synapse itself would not send. A string body is sent as it is.
+   */
+  pushTransaction(txnId: string, body: unknown): Promise<Response>;
   /** Registers a user and returns them as a Human with a running /sync loop. */
   human(localpart: string): Promise<Human>;
   stop(): Promise<void>;
@@ -133,6 +138,13 @@ export async function startStack(options: StackOptions): Promise<Stack> {
         if (Date.now() - started > timeoutMs) throw new Error('Synapse is still retrying pushes to the bot');
         await new Promise((r) => setTimeout(r, 100));
       }
+    },
+    pushTransaction(txnId, body) {
+      return fetch(`http://127.0.0.1:${botPort}/_matrix/app/v1/transactions/${encodeURIComponent(txnId)}`, {
+        method: 'PUT',
+        headers: { authorization: `Bearer ${registration.hsToken}`, 'content-type': 'application/json' },
+        body: typeof body === 'string' ? body : JSON.stringify(body),
+      });
     },
     async human(localpart) {
       const user = await synapse.registerUser(localpart, `pw-${localpart}-${humanCount++}`);

@@ -22,7 +22,6 @@ describe('appservice mode against a real Synapse', { timeout: 300_000 }, () => {
   let mallory: Human;
   let room: string;
   let bot: string;
-  let hsToken: string;
 
   /** Sends a command and waits for the bot's replies to it (echo + result by default). */
   async function command(text: string, replies = 2, from: Human = alice): Promise<{ eventId: string; texts: string[] }> {
@@ -34,17 +33,9 @@ describe('appservice mode against a real Synapse', { timeout: 300_000 }, () => {
 
   const patches = (): number => stack.sim.requests.filter((r) => r.method === 'PATCH').length;
 
-  async function putTransaction(txnId: string, events: unknown[]): Promise<Response> {
-    return fetch(`http://127.0.0.1:${stack.botPort}/_matrix/app/v1/transactions/${txnId}`, {
-      method: 'PUT',
-      headers: { authorization: `Bearer ${hsToken}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ events }),
-    });
-  }
 
   before(async () => {
     stack = await startStack({ dir: await mkdtemp(join(tmpdir(), 'openclaw-as-')) });
-    hsToken = (parse(await readFile(stack.registrationPath, 'utf8')) as { hs_token: string }).hs_token;
     ({ app } = await stack.startBot());
     bot = app.userId;
     alice = await stack.human('alice');
@@ -169,7 +160,7 @@ describe('appservice mode against a real Synapse', { timeout: 300_000 }, () => {
     const afterStop = patches();
     const replay = { ...event, room_id: room };
     for (const txnId of ['replay-1', 'replay-1', 'replay-2', '1']) {
-      const response = await putTransaction(txnId, [replay]);
+      const response = await stack.pushTransaction(txnId, { events: [replay] });
       assert.equal(response.status, 200);
       assert.deepEqual(await response.json(), {});
     }

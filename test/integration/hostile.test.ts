@@ -5,11 +5,10 @@
  * jammed every room for good (Synapse resent the failing transaction for ever).
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile } from 'node:fs/promises';
+import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
-import { parse } from 'yaml';
 import type { App } from '../../src/app.ts';
 import type { Human, TimelineEvent } from '../../src/dev/human.ts';
 import { startStack, type Stack } from '../../src/dev/stack.ts';
@@ -27,7 +26,6 @@ describe('a hostile homeserver user cannot jam the bot', { timeout: 600_000 }, (
   let mallory: Human;
   let room: string;
   let bot: string;
-  let hsToken: string;
   const recoveries: number[] = [];
 
   /** Sends `status` as alice and returns how long the answer took. */
@@ -47,13 +45,6 @@ describe('a hostile homeserver user cannot jam the bot', { timeout: 600_000 }, (
     return text.split('\n').filter((l) => l.startsWith(name)).join('\n');
   }
 
-  async function putTransaction(txnId: string, body: unknown): Promise<Response> {
-    return fetch(`http://127.0.0.1:${stack.botPort}/_matrix/app/v1/transactions/${txnId}`, {
-      method: 'PUT',
-      headers: { authorization: `Bearer ${hsToken}`, 'content-type': 'application/json' },
-      body: JSON.stringify(body),
-    });
-  }
 
   /** A stranger's invite and its kick or ban, or an allowed user's invite and its withdrawal. */
   async function jam(kind: 'stranger-kick' | 'stranger-ban' | 'withdrawn'): Promise<void> {
@@ -65,7 +56,6 @@ describe('a hostile homeserver user cannot jam the bot', { timeout: 600_000 }, (
 
   before(async () => {
     stack = await startStack({ dir: await mkdtemp(join(tmpdir(), 'openclaw-hostile-')) });
-    hsToken = (parse(await readFile(stack.registrationPath, 'utf8')) as { hs_token: string }).hs_token;
     ({ app } = await stack.startBot());
     bot = app.userId;
     alice = await stack.human('alice');
@@ -115,14 +105,10 @@ describe('a hostile homeserver user cannot jam the bot', { timeout: 600_000 }, (
     ];
     let n = 0;
     for (const [what, body] of shapes) {
-      const response = await putTransaction(`crafted-${ts}-${++n}`, body);
+      const response = await stack.pushTransaction(`crafted-${ts}-${++n}`, body);
       assert.equal(response.status, 200, `${what}: ${await response.text()}`);
     }
-    const deep = await fetch(`http://127.0.0.1:${stack.botPort}/_matrix/app/v1/transactions/crafted-${ts}-deep`, {
-      method: 'PUT',
-      headers: { authorization: `Bearer ${hsToken}`, 'content-type': 'application/json' },
-      body: `{"events": [{"content": ${'['.repeat(5_000)}${']'.repeat(5_000)}}]}`,
-    });
+    const deep = await stack.pushTransaction(`crafted-${ts}-deep`, `{"events": [{"content": ${'['.repeat(5_000)}${']'.repeat(5_000)}}]}`);
     assert.equal(deep.status, 400);
     assert.match(await metric('openclaw_events_skipped_total'), /reason="malformed"\} [1-9]/);
     await answeredIn();
