@@ -142,7 +142,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     pushTransaction(txnId, body) {
       return fetch(`http://127.0.0.1:${botPort}/_matrix/app/v1/transactions/${encodeURIComponent(txnId)}`, {
         method: 'PUT',
-        headers: { authorization: `Bearer ${registration.hsToken}`, 'content-type': 'application/json' },
+        headers: { authorization: `Bearer ${String(registration['hs_token'])}`, 'content-type': 'application/json' },
         body: typeof body === 'string' ? body : JSON.stringify(body),
       });
     },
