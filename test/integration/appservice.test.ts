@@ -175,6 +175,7 @@ describe('appservice mode against a real Synapse', { timeout: 300_000 }, () => {
   it('survives its own restart without running anything twice', async () => {
     await app.stop();
     ({ app } = await stack.startBot());
+    await stack.waitForAppserviceUp(); // a restart leaves Synapse retrying; an event sent meanwhile can wait for the next one
     const status = await command('status');
     assert.match(status.texts[1] ?? '', /desired 0/);
   });
@@ -182,6 +183,7 @@ describe('appservice mode against a real Synapse', { timeout: 300_000 }, () => {
   it('answers a Kubernetes RBAC refusal with one line in chat, and keeps running', async () => {
     await app.stop();
     ({ app } = await stack.startBot({ env: { KUBECONFIG: stack.readOnlyKubeconfig } }));
+    await stack.waitForAppserviceUp(); // a restart leaves Synapse retrying; an event sent meanwhile can wait for the next one
     const start = await command('start');
     assert.equal(start.texts[1], `⚠️ Could not start openclaw: forbidden: the service account may not patch deployments/scale in namespace ${NAMESPACE}`);
     assert.equal(stack.sim.replicas(NAMESPACE, DEPLOYMENT), 0);
@@ -189,11 +191,13 @@ describe('appservice mode against a real Synapse', { timeout: 300_000 }, () => {
     assert.match(status.texts[1] ?? '', /openclaw is (⚪ off|🟠 stopping): desired 0,/);
     await app.stop();
     ({ app } = await stack.startBot());
+    await stack.waitForAppserviceUp(); // a restart leaves Synapse retrying; an event sent meanwhile can wait for the next one
   });
 
   it('answers a start whose PATCH took effect but was answered too late as a success, not a failure', async () => {
     await app.stop();
     ({ app } = await stack.startBot({ env: { KUBE_TIMEOUT_SECONDS: '1' } }));
+    await stack.waitForAppserviceUp(); // a restart leaves Synapse retrying; an event sent meanwhile can wait for the next one
     try {
       // Simulator fault: the PATCH is applied at once, its answer comes after the bot's 1 s limit.
       stack.sim.setFailure({ mode: 'answer-late', delayMs: 2500, match: (r) => r.method === 'PATCH' });
@@ -207,6 +211,7 @@ describe('appservice mode against a real Synapse', { timeout: 300_000 }, () => {
       stack.sim.clearFailures();
       await app.stop();
       ({ app } = await stack.startBot());
+      await stack.waitForAppserviceUp(); // a restart leaves Synapse retrying; an event sent meanwhile can wait for the next one
     }
   });
 
