@@ -1,4 +1,5 @@
 import { MatrixError } from './matrix/client.ts';
+import { storageProblem } from './store/storage-error.ts';
 
 /**
  * Whether redelivering a batch could fix a failure. The answer decides between failing the batch
@@ -12,9 +13,6 @@ export interface Failure {
   readonly reason: string;
 }
 
-/** Filesystem errors that go away when an operator frees space or remounts: worth a retry. */
-const STORAGE_CODES = new Set(['ENOSPC', 'EDQUOT', 'EROFS', 'EIO', 'EAGAIN', 'EBUSY', 'EMFILE', 'ENFILE', 'EACCES', 'EPERM']);
-
 export function classify(error: unknown): Failure {
   if (error instanceof MatrixError) {
     // No answer, rate limited, or the server's own fault: it may well work next time.
@@ -23,8 +21,10 @@ export function classify(error: unknown): Failure {
     if (error.status === 401) return { transient: true, reason: 'homeserver-auth' };
     return { transient: false, reason: `homeserver-${error.status}` };
   }
+  // A volume that is full, read-only or failing (also when the crypto engine wraps the error) goes
+  // away when an operator fixes it: worth a retry. Other SQLite errors too: the store may recover.
   const code = (error as NodeJS.ErrnoException | null)?.code;
-  if (typeof code === 'string' && (STORAGE_CODES.has(code) || code.startsWith('ERR_SQLITE'))) return { transient: true, reason: 'storage' };
+  if (storageProblem(error) !== undefined || (typeof code === 'string' && code.startsWith('ERR_SQLITE'))) return { transient: true, reason: 'storage' };
   // Unknown: retried, and the pipeline's backstop bounds how long it may block the queue.
   return { transient: true, reason: 'unexpected' };
 }

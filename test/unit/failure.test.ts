@@ -19,6 +19,8 @@ describe('classify: retry the batch, or skip the event', () => {
   test('a full or read-only disk, and SQLite errors: transient', () => {
     for (const code of ['ENOSPC', 'EROFS', 'EIO', 'EDQUOT']) assert.deepEqual(classify(errno(code)), { transient: true, reason: 'storage' });
     assert.equal(classify(errno('ERR_SQLITE_ERROR')).reason, 'storage');
+    // As the crypto engine reports it: its own error, the disk's underneath.
+    assert.deepEqual(classify(new Error('the store could not commit', { cause: errno('ENOSPC') })), { transient: true, reason: 'storage' });
   });
 
   test('anything unknown is retried (the backstop bounds how long)', () => {
