@@ -18,6 +18,13 @@ export class StateDb {
   readonly #finished: StatementSync;
   readonly #get: StatementSync;
   readonly #set: StatementSync;
+  // On every batch or every reply: prepared once. Rarer statements are prepared where they run.
+  readonly #markActing: StatementSync;
+  readonly #acting: StatementSync;
+  readonly #recordReply: StatementSync;
+  readonly #reply: StatementSync;
+  readonly #replies: StatementSync;
+  readonly #batchFailures: StatementSync;
 
   private constructor(path: string) {
     this.path = path;
@@ -75,6 +82,12 @@ export class StateDb {
     this.#finished = this.#db.prepare('SELECT finished FROM handled_events WHERE event_id = ?');
     this.#get = this.#db.prepare('SELECT value FROM kv WHERE key = ?');
     this.#set = this.#db.prepare('INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value');
+    this.#markActing = this.#db.prepare('UPDATE handled_events SET acting = 1 WHERE event_id = ?');
+    this.#acting = this.#db.prepare('SELECT acting FROM handled_events WHERE event_id = ?');
+    this.#recordReply = this.#db.prepare('INSERT INTO replies (event_id, purpose, room_id, content_json, recorded_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING');
+    this.#reply = this.#db.prepare('SELECT content_json FROM replies WHERE event_id = ? AND purpose = ?');
+    this.#replies = this.#db.prepare('SELECT purpose, room_id, content_json FROM replies WHERE event_id = ? ORDER BY rowid');
+    this.#batchFailures = this.#db.prepare('SELECT failures, first_failed_at FROM failing_batches WHERE fingerprint = ?');
     for (const suffix of ['', '-wal', '-shm']) {
       try {
         chmodSync(path + suffix, 0o600);
@@ -108,11 +121,11 @@ export class StateDb {
    * whether it acted; one that does not find it knows it did not.
    */
   markActing(eventId: string): void {
-    this.#db.prepare('UPDATE handled_events SET acting = 1 WHERE event_id = ?').run(eventId);
+    this.#markActing.run(eventId);
   }
 
   wasActing(eventId: string): boolean {
-    const row = this.#db.prepare('SELECT acting FROM handled_events WHERE event_id = ?').get(eventId) as { acting: number } | undefined;
+    const row = this.#acting.get(eventId) as { acting: number } | undefined;
     return row?.acting === 1;
   }
 
@@ -177,14 +190,14 @@ export class StateDb {
    * deciding again. Rows keep their insertion order (rowid), which is the order they are sent in.
    */
   recordReply(eventId: string, purpose: string, roomId: string, contentJson: string, now = Date.now()): string {
-    this.#db.prepare('INSERT INTO replies (event_id, purpose, room_id, content_json, recorded_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING').run(eventId, purpose, roomId, contentJson, now);
-    const row = this.#db.prepare('SELECT content_json FROM replies WHERE event_id = ? AND purpose = ?').get(eventId, purpose) as { content_json: string };
+    this.#recordReply.run(eventId, purpose, roomId, contentJson, now);
+    const row = this.#reply.get(eventId, purpose) as { content_json: string };
     return row.content_json;
   }
 
   /** The replies recorded for an event, in the order they were recorded. */
   recordedReplies(eventId: string): Array<{ purpose: string; roomId: string; contentJson: string }> {
-    const rows = this.#db.prepare('SELECT purpose, room_id, content_json FROM replies WHERE event_id = ? ORDER BY rowid').all(eventId) as Array<{ purpose: string; room_id: string; content_json: string }>;
+    const rows = this.#replies.all(eventId) as Array<{ purpose: string; room_id: string; content_json: string }>;
     return rows.map((r) => ({ purpose: r.purpose, roomId: r.room_id, contentJson: r.content_json }));
   }
 
@@ -200,7 +213,7 @@ export class StateDb {
   }
 
   batchFailures(fingerprint: string): { failures: number; firstFailedAt: number } | undefined {
-    const row = this.#db.prepare('SELECT failures, first_failed_at FROM failing_batches WHERE fingerprint = ?').get(fingerprint) as { failures: number; first_failed_at: number } | undefined;
+    const row = this.#batchFailures.get(fingerprint) as { failures: number; first_failed_at: number } | undefined;
     return row && { failures: row.failures, firstFailedAt: row.first_failed_at };
   }
 
