@@ -34,7 +34,7 @@ import {
 import { DeviceId, EncryptionSettings, OlmMachine, RoomId, UserId } from '@matrix-org/matrix-sdk-crypto-wasm';
 import type { CryptoApi } from 'matrix-js-sdk/lib/crypto-api/index.js';
 import { gateGlobalLogger, makeLogger, unrefSdkTimers } from './sdk-quirks.ts';
-import { megolmIdentity } from './megolm-index.ts';
+import { megolmIdentity } from '../crypto/megolm-index.ts';
 
 export interface E2eeHumanOptions {
   baseUrl: string;

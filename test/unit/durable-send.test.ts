@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { DeviceId, KeysUploadRequest, OlmMachine, UserId } from '@matrix-org/matrix-sdk-crypto-wasm';
 import { openDeviceCrypto, type DeviceApi } from '../../src/crypto/device-store.ts';
 import { OlmCrypto } from '../../src/crypto/olm-crypto.ts';
-import { megolmIdentity } from '../../src/dev/megolm-index.ts';
+import { megolmIdentity } from '../../src/crypto/megolm-index.ts';
 import { silentLogger } from '../../src/log.ts';
 import type { MatrixClient } from '../../src/matrix/client.ts';
 import { StateDb } from '../../src/store/state-db.ts';

@@ -11,7 +11,7 @@
 import { writeSync } from 'node:fs';
 import { EncryptionSettings, RoomId, UserId, type OlmMachine } from '@matrix-org/matrix-sdk-crypto-wasm';
 import { openDeviceCrypto, type DeviceApi } from '../../src/crypto/device-store.ts';
-import { megolmIdentity } from '../../src/dev/megolm-index.ts';
+import { megolmIdentity } from '../../src/crypto/megolm-index.ts';
 import { silentLogger } from '../../src/log.ts';
 import { EngineHomeserver, exportedRoomKeys, memoryDevice } from '../../src/dev/engine-homeserver.ts';
 

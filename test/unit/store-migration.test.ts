@@ -13,7 +13,7 @@ import { after, before, describe, test } from 'node:test';
 import { EncryptionSettings, RoomId, UserId } from '@matrix-org/matrix-sdk-crypto-wasm';
 import { CryptoStore, STORE_FILE } from '../../src/crypto/crypto-store.ts';
 import { openDeviceCrypto, type DeviceApi } from '../../src/crypto/device-store.ts';
-import { megolmIdentity } from '../../src/dev/megolm-index.ts';
+import { megolmIdentity } from '../../src/crypto/megolm-index.ts';
 import { silentLogger } from '../../src/log.ts';
 import { StartupError } from '../../src/startup-error.ts';
 import { decryptBody } from '../../src/dev/engine-homeserver.ts';
