@@ -1,7 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
 import type { Logger } from '../log.ts';
-import { BatchFailed } from '../failure.ts';
+import { BatchFailed, errorMessage } from '../failure.ts';
 import { TransactionFormatError } from './transaction.ts';
 
 export interface AppserviceHandlers {
@@ -109,7 +109,7 @@ export function appserviceRouter(h: AppserviceHandlers): Router {
         return matrixError(res, 400, 'M_BAD_JSON', error.message);
       }
       // A failed batch is logged by the pipeline with its context; anything else is logged here.
-      if (!(error instanceof BatchFailed)) h.logger.error({ txn_id: txnId, err: error instanceof Error ? error.message : String(error) }, 'transaction failed; Synapse will retry it');
+      if (!(error instanceof BatchFailed)) h.logger.error({ txn_id: txnId, err: errorMessage(error) }, 'transaction failed; Synapse will retry it');
       matrixError(res, 500, 'M_UNKNOWN', 'Transaction failed; please retry');
     }
   });
