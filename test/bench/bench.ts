@@ -12,7 +12,7 @@
  *     who is not allowed, (b) an allowed user's chatter while COMMAND_PREFIX is set;
  *  4. memory: VmRSS / VmHWM of the bot child every 100 ms, crypto store size; flush time and a
  *     per-stage breakdown of a command from an in-process bot (methods wrapped, src/ untouched);
- *     RSS of the production entry point (dist/main.js, compiled to a temp dir) and with a V8 flag;
+ *     RSS of the production entry point (dist/main.js, bundled to a temp dir) and with V8 flags;
  *  5. cold start to `GET /ready` 200, on the existing store and on a fresh one.
  *
  * Senders rotate Megolm sessions every 100 messages (Element's default), so each 100 events carry
@@ -31,7 +31,9 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
-import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { build as esbuild } from 'esbuild';
+import { BUILD_OPTIONS, buildBundle } from '../../scripts/build.ts';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -191,7 +193,7 @@ async function main(): Promise<void> {
     };
     const quietConfig = { ECHO_MODE: 'false', COMMAND_PREFIX: PREFIX };
     await built; // before the first measured start: the compiler would compete for the cores
-    say('production build (tsc -p tsconfig.build.json) done');
+    say('production build (scripts/build.ts: the bundle) done');
 
     const nextCommand = (): string => {
       const word = sim.replicas(NAMESPACE, DEPLOYMENT) === 0 ? 'start' : 'stop';
@@ -501,7 +503,7 @@ async function main(): Promise<void> {
     }
     say('4c. memory: module floor (import only)');
     await built;
-    const importFloor = await measureImportFloor(join(dir, 'build', 'dist', 'kube', 'lean-kube.js'));
+    const importFloor = await measureImportFloor(join(dir, 'build', 'lean-kube.js'));
     say('kube: GET deployments/scale over a new TLS connection each time vs one kept-alive connection');
     const kubeTls = await measureKubeTls(sim.url, sim.caPem);
 
@@ -789,13 +791,11 @@ function pickProcessMetrics(text: string): Record<string, number> {
 
 const run = promisify(execFile);
 
-/** Compiles the bot as the Dockerfile does (tsconfig.build.json) into `<dir>/build/dist`; resolves node_modules through a symlink. */
+/** Builds the bot as the Dockerfile does (scripts/build.ts: one bundle + the wasm) into `<dir>/build/dist`, and the Kubernetes client alone beside it. */
 async function buildDist(dir: string): Promise<void> {
-  const build = join(dir, 'build');
-  await mkdir(build, { recursive: true });
-  await run(join(REPO, 'node_modules/.bin/tsc'), ['-p', join(REPO, 'tsconfig.build.json'), '--outDir', join(build, 'dist')], { cwd: REPO });
-  await copyFile(join(REPO, 'package.json'), join(build, 'package.json')); // dist/cli.js reads ../package.json
-  await symlink(join(REPO, 'node_modules'), join(build, 'node_modules'), 'dir');
+  const dist = join(dir, 'build', 'dist');
+  await buildBundle(dist);
+  await esbuild({ ...BUILD_OPTIONS, entryPoints: [join(REPO, 'src/kube/lean-kube.ts')], banner: {}, outfile: join(dir, 'build', 'lean-kube.js') });
 }
 
 /** RSS of a Node process that only imports the bot's dependencies (and initialises the wasm engine), with and without the Kubernetes client (src/kube). */
