@@ -107,6 +107,8 @@ export async function start(config: Config, deps: Deps): Promise<App> {
     const kube = confirmWrites(instrumentKube(deps.kube ?? (ownKube = loadKube(config, target, logger)), metrics, health), {
       logger, budgetMs: Math.max(READ_BACK_MIN_MS, config.kubernetes.timeoutSeconds * 1000),
     });
+    const watched = ownKube;
+    metrics.watchSource(() => (watched?.watchStats ? { live: watched.watching, stats: watched.watchStats } : undefined));
     const { client } = connection;
     const userId = await connection.connect(abort.signal);
     health.set('homeserver', true, 'the homeserver answered');
@@ -187,6 +189,7 @@ export async function start(config: Config, deps: Deps): Promise<App> {
         await server.close(pipeline.drain());
         await crypto.close();
         await ownKube?.close();
+        connection.client.close();
         storage.close();
       },
     };
@@ -197,6 +200,7 @@ export async function start(config: Config, deps: Deps): Promise<App> {
     await http?.close();
     await olm?.close().catch(() => undefined);
     await ownKube?.close();
+    connection.client.close();
     storage.close();
     // Any other step that wrote to the volume (a login saved, a sync position): still one line, exit 4.
     throw asStorageFailure(error, 'writing to the volume failed during start-up');

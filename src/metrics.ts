@@ -1,4 +1,4 @@
-import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 /** The bot's Prometheus metrics, on a registry of its own so several bots can share a process (tests). */
 export class Metrics {
@@ -53,6 +53,35 @@ export class Metrics {
     buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     registers: [this.registry],
   });
+
+  /** The Deployment watch, read at scrape time (set by watchSource): nothing runs between scrapes. */
+  #watch: (() => { live: boolean; stats: { lists: number; watches: number; events: number; relists: number } } | undefined) | undefined;
+  readonly watchUp = new Gauge({
+    name: 'openclaw_kube_watch_up',
+    help: '1 while the watch on the Deployment is connected (status and the "from" of a scale then need no request), 0 while it is down or not allowed (or the bot was given a client without one)',
+    registers: [this.registry],
+    collect: () => {
+      const w = this.#watch?.();
+      if (w) this.watchUp.set(w.live ? 1 : 0);
+    },
+  });
+  readonly watchRequests = new Gauge({
+    name: 'openclaw_kube_watch_requests',
+    help: 'Requests the Deployment watch has made since start, by kind (list: a full read, after a start or a 410; watch: a connection)',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+    collect: () => {
+      const w = this.#watch?.();
+      if (!w) return;
+      this.watchRequests.set({ kind: 'list' }, w.stats.lists);
+      this.watchRequests.set({ kind: 'watch' }, w.stats.watches);
+    },
+  });
+
+  /** Where the watch metrics are read from at each scrape. */
+  watchSource(read: () => { live: boolean; stats: { lists: number; watches: number; events: number; relists: number } } | undefined): void {
+    this.#watch = read;
+  }
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
     // prom-client samples event-loop delay with a libuv timer at this resolution. Its default of

@@ -1,4 +1,5 @@
 import type { Logger } from '../log.ts';
+import { HomeserverHttp, type HttpAnswer } from './http.ts';
 
 /** A homeserver answer that was not 2xx, or no answer at all (`status` 0, errcode `M_CONNECTION`). */
 export class MatrixError extends Error {
@@ -58,6 +59,7 @@ export class MatrixClient {
   #identity: Record<string, string>;
   readonly #timeoutMs: number;
   readonly #logger: Logger;
+  readonly #http = new HomeserverHttp();
 
   constructor(options: MatrixClientOptions) {
     this.baseUrl = options.baseUrl.replace(/\/+$/, '');
@@ -74,6 +76,11 @@ export class MatrixClient {
 
   setAccessToken(token: string): void {
     this.#accessToken = token;
+  }
+
+  /** Closes the kept-alive connections (the client is not used afterwards). */
+  close(): void {
+    this.#http.close();
   }
 
   async request<T = Record<string, unknown>>(method: string, path: string, options: RequestOptions = {}): Promise<T> {
@@ -135,21 +142,21 @@ export class MatrixClient {
     const query = { ...(options.asSelfOnly ? {} : this.#identity), ...options.query };
     for (const [key, value] of Object.entries(query)) if (value !== undefined) url.searchParams.set(key, value);
     const started = performance.now();
-    let response: Response;
+    let response: HttpAnswer;
     try {
-      response = await fetch(url, {
+      response = await this.#http.send({
         method,
+        url,
         headers: { authorization: `Bearer ${this.#accessToken}`, ...(options.body === undefined ? {} : { 'content-type': 'application/json' }) },
-        body: options.body === undefined ? null : JSON.stringify(options.body),
-        signal: options.signal
-          ? AbortSignal.any([options.signal, AbortSignal.timeout(options.timeoutMs ?? this.#timeoutMs)])
-          : AbortSignal.timeout(options.timeoutMs ?? this.#timeoutMs),
+        body: options.body === undefined ? undefined : JSON.stringify(options.body),
+        timeoutMs: options.timeoutMs ?? this.#timeoutMs,
+        signal: options.signal,
       });
     } catch (error) {
       const reason = (error as Error).name === 'TimeoutError' ? 'timed out' : describeFetchError(error);
       throw new MatrixError({ errcode: 'M_CONNECTION', status: 0, method, path: url.pathname, message: `homeserver ${reason}` }, { cause: error });
     }
-    const text = await response.text();
+    const text = response.text;
     const ms = Math.round(performance.now() - started);
     this.#logger.trace({ method, path: url.pathname, status: response.status, ms }, 'homeserver request');
     let json: Record<string, unknown> | undefined;
@@ -158,7 +165,7 @@ export class MatrixClient {
     } catch {
       json = undefined;
     }
-    if (!response.ok) {
+    if (response.status < 200 || response.status > 299) {
       const retryAfter = json?.['retry_after_ms'];
       throw new MatrixError({
         errcode: typeof json?.['errcode'] === 'string' ? json['errcode'] : `HTTP_${response.status}`,
@@ -178,6 +185,6 @@ export class MatrixClient {
 }
 
 function describeFetchError(error: unknown): string {
-  const cause = (error as { cause?: { code?: string; message?: string } }).cause;
-  return `unreachable (${cause?.code ?? cause?.message ?? (error as Error).message})`;
+  const e = error as { code?: string; message?: string; cause?: { code?: string; message?: string } };
+  return `unreachable (${e.code ?? e.cause?.code ?? e.cause?.message ?? e.message})`;
 }

@@ -28,6 +28,8 @@ export interface SpawnOptions {
   readonly nodeArgs?: readonly string[];
   /** Entry point (default `src/main.ts`, run through Node's type stripping). */
   readonly script?: string;
+  /** Working directory (default the repository: the bundle runs from a directory without node_modules). */
+  readonly cwd?: string;
   readonly timeoutMs?: number;
 }
 
@@ -37,7 +39,7 @@ export async function spawnBot(o: SpawnOptions): Promise<BotChild> {
   const log = await open(o.logPath, 'a');
   const started = performance.now();
   const proc = spawn(join(o.repoRoot, 'node_modules/.bin/node'), [...(o.nodeArgs ?? []), o.script ?? 'src/main.ts'], {
-    cwd: o.repoRoot,
+    cwd: o.cwd ?? o.repoRoot,
     env: { PATH: process.env['PATH'], HOME: process.env['HOME'], ...o.env } as NodeJS.ProcessEnv,
     stdio: ['ignore', log.fd, 'pipe'],
   });

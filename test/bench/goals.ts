@@ -1,0 +1,272 @@
+/**
+ * Issue 10's goals, as the image runs the bot (`npm run bench`; not part of `npm test`).
+ *
+ * The bot is the production bundle (scripts/build.ts, built into a temp dir with nothing beside it:
+ * no node_modules, no sources) run by `node dist/main.js` with the Dockerfile's own ENV (read from
+ * the Dockerfile, so the two cannot drift), against a real Synapse and the simulated Kubernetes API.
+ * The human is a real E2EE client (matrix-js-sdk with Rust crypto) in an encrypted DM; a pass-through
+ * proxy between the bot and Synapse notes when each reply left the bot.
+ *
+ * Measured: restart → /ready (existing store, fresh store); commands (CPU per encrypted command,
+ * Kubernetes requests per start/stop and per status, PATCH → reply sent, and where the time from the
+ * PATCH to the human seeing the reply goes); memory (VmRSS/VmHWM every 100 ms) under the commands and
+ * under Synapse's largest transactions; idle CPU and RSS after it settles.
+ *
+ * Options: --quick (few iterations), --keep (keep the temp dir), --out <file> (JSON).
+ * Environment: SETTLE_SECONDS (default 40), IDLE_SECONDS (default 60).
+ */
+import { readFileSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { buildBundle } from '../../scripts/build.ts';
+import { startE2eeHuman, type E2eeHuman, type Message } from '../../src/dev/e2ee-human.ts';
+import { startStack, type Stack } from '../../src/dev/stack.ts';
+import { cpuMs, ProcSampler, spawnBot, type BotChild } from './lib/bot-child.ts';
+import { startRecordingProxy, type RecordingProxy } from './lib/recording-proxy.ts';
+import { median, mib, summarize, table, fmt, type Summary } from './lib/stats.ts';
+
+const REPO = fileURLToPath(new URL('../../', import.meta.url));
+const { values: opts } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    keep: { type: 'boolean', default: false },
+    out: { type: 'string', default: join(REPO, 'test/bench/results/goals-latest.json') },
+    /** Extra environment for the bot, to try a variant against the image's: --env MALLOC_ARENA_MAX=2 (repeatable). */
+    env: { type: 'string', multiple: true, default: [] },
+    /** Extra node flag for the bot (V8 flags NODE_OPTIONS does not take): --node-arg=--no-opt (repeatable). */
+    'node-arg': { type: 'string', multiple: true, default: [] },
+    /** Print the bot's memory map (largest mappings) at the end of the idle window. */
+    smaps: { type: 'boolean', default: false },
+  },
+});
+const N = opts.quick ? { rounds: 4, restarts: 1, bigTxns: 10 } : { rounds: 30, restarts: 3, bigTxns: 60 };
+const SETTLE_S = Number(process.env['SETTLE_SECONDS'] ?? (opts.quick ? 10 : 40));
+const IDLE_S = Number(process.env['IDLE_SECONDS'] ?? (opts.quick ? 20 : 60));
+const PASSWORD = 'goals-password-1';
+const RESULT = /replicas \d+ → \d+/;
+const STATUS = /: desired \d+, ready \d+/;
+
+const T0 = performance.now();
+const say = (msg: string): void => void process.stderr.write(`[goals ${((performance.now() - T0) / 1000).toFixed(1).padStart(6)} s] ${msg}\n`);
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+const round1 = (v: number): number => Math.round(v * 10) / 10;
+
+/** The runtime stage's ENV, from the Dockerfile itself. */
+function imageEnv(): Record<string, string> {
+  const text = readFileSync(join(REPO, 'Dockerfile'), 'utf8').replace(/\\\n/g, ' ');
+  const runtime = text.slice(text.lastIndexOf('\nFROM '));
+  const env: Record<string, string> = {};
+  for (const line of runtime.split('\n').filter((l) => l.startsWith('ENV '))) {
+    for (const m of line.slice(4).matchAll(/(\w+)=("([^"]*)"|\S+)/g)) env[m[1] as string] = m[3] ?? (m[2] as string);
+  }
+  delete env['CRYPTO_STORE_PATH']; // the stack's own store path
+  return env;
+}
+
+/** Synapse's largest transactions (test/bench/lib/big-transactions.ts, from the big-transactions work). */
+async function bigTransactions(stack: Stack, transactions: number): Promise<{ commandAfter: boolean; measured: boolean } & Record<string, unknown>> {
+  const lib = await import('./lib/big-transactions.ts' as string).catch(() => undefined) as { runBigTransactions?: (o: unknown) => Promise<Record<string, unknown>> } | undefined;
+  if (!lib?.runBigTransactions) {
+    say('big transactions: not measured (test/bench/lib/big-transactions.ts is missing)');
+    return { commandAfter: false, measured: false };
+  }
+  const result = await lib.runBigTransactions({ stack, transactions, say });
+  return { commandAfter: result['commandAfter'] === true, measured: true, ...result };
+}
+
+/** Resident memory of a process by kind of mapping (smaps), largest first: where idle RSS goes. */
+function memoryMap(pid: number): string {
+  const text = readFileSync(`/proc/${pid}/smaps`, 'utf8');
+  const byName = new Map<string, number>();
+  let name = '';
+  for (const line of text.split('\n')) {
+    const head = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
+    if (head) name = head[1] || '[anonymous]';
+    const rss = /^Rss:\s+(\d+) kB/.exec(line);
+    if (rss) byName.set(name, (byName.get(name) ?? 0) + Number(rss[1]));
+  }
+  return [...byName].sort((a, b) => b[1] - a[1]).slice(0, 12).map(([n, kib]) => `  ${(kib / 1024).toFixed(1).padStart(6)} MiB  ${n}`).join('\n');
+}
+
+interface Goal { goal: string; target: string; measured: string; pass: boolean }
+
+async function main(): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'openclaw-goals-'));
+  const image = join(dir, 'image');
+  let stack: Stack | undefined;
+  let proxy: RecordingProxy | undefined;
+  let child: BotChild | undefined;
+  let alice: E2eeHuman | undefined;
+  let ok = false;
+  try {
+    say(`bundling into ${image} (scripts/build.ts)`);
+    const built = await buildBundle(join(image, 'dist'));
+    const env = { ...imageEnv(), ...Object.fromEntries(opts.env.map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)])) };
+    say(`image ENV: ${JSON.stringify(env)}`);
+    stack = await startStack({ dir, harnessLogger: { info: () => undefined, warn: (m: string) => say(`synapse: ${m}`) } });
+    const s = stack;
+    proxy = await startRecordingProxy(s.synapse.baseUrl);
+    const aliceLogin = await s.synapse.registerUser('alice', PASSWORD);
+    const botEnv = s.botEnv({ LOG_LEVEL: 'warn', ALLOWED_USERS: aliceLogin.userId, MATRIX_HOMESERVER: proxy.url, ...env });
+    let children = 0;
+    const start = (): Promise<BotChild> => spawnBot({ repoRoot: REPO, cwd: image, script: 'dist/main.js', nodeArgs: opts['node-arg'], env: botEnv, port: s.botPort, logPath: join(dir, `bot-${++children}.log`) });
+
+    // ------------------------------------------------------------ first start, set-up
+    child = await start();
+    const firstStartMs = child.readyMs;
+    say(`first-ever start (new bot user, fresh store): ready in ${Math.round(firstStartMs)} ms`);
+    const sampler = new ProcSampler(child.pid);
+    sampler.phase = 'setup';
+    alice = await startE2eeHuman({ baseUrl: s.synapse.baseUrl, ...aliceLogin, password: PASSWORD, crossSign: true });
+    const human = alice;
+    const dm = await human.createEncryptedRoom([s.botUserId], { name: 'goals', isDirect: true });
+    await human.waitForMessages(dm, (m) => m.sender === s.botUserId, { timeoutMs: 30_000 });
+    const fromBot = (match: RegExp) => (m: Message): boolean => m.sender === s.botUserId && match.test(m.body ?? '');
+
+    // ------------------------------------------------------------ commands
+    interface Round { kubeRequests: number; patchAt: number; sentAt: number; answeredAt: number; seenAt: number; sendToPatch: number }
+    const command = async (word: 'start' | 'stop' | 'status'): Promise<Round> => {
+      const match = fromBot(word === 'status' ? STATUS : RESULT);
+      const before = human.messages(dm).filter(match).length;
+      const requests0 = s.sim.requests.length;
+      const sends0 = proxy!.sends.length;
+      let patchAt = NaN;
+      const off = s.sim.onChange((c) => { if (c.type === 'scaled') patchAt = performance.now(); });
+      const t0 = performance.now();
+      await human.send(dm, word);
+      await human.waitForMessages(dm, match, { count: before + 1, timeoutMs: 30_000 });
+      const seenAt = performance.now();
+      off();
+      // The bot's own API requests during the command; the watch's long-lived list/watch are not per command.
+      const kubeRequests = s.sim.requests.slice(requests0).filter((r) => !/[?&]watch=/.test(r.path) && !(r.method === 'GET' && /\/deployments\?/.test(r.path))).length;
+      const reply = proxy!.sends.slice(sends0).find((x) => x.arrivedAt > patchAt);
+      return { kubeRequests, patchAt, sentAt: reply?.arrivedAt ?? NaN, answeredAt: reply?.answeredAt ?? NaN, seenAt, sendToPatch: patchAt - t0 };
+    };
+    say(`commands: ${N.rounds} rounds of start, status, stop, status (encrypted DM, echo on: the default)`);
+    await command('status'); // warm-up
+    sampler.phase = 'commands';
+    const cpu0 = cpuMs(child.pid);
+    const scales: Round[] = [];
+    const statuses: Round[] = [];
+    for (let i = 0; i < N.rounds; i++) {
+      scales.push(await command('start'));
+      statuses.push(await command('status'));
+      scales.push(await command('stop'));
+      statuses.push(await command('status'));
+    }
+    const commandCpuMs = (cpuMs(child.pid) - cpu0) / (scales.length + statuses.length);
+    await human.stop();
+    alice = undefined;
+
+    // ------------------------------------------------------------ Synapse's largest transactions
+    say(`big transactions: ${N.bigTxns} × 100 events of ~64 KiB`);
+    sampler.phase = 'big-transactions';
+    const big = await bigTransactions(s, N.bigTxns);
+
+    // ------------------------------------------------------------ idle
+    say(`idle: settling ${SETTLE_S} s, then ${IDLE_S} s measured`);
+    sampler.phase = 'settle';
+    await sleep(SETTLE_S * 1000);
+    sampler.phase = 'idle';
+    const idleCpu0 = cpuMs(child.pid);
+    await sleep(IDLE_S * 1000);
+    const idleCpuPerMin = (cpuMs(child.pid) - idleCpu0) / 1000 / (IDLE_S / 60);
+    if (opts.smaps) {
+      const m = await (await fetch(`http://127.0.0.1:${s.botPort}/metrics`)).text();
+      const heap = m.split('\n').filter((l) => /^openclaw_(nodejs_heap_size_(total|used)|nodejs_external_memory|process_resident_memory)_bytes /.test(l));
+      process.stderr.write(`${heap.map((l) => `  ${l.replace(/ (\d+)$/, (_a, v: string) => ` ${(Number(v) / 2 ** 20).toFixed(1)} MiB`)}`).join('\n')}\n${memoryMap(child.pid)}\n`);
+    }
+    sampler.stop();
+    const rss = (phase: string): number[] => sampler.samples.filter((x) => x.phase === phase).map((x) => x.rssKiB);
+    const idleRssMiB = round1(mib(median(rss('idle'))));
+    const peakMiB = round1(mib(Math.max(...sampler.samples.map((x) => x.hwmKiB))));
+    const peakDuringMiB = (phase: string): number => round1(mib(Math.max(...rss(phase))));
+    await child.stop();
+    child = undefined;
+
+    // ------------------------------------------------------------ restarts
+    const existing: number[] = [];
+    const fresh: number[] = [];
+    for (let i = 0; i < N.restarts; i++) {
+      child = await start();
+      existing.push(child.readyMs);
+      say(`restart on the existing store: ready in ${Math.round(child.readyMs)} ms`);
+      await child.stop();
+    }
+    for (let i = 0; i < N.restarts; i++) {
+      await rm(join(dir, 'bot-data'), { recursive: true, force: true });
+      child = await start();
+      fresh.push(child.readyMs);
+      say(`start on a fresh store (new device, cross-signing): ready in ${Math.round(child.readyMs)} ms`);
+      await child.stop();
+    }
+    child = undefined;
+
+    // ------------------------------------------------------------ verdicts
+    const patchToSent = summarize(scales.map((r) => r.sentAt - r.patchAt));
+    const sentToAnswered = summarize(scales.map((r) => r.answeredAt - r.sentAt));
+    const answeredToSeen = summarize(scales.map((r) => r.seenAt - r.answeredAt));
+    const sendToPatch = summarize(scales.map((r) => r.sendToPatch));
+    const perScale = [...new Set(scales.map((r) => r.kubeRequests))].sort();
+    const perStatus = [...new Set(statuses.map((r) => r.kubeRequests))].sort();
+    const goals: Goal[] = [
+      { goal: 'RSS idle (median over the idle window, after the load)', target: '≤ 90 MiB', measured: `${idleRssMiB} MiB`, pass: idleRssMiB <= 90 },
+      { goal: 'RSS peak (VmHWM: set-up, commands, big transactions, idle)', target: '≤ 128 MiB', measured: `${peakMiB} MiB (commands ${peakDuringMiB('commands')}, big transactions ${peakDuringMiB('big-transactions')})`, pass: peakMiB <= 128 },
+      { goal: 'restart → /ready, existing store (median)', target: '≤ 900 ms', measured: `${Math.round(median(existing))} ms (${existing.map(Math.round).join(', ')})`, pass: median(existing) <= 900 },
+      { goal: 'start → /ready, fresh store (median)', target: '≤ 1500 ms', measured: `${Math.round(median(fresh))} ms (${fresh.map(Math.round).join(', ')})`, pass: median(fresh) <= 1500 },
+      { goal: 'idle CPU', target: '≤ 0.02 CPU-s/min', measured: `${idleCpuPerMin.toFixed(3)} CPU-s/min over ${IDLE_S} s`, pass: idleCpuPerMin <= 0.02 },
+      { goal: 'CPU per encrypted command (start/stop/status, echo on, own replies included)', target: '≤ 25 ms', measured: `${round1(commandCpuMs)} ms`, pass: commandCpuMs <= 25 },
+      { goal: 'Kubernetes requests per start/stop', target: '1', measured: perScale.join(' or '), pass: perScale.length === 1 && perScale[0] === 1 },
+      { goal: 'Kubernetes requests per status', target: '0', measured: perStatus.join(' or '), pass: perStatus.length === 1 && perStatus[0] === 0 },
+      { goal: 'PATCH → reply sent (bot side), p95', target: '≤ 30 ms', measured: `${fmt(patchToSent.p95)} ms (p50 ${fmt(patchToSent.p50)}, max ${fmt(patchToSent.max)})`, pass: patchToSent.p95 <= 30 },
+      { goal: 'big transactions: a command still answered afterwards', target: 'yes', measured: big.commandAfter ? 'yes' : 'no', pass: big.commandAfter },
+    ];
+    const results = {
+      started: new Date(Date.now() - (performance.now() - T0)).toISOString(),
+      node: process.version, machine: { cpus: cpus().length, loadavgAfter: loadavg() }, quick: opts.quick,
+      image: { env, bundleBytes: built.bundleBytes, wasmBytes: built.wasmBytes },
+      firstStartMs: Math.round(firstStartMs), restartExistingMs: existing.map(Math.round), startFreshMs: fresh.map(Math.round),
+      commands: { rounds: N.rounds, cpuMsPerCommand: round1(commandCpuMs), sendToPatch, patchToSent, sentToAnswered, answeredToSeen },
+      memory: { idleRssMiB, peakMiB, peakCommandsMiB: peakDuringMiB('commands'), peakBigMiB: peakDuringMiB('big-transactions') },
+      bigTransactions: big,
+      idle: { cpuSPerMin: idleCpuPerMin, seconds: IDLE_S, settleSeconds: SETTLE_S },
+      goals,
+    };
+    await mkdir(join(opts.out, '..'), { recursive: true });
+    await writeFile(opts.out, JSON.stringify(results, null, 2) + '\n');
+    const row = (name: string, x: Summary): string[] => [name, fmt(x.p50), fmt(x.p95), fmt(x.max)];
+    process.stdout.write([
+      `Issue 10 goals — node ${process.version}, bundle ${Math.round(built.bundleBytes / 1024)} KiB + wasm ${Math.round(built.wasmBytes / 1024)} KiB, NODE_OPTIONS "${env['NODE_OPTIONS'] ?? ''}"${opts.quick ? ' (QUICK)' : ''}`,
+      `load average after: ${loadavg().map((v) => v.toFixed(2)).join(' ')} (2 cores shared with Synapse and the client: figures are noisy)`,
+      '',
+      table(['goal', 'target', 'measured', ''], goals.map((g) => [g.goal, g.target, g.measured, g.pass ? 'PASS' : 'MISS'])),
+      '',
+      `Where a start/stop's time goes (${scales.length} commands; ms):`,
+      table(['', 'p50', 'p95', 'max'], [
+        row('human send() → PATCH at the API', sendToPatch),
+        row('PATCH → the bot\'s reply reaches the proxy (bot side)', patchToSent),
+        row('→ Synapse has stored it (its 200)', sentToAnswered),
+        row('→ the human\'s client shows it (sync, decrypt)', answeredToSeen),
+      ]),
+      '',
+      `Big transactions: ${JSON.stringify(big)}`,
+    ].join('\n') + '\n');
+    say(`JSON written to ${opts.out}`);
+    ok = true;
+  } finally {
+    await child?.kill().catch(() => undefined);
+    await alice?.stop().catch(() => undefined);
+    await proxy?.close().catch(() => undefined);
+    await stack?.stop().catch(() => undefined);
+    if (ok && !opts.keep) await rm(dir, { recursive: true, force: true });
+    else say(`temp dir kept: ${dir}`);
+  }
+}
+
+main().then(() => process.exit(0), (error: unknown) => {
+  process.stderr.write(`goals bench failed: ${error instanceof Error ? error.stack : String(error)}\n`);
+  process.exit(1);
+});
