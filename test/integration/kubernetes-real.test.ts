@@ -222,11 +222,14 @@ describe('the bot against a real Kubernetes control plane', { timeout: SETUP_TIM
 
   it('the API server restarted while the bot runs: /ready goes 503, then 200, and commands work again', async () => {
     const ready = async (): Promise<number> => (await fetch(`http://127.0.0.1:${app.port}/ready`)).status;
+    const watchUp = async (): Promise<string | undefined> => /^openclaw_kube_watch_up (\d)$/m.exec(await (await fetch(`http://127.0.0.1:${app.port}/metrics`)).text())?.[1];
     assert.equal(await ready(), 200);
+    assert.equal(await watchUp(), '1');
     const stopped = Date.now();
     await tb.stopApiServer();
     try {
       await until('/ready 503', async () => (await ready()) === 503, 15_000, 250);
+      assert.equal(await watchUp(), '0', 'the watch metric shows the watch down');
       const [, down] = await command('status');
       assert.match(down ?? '', /^⚠️ Could not get the status of openclaw: the Kubernetes API at https:\/\/127\.0\.0\.1:\d+ is unreachable \(ECONNREFUSED\)$/);
     } finally {
@@ -234,6 +237,7 @@ describe('the bot against a real Kubernetes control plane', { timeout: SETUP_TIM
       console.log(`# API server down for ${Date.now() - stopped - restartMs} ms, restarted in ${restartMs} ms`);
     }
     await until('/ready 200', async () => (await ready()) === 200, 15_000, 250);
+    await until('the watch metric back to 1', async () => (await watchUp()) === '1', 15_000, 250);
     const [, status] = await command('status');
     assert.equal(status, 'openclaw is ⚪ off: desired 0, ready 0, available 0, updated 0.');
     assert.match((await command('start'))[1] ?? '', /Starting openclaw: replicas 0 → 1/);
