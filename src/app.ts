@@ -104,10 +104,12 @@ export async function start(config: Config, deps: Deps): Promise<App> {
     }
     // Outermost: a write whose answer was lost is read back (each read timed and counted like any call).
     // A client given in `deps` belongs to the caller; the one made here is closed by stop().
-    const kube = confirmWrites(instrumentKube(deps.kube ?? (ownKube = loadKube(config, target, logger)), metrics, health), {
+    const base = deps.kube ?? (ownKube = loadKube(config, target, logger));
+    const kube = confirmWrites(instrumentKube(base, metrics, health), {
       logger, budgetMs: Math.max(READ_BACK_MIN_MS, config.kubernetes.timeoutSeconds * 1000),
     });
-    const watched = ownKube;
+    // The watch's state for /metrics, from the bot's own client or one given in deps that has a watch.
+    const watched = 'watchStats' in base ? (base as LeanKube) : undefined;
     metrics.watchSource(() => (watched?.watchStats ? { live: watched.watching, stats: watched.watchStats } : undefined));
     const { client } = connection;
     const userId = await connection.connect(abort.signal);

@@ -224,7 +224,8 @@ describe('the bot against a real Kubernetes control plane', { timeout: SETUP_TIM
     const ready = async (): Promise<number> => (await fetch(`http://127.0.0.1:${app.port}/ready`)).status;
     const watchUp = async (): Promise<string | undefined> => /^openclaw_kube_watch_up (\d)$/m.exec(await (await fetch(`http://127.0.0.1:${app.port}/metrics`)).text())?.[1];
     assert.equal(await ready(), 200);
-    assert.equal(await watchUp(), '1');
+    // The previous test restarted the bot: its watch may still be connecting.
+    await until('the watch metric at 1', async () => (await watchUp()) === '1', 15_000, 250);
     const stopped = Date.now();
     await tb.stopApiServer();
     try {
@@ -248,7 +249,7 @@ describe('the bot against a real Kubernetes control plane', { timeout: SETUP_TIM
 
   it('after an API server restart the watch lists again (410 Expired) and status follows changes made after it, without a request', async () => {
     const stats = kube!.watchStats!;
-    const { relists, lists } = stats;
+    const { relists, lists, watches } = stats;
     await until('watching', async () => kube!.watching);
     await tb.stopApiServer();
     try {
@@ -260,7 +261,11 @@ describe('the bot against a real Kubernetes control plane', { timeout: SETUP_TIM
     // Nothing asks the bot anything here: the watch comes back on its own (bounded backoff).
     await until('watching again', async () => kube!.watching, 40_000, 100);
     console.log(`# watching again ${Date.now() - restarted} ms after the API server was ready: ${stats.relists - relists} relist(s), ${stats.lists - lists} list(s)`);
-    assert.ok(stats.relists > relists, 'the old resourceVersion was too old for the new watch cache: 410, list again');
+    // Usually the old resourceVersion is too old for the new server's watch cache: 410, list again. A
+    // watch that reconnects while the server is still starting (listening, its cache not yet built) is
+    // served from etcd's history instead and goes on without a list (seen here once in a few runs);
+    // both are right, and the 410 path is pinned down in kube-watch.test.ts.
+    assert.ok(stats.relists > relists || stats.watches > watches, 'the watch reconnected');
     // Only spec.replicas is awaited: the controller-manager, refused for a moment by the restarting API
     // server too, takes its own time (10-30 s here) to bring pods up again, which is not what this tests.
     await kubectl('scale', `deployment/${DEPLOYMENT}`, '--replicas=1');
