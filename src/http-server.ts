@@ -1,11 +1,12 @@
 import { once } from 'node:events';
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
 import { matrixError } from './appservice/routes.ts';
 import type { Health } from './health.ts';
 import type { Logger } from './log.ts';
 import type { Metrics } from './metrics.ts';
+import { http } from './node-http.ts';
 import { guardSlowClients, SLOW_CLIENT_LIMITS, type SlowClientLimits } from './slow-clients.ts';
 
 export interface HttpServerOptions {
@@ -57,7 +58,7 @@ export async function startHttpServer(o: HttpServerOptions): Promise<HttpServer>
 
   const limits = o.slowClients ?? SLOW_CLIENT_LIMITS;
   // Node's own limits: a backstop to guardSlowClients, which acts within its limits without an idle timer.
-  const server = createServer({ headersTimeout: NODE_HEADERS_TIMEOUT_MS, requestTimeout: NODE_REQUEST_TIMEOUT_MS }, app);
+  const server = http.createServer({ headersTimeout: NODE_HEADERS_TIMEOUT_MS, requestTimeout: NODE_REQUEST_TIMEOUT_MS }, app);
   // Synapse keeps connections open between transactions; keep-alive must outlive its idle time.
   server.keepAliveTimeout = 65_000;
   guardSlowClients(server, limits, o.logger);

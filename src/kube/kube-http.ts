@@ -5,8 +5,8 @@
  * Failures are thrown raw (ApiStatusError for an HTTP answer, Node's socket errors with their
  * `code`, RequestTimeout); the caller turns them into KubeErrors with the context it knows.
  */
-import { Agent as HttpAgent, request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
-import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import type { Agent as HttpAgent, ClientRequest, IncomingMessage } from 'node:http';
+import { http, https } from '../node-http.ts';
 import { ApiStatusError } from './api-errors.ts';
 import type { Credential, Credentials } from './credentials.ts';
 import type { ClusterConfig } from './kubeconfig.ts';
@@ -62,14 +62,14 @@ export class KubeHttp {
     const common = { keepAlive: true, keepAliveMsecs: 30_000, timeout: FREE_SOCKET_TIMEOUT_MS, scheduling: 'lifo' as const };
     const c = this.#cluster;
     const agent = this.#tls
-      ? new HttpsAgent({
+      ? new https.Agent({
         ...common,
         ...(c.ca !== undefined ? { ca: c.ca } : {}),
         rejectUnauthorized: !c.insecureSkipTlsVerify,
         ...(c.tlsServerName !== undefined ? { servername: c.tlsServerName } : {}),
         ...(credential.clientCert !== undefined ? { cert: credential.clientCert, key: credential.clientKey } : {}),
       })
-      : new HttpAgent(common);
+      : new http.Agent(common);
     // The previous agent's connections close on their own once idle (a watch may still use one).
     this.#agent = { key, agent };
     this.#agents.add(agent);
@@ -81,7 +81,7 @@ export class KubeHttp {
     const url = new URL(path, `${this.server}/`);
     const all: Record<string, string | number> = { accept: 'application/json', 'user-agent': USER_AGENT, ...headers };
     if (credential.token !== undefined) all['authorization'] = `Bearer ${credential.token}`;
-    const send = this.#tls ? httpsRequest : httpRequest;
+    const send = this.#tls ? https.request : http.request;
     this.#onRequest?.(method, url.pathname + url.search);
     return { req: send(url, { method, agent: this.#agentFor(credential), headers: all }), credential };
   }

@@ -4,8 +4,11 @@
  * resident memory that `http.request` does not (undici's HTTP parser is a WebAssembly module of
  * its own, plus its JavaScript), about a fifth of the bot's whole budget.
  */
-import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
-import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import type { IncomingMessage } from 'node:http';
+import { http, https } from '../node-http.ts';
+
+const { Agent: HttpAgent, request: httpRequest } = http;
+const { Agent: HttpsAgent, request: httpsRequest } = https;
 
 export interface HttpAnswer {
   readonly status: number;
