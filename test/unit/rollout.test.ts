@@ -1,0 +1,75 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { startProgress, stopProgress, type DeploymentObject, type PodObject } from '../../src/kube/rollout.ts';
+
+const IMAGE = 'ghcr.io/openclaw/openclaw:latest';
+const deployment = (status: DeploymentObject['status'] = {}, replicas = 1): DeploymentObject => ({ spec: { replicas, progressDeadlineSeconds: 600 }, status });
+const pod = (o: { node?: string; scheduled?: { status: string; reason?: string; message?: string }; containers?: NonNullable<PodObject['status']>['containerStatuses']; phase?: string; deleting?: boolean } = {}): PodObject => ({
+  metadata: { name: 'openclaw-abc', ...(o.deleting ? { deletionTimestamp: '2026-11-30T00:00:00Z' } : {}) },
+  spec: { ...(o.node ? { nodeName: o.node } : {}), containers: [{ name: 'openclaw', image: IMAGE }] },
+  status: {
+    phase: o.phase ?? 'Pending',
+    conditions: o.scheduled ? [{ type: 'PodScheduled', ...o.scheduled }] : o.node ? [{ type: 'PodScheduled', status: 'True' }] : [],
+    ...(o.containers ? { containerStatuses: o.containers } : {}),
+  },
+});
+
+describe('start progress', () => {
+  test('a normal start, step by step, ends ready', () => {
+    assert.deepEqual(startProgress(deployment(), []), { phase: 'moving', steps: [], reason: 'waiting for the pod to be created' });
+    assert.deepEqual(startProgress(deployment(), [pod()]), { phase: 'moving', steps: [], reason: 'waiting for the pod to be scheduled' });
+    const creating = pod({ node: 'node-3', containers: [{ name: 'openclaw', image: IMAGE, ready: false, state: { waiting: { reason: 'ContainerCreating' } } }] });
+    assert.deepEqual(startProgress(deployment(), [creating]), { phase: 'moving', steps: ['pod scheduled on node-3', 'pulling image and starting container'], reason: 'waiting for the container to start (pulling the image)' });
+    const running = pod({ node: 'node-3', phase: 'Running', containers: [{ name: 'openclaw', image: IMAGE, ready: false, state: { running: { startedAt: '2026-11-30T00:00:05Z' } } }] });
+    assert.deepEqual(startProgress(deployment(), [running]), { phase: 'moving', steps: ['pod scheduled on node-3', 'container running'], reason: 'waiting for the container to pass its readiness probe (0 of 1 ready)' });
+    assert.deepEqual(startProgress(deployment({ readyReplicas: 1, updatedReplicas: 1 }), [running]), { phase: 'ready', steps: ['pod scheduled on node-3', 'container running', 'ready'] });
+  });
+
+  test('unschedulable: the scheduler\'s own message', () => {
+    const p = pod({ scheduled: { status: 'False', reason: 'Unschedulable', message: '0/3 nodes are available: 3 Insufficient memory. preemption: 0/3 nodes are available: 3 No preemption victims found for incoming pod.' } });
+    assert.deepEqual(startProgress(deployment(), [p]), { phase: 'failed', steps: [], reason: 'the pod cannot be scheduled: 0/3 nodes are available: 3 Insufficient memory. preemption: 0/3 nodes are available: 3 No preemption victims found for incoming pod' });
+  });
+
+  test('image pull failures name the image; the registry\'s answer is quoted, the back-off\'s repetition is not', () => {
+    const backoff = pod({ node: 'n', containers: [{ name: 'openclaw', image: 'ghcr.io/openclaw/openclaw:typo', state: { waiting: { reason: 'ImagePullBackOff', message: 'Back-off pulling image "ghcr.io/openclaw/openclaw:typo"' } } }] });
+    assert.equal(startProgress(deployment(), [backoff]).reason, 'the image ghcr.io/openclaw/openclaw:typo cannot be pulled (ImagePullBackOff)');
+    const err = pod({ node: 'n', containers: [{ name: 'openclaw', image: 'ghcr.io/openclaw/openclaw:typo', state: { waiting: { reason: 'ErrImagePull', message: `rpc error: code = NotFound desc = failed to pull and unpack image "x": ${'not found '.repeat(40)}` } } }] });
+    const r = startProgress(deployment(), [err]);
+    assert.equal(r.phase, 'failed');
+    assert.match(r.reason ?? '', /^the image ghcr\.io\/openclaw\/openclaw:typo cannot be pulled \(ErrImagePull: rpc error: code = NotFound .*…\)$/);
+    assert.ok((r.reason ?? '').length < 320, 'long registry errors are cut');
+  });
+
+  test('a crash loop gives the last exit code and reason', () => {
+    const crash = (terminated: { exitCode: number; reason: string }) => pod({ node: 'n', phase: 'Running', containers: [{ name: 'openclaw', image: IMAGE, restartCount: 4, state: { waiting: { reason: 'CrashLoopBackOff', message: 'back-off 1m20s restarting failed container' } }, lastState: { terminated } }] });
+    assert.equal(startProgress(deployment(), [crash({ exitCode: 1, reason: 'Error' })]).reason, 'the container openclaw keeps crashing (last exit code 1, 4 restarts)');
+    assert.equal(startProgress(deployment(), [crash({ exitCode: 137, reason: 'OOMKilled' })]).reason, 'the container openclaw keeps crashing (last exit code 137, OOMKilled, 4 restarts)');
+  });
+
+  test('a quota or admission refusal: the Deployment\'s ReplicaFailure message', () => {
+    const d = deployment({ conditions: [
+      { type: 'Progressing', status: 'True', reason: 'NewReplicaSetAvailable' },
+      { type: 'ReplicaFailure', status: 'True', reason: 'FailedCreate', message: 'pods "openclaw-abc" is forbidden: exceeded quota: mem, requested: limits.memory=8Gi, used: limits.memory=0, limited: limits.memory=4Gi' },
+    ] });
+    assert.deepEqual(startProgress(d, []), { phase: 'failed', steps: [], reason: 'the cluster refused to create the pod: pods "openclaw-abc" is forbidden: exceeded quota: mem, requested: limits.memory=8Gi, used: limits.memory=0, limited: limits.memory=4Gi' });
+  });
+
+  test('the progress deadline passed: failed, with what it was still waiting for', () => {
+    const d = deployment({ conditions: [{ type: 'Progressing', status: 'False', reason: 'ProgressDeadlineExceeded', message: 'ReplicaSet "openclaw-abc" has timed out progressing.' }] });
+    const running = pod({ node: 'n', phase: 'Running', containers: [{ name: 'openclaw', image: IMAGE, ready: false, state: { running: {} } }] });
+    assert.deepEqual(startProgress(d, [running]), { phase: 'failed', steps: ['pod scheduled on n', 'container running'], reason: 'it did not become ready within its progress deadline (600 s): waiting for the container to pass its readiness probe (0 of 1 ready)' });
+  });
+
+  test('pods being deleted (a previous run shutting down) are not this start\'s pods', () => {
+    const old = pod({ node: 'n', deleting: true, containers: [{ name: 'openclaw', image: IMAGE, state: { waiting: { reason: 'CrashLoopBackOff' } } }] });
+    assert.equal(startProgress(deployment(), [old]).phase, 'moving');
+  });
+});
+
+describe('stop progress', () => {
+  test('pods shutting down, then none', () => {
+    assert.deepEqual(stopProgress([pod({ node: 'n', deleting: true })]), { phase: 'moving', steps: [], reason: '1 pod shutting down' });
+    assert.deepEqual(stopProgress([pod({ node: 'n' }), pod({ node: 'n', deleting: true })]), { phase: 'moving', steps: [], reason: '2 pods still there' });
+    assert.deepEqual(stopProgress([]), { phase: 'off', steps: ['no pods left'] });
+  });
+});
