@@ -114,8 +114,9 @@ function podFailure(pod: PodObject): string | undefined {
     const image = c.image ?? pod.spec?.containers?.find((s) => s.name === c.name)?.image;
     // The back-off's message only repeats the image name; the pull error's says what the registry answered.
     if (waiting?.reason && PULL_FAILURES.has(waiting.reason)) return `the image ${image ? `${image} ` : ''}cannot be pulled (${waiting.reason}${waiting.message && waiting.reason !== 'ImagePullBackOff' ? `: ${clean(waiting.message)}` : ''})`;
-    if (waiting?.reason === 'CrashLoopBackOff') return `the container ${c.name ?? ''} keeps crashing (${exitOf(c.lastState?.terminated)}, ${c.restartCount ?? 0} restarts)`.replace('container  ', 'container ');
-    if (waiting?.reason && CONFIG_FAILURES.has(waiting.reason)) return `the container ${c.name ?? ''} cannot start (${waiting.reason}${waiting.message ? `: ${clean(waiting.message)}` : ''})`.replace('container  ', 'container ');
+    const container = c.name ? `the container ${c.name}` : 'the container';
+    if (waiting?.reason === 'CrashLoopBackOff') return `${container} keeps crashing (${exitOf(c.lastState?.terminated)}, ${c.restartCount ?? 0} restarts)`;
+    if (waiting?.reason && CONFIG_FAILURES.has(waiting.reason)) return `${container} cannot start (${waiting.reason}${waiting.message ? `: ${clean(waiting.message)}` : ''})`;
   }
   if (pod.status?.phase === 'Failed') return 'the pod failed';
   return undefined;
