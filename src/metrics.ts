@@ -29,7 +29,7 @@ export class Metrics {
   });
   readonly eventsSkipped = new Counter({
     name: 'openclaw_events_skipped_total',
-    help: 'Events given up on for a failure no redelivery can fix (a 4xx from the homeserver, a malformed event), by reason',
+    help: 'Events given up on for a failure no redelivery can fix (a 4xx from the homeserver, a malformed event) or ignored as too large to be a command (oversized), by reason',
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });

@@ -156,6 +156,11 @@ export class Pipeline {
       this.#metrics.eventsSkipped.inc({ reason: 'malformed' });
       this.#logger.warn({ batch: batch.label, event_id: eventId, reason }, 'dropped a malformed event');
     }
+    if (batch.oversized) {
+      // Legitimate traffic (a pasted log), possibly a flood of it: counted, and one debug line per batch at most.
+      this.#metrics.eventsSkipped.inc({ reason: 'oversized' }, batch.oversized);
+      this.#logger.debug({ batch: batch.label, oversized: batch.oversized }, 'ignored room messages too large to be commands');
+    }
   }
 }
 

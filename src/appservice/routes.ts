@@ -3,6 +3,7 @@ import express, { type NextFunction, type Request, type Response, type Router } 
 import type { Logger } from '../log.ts';
 import { BatchFailed, errorMessage } from '../failure.ts';
 import { TransactionFormatError } from './transaction.ts';
+import { readTransactionBody, type TransactionBody } from './transaction-body.ts';
 
 export interface AppserviceHandlers {
   readonly hsToken: string;
@@ -77,19 +78,28 @@ export function appserviceRouter(h: AppserviceHandlers): Router {
   });
 
   // Raw bytes, parsed here, so that non-JSON gets the spec's M_NOT_JSON rather than a generic 400.
-  const body = express.raw({ type: () => true, limit: MAX_BODY_BYTES });
+  const pingBody = express.raw({ type: () => true, limit: MAX_BODY_BYTES });
   const json = (req: Request): unknown => {
     const raw = req.body as unknown;
     if (!Buffer.isBuffer(raw) || raw.length === 0) return {};
     return JSON.parse(raw.toString('utf8'));
   };
 
-  router.put('/transactions/:txnId', body, async (req: Request, res: Response) => {
+  router.put('/transactions/:txnId', async (req: Request, res: Response, next: NextFunction) => {
     const txnId = String(req.params['txnId']);
     if (h.isStopping()) return matrixError(res, 503, 'M_UNAVAILABLE', 'Shutting down; retry later');
+    // Read here rather than by a body parser: the long message texts of a big transaction are
+    // dropped while the bytes stream in (see transaction-body.ts), and nothing holds the raw body.
+    let body: TransactionBody;
+    try {
+      body = await readTransactionBody(req, MAX_BODY_BYTES);
+    } catch (error) {
+      return next(error); // 413 M_TOO_LARGE, or 400, from the HTTP server's error handler
+    }
+    const { digest } = body;
     let parsed: unknown;
     try {
-      parsed = json(req);
+      parsed = body.text.length === 0 ? {} : JSON.parse(body.text);
     } catch {
       h.logger.warn({ txn_id: txnId }, 'refused a transaction whose body is not JSON');
       return matrixError(res, 400, 'M_NOT_JSON', 'Transaction body is not valid JSON');
@@ -98,8 +108,6 @@ export function appserviceRouter(h: AppserviceHandlers): Router {
       h.logger.warn({ txn_id: txnId, max_depth: MAX_JSON_DEPTH }, 'refused a transaction nested deeper than any Matrix event');
       return matrixError(res, 400, 'M_BAD_JSON', `Transaction body is nested deeper than ${MAX_JSON_DEPTH} levels`);
     }
-    const raw = req.body as unknown;
-    const digest = createHash('sha256').update(Buffer.isBuffer(raw) ? raw : Buffer.alloc(0)).digest('base64url');
     try {
       await h.onTransaction(txnId, parsed, digest);
       res.status(200).json({});
@@ -123,7 +131,7 @@ export function appserviceRouter(h: AppserviceHandlers): Router {
     matrixError(res, 404, 'M_NOT_FOUND', 'This appservice provides no room aliases');
   });
 
-  router.post('/ping', body, (req: Request, res: Response) => {
+  router.post('/ping', pingBody, (req: Request, res: Response) => {
     let parsed: unknown;
     try {
       parsed = json(req);

@@ -1,5 +1,5 @@
 import type { SyncBatch } from '../matrix/batch.ts';
-import { roomEventProblem, isToDeviceEvent, stringList, type RoomEvent, type ToDeviceEvent } from '../matrix/events.ts';
+import { isOversizedMessage, roomEventProblem, isToDeviceEvent, stringList, type RoomEvent, type ToDeviceEvent } from '../matrix/events.ts';
 
 /**
  * The only place that knows the transaction field names, stable and unstable (MSC2409 to-device
@@ -40,10 +40,13 @@ export function parseTransaction(txnId: string, body: unknown, bot: BotDevice): 
   // A malformed event is dropped rather than failing the transaction: a retry would carry it again forever.
   const roomEvents: RoomEvent[] = [];
   const dropped: Array<{ eventId: string | undefined; reason: string }> = [];
+  let oversized = 0;
   for (const event of events) {
     const problem = roomEventProblem(event);
-    if (problem === undefined) roomEvents.push(event as RoomEvent);
-    else dropped.push({ eventId: typeof (event as { event_id?: unknown } | null)?.event_id === 'string' ? (event as { event_id: string }).event_id.slice(0, 255) : undefined, reason: problem });
+    if (problem === undefined) {
+      if (isOversizedMessage(event as RoomEvent)) oversized++;
+      else roomEvents.push(event as RoomEvent);
+    } else dropped.push({ eventId: typeof (event as { event_id?: unknown } | null)?.event_id === 'string' ? (event as { event_id: string }).event_id.slice(0, 255) : undefined, reason: problem });
   }
 
   const toDevice: ToDeviceEvent[] = [];
@@ -80,5 +83,6 @@ export function parseTransaction(txnId: string, body: unknown, bot: BotDevice): 
     oneTimeKeyCounts,
     unusedFallbackKeyTypes: Array.isArray(fallback) ? stringList(fallback) : undefined,
     dropped,
+    oversized,
   };
 }

@@ -87,6 +87,14 @@ export class EngineHomeserver {
     await this.drain(machine);
   }
 
+  /** The to-device messages waiting for a device, taken out, shaped as an appservice transaction carries them. */
+  takeToDevice(userId: string, deviceId: string): Json[] {
+    const key = `${userId}|${deviceId}`;
+    const events = (this.#inbox.get(key) ?? []) as Json[];
+    this.#inbox.delete(key);
+    return events.map((e) => ({ ...e, to_user_id: userId, to_device_id: deviceId }));
+  }
+
   /** `from` shares its room key with `to` (Olm sessions first) and encrypts `body`: the event as delivered. */
   async send(from: OlmMachine, to: readonly string[], roomId: string, body: string, eventId: string): Promise<Json> {
     const users = (): UserId[] => to.map((u) => new UserId(u));

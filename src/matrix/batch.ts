@@ -17,6 +17,8 @@ export interface SyncBatch {
   readonly unusedFallbackKeyTypes: readonly string[] | undefined;
   /** Events the source dropped as malformed (a redelivery would carry them again): logged and counted. */
   readonly dropped?: ReadonlyArray<{ readonly eventId: string | undefined; readonly reason: string }>;
+  /** Room messages the source left out as too large to be commands (`isOversizedMessage`): counted. */
+  readonly oversized?: number;
 }
 
 export function emptyBatch(label: string): SyncBatch {

@@ -3,7 +3,7 @@ import { classify } from '../failure.ts';
 import type { Logger } from '../log.ts';
 import type { SyncBatch } from '../matrix/batch.ts';
 import { MatrixError, type MatrixClient } from '../matrix/client.ts';
-import { isRoomEvent, isToDeviceEvent, stringList, type RoomEvent } from '../matrix/events.ts';
+import { isRoomEvent, isToDeviceEvent, stringList, withoutOversized, type RoomEvent } from '../matrix/events.ts';
 import type { StateDb } from '../store/state-db.ts';
 import { fillGap, markSeen } from './backfill.ts';
 import type { PasswordSession } from './password-session.ts';
@@ -128,18 +128,21 @@ export class SyncSource {
 
   async #once(longPoll: boolean): Promise<void> {
     const since = this.#o.state.get(TOKEN_KEY);
-    const sync = await this.#o.client.request<SyncResponse>('GET', '/v3/sync', {
+    let sync: SyncResponse | undefined = await this.#o.client.request<SyncResponse>('GET', '/v3/sync', {
       query: { filter: FILTER, since, timeout: since && longPoll ? String(this.#o.longPollMs) : '0' },
       timeoutMs: this.#o.longPollMs + 30_000,
       signal: this.#abort.signal,
     });
     if (!this.#running) return;
+    const next = sync.next_batch;
     const { batch, marks } = await this.#batch(sync, since);
+    // The response may hold large messages the batch left out; a local would keep it alive across the await.
+    sync = undefined;
     if (!this.#running) return;
     await this.#o.process(batch);
     // After the batch is durable, as the token: a crash before this replays the batch and its gaps.
     markSeen(this.#o.state, marks);
-    this.#o.state.set(TOKEN_KEY, sync.next_batch);
+    this.#o.state.set(TOKEN_KEY, next);
   }
 
   async #batch(sync: SyncResponse, since: string | undefined): Promise<{ batch: SyncBatch; marks: Map<string, string> }> {
@@ -147,6 +150,7 @@ export class SyncSource {
     const roomEvents: RoomEvent[] = [];
     const marks = new Map<string, string>();
     let skipped = 0;
+    let oversized = 0;
     for (const [roomId, room] of Object.entries(sync.rooms?.join ?? {})) {
       const timeline = room.timeline;
       const events = (timeline?.events ?? []).map((e) => ({ ...(e as object), room_id: roomId })).filter(isRoomEvent);
@@ -160,9 +164,13 @@ export class SyncSource {
       if (timeline?.limited && timeline.prev_batch) {
         const backfill = { client: this.#o.client, state: this.#o.state, logger: this.#o.logger, maxAgeMs: this.#o.maxCommandAgeSeconds * 1000, signal: this.#abort.signal };
         const inTimeline = new Set(events.map((e) => e.event_id));
-        roomEvents.push(...(await fillGap(backfill, roomId, timeline.prev_batch, since)).filter((e) => !inTimeline.has(e.event_id)));
+        const gap = withoutOversized((await fillGap(backfill, roomId, timeline.prev_batch, since)).filter((e) => !inTimeline.has(e.event_id)));
+        oversized += gap.oversized;
+        roomEvents.push(...gap.kept);
       }
-      roomEvents.push(...events);
+      const kept = withoutOversized(events);
+      oversized += kept.oversized;
+      roomEvents.push(...kept.kept);
     }
     for (const [roomId, room] of Object.entries(sync.rooms?.invite ?? {})) {
       // Invites come as stripped state, without an event id: one is made up per sighting, and the
@@ -194,6 +202,7 @@ export class SyncSource {
       unusedFallbackKeyTypes: sync.device_unused_fallback_key_types || sync['org.matrix.msc2732.device_unused_fallback_key_types']
         ? stringList(sync.device_unused_fallback_key_types ?? sync['org.matrix.msc2732.device_unused_fallback_key_types'])
         : undefined,
+      oversized,
     };
     return { batch, marks };
   }

@@ -114,6 +114,27 @@ describe('a hostile homeserver user cannot jam the bot', { timeout: 600_000 }, (
     await answeredIn();
   });
 
+  it('a burst of the largest messages Synapse accepts (64 KiB events), from an allowed user and a stranger: no reply, counted; the next command is answered', async (t: TestContext) => {
+    const burst = 10;
+    await alice.invite(room, mallory.userId);
+    await mallory.join(room);
+    const skipped = async (): Promise<number> => Number(/openclaw_events_skipped_total\{reason="oversized"\} (\d+)/.exec(await metric('openclaw_events_skipped_total'))?.[1] ?? 0);
+    const before = await skipped();
+    const noticesBefore = alice.events.filter(isNotice(bot)).length;
+    const started = Date.now();
+    for (let i = 0; i < burst; i++) {
+      await alice.send(room, `${i} ${'pasted log line '.repeat(3_900)}`);
+      await mallory.send(room, `${i} ${'x'.repeat(62_000)}`);
+    }
+    while ((await skipped()) < before + 2 * burst) {
+      assert.ok(Date.now() - started < 60_000, `only ${(await skipped()) - before} of ${2 * burst} large messages were counted`);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    assert.equal(alice.events.filter(isNotice(bot)).length, noticesBefore, 'the bot answered none of them');
+    const ms = await answeredIn();
+    t.diagnostic(`${2 * burst} large messages delivered and ignored in ${Date.now() - started} ms; the next command answered in ${ms} ms`);
+  });
+
   after(() => {
     const sorted = [...recoveries].sort((a, b) => a - b);
     process.stdout.write(`# hostile: ${sorted.length} recoveries, median ${sorted[Math.floor(sorted.length / 2)]} ms, max ${sorted.at(-1)} ms\n`);

@@ -219,6 +219,19 @@ describe('appservice HTTP API: transactions', () => {
     assert.deepEqual(batch?.roomEvents.map((e) => e.event_id), ['$one']);
   });
 
+  test('the largest legitimate transaction (100 events of 64 KiB): the long messages never reach the pipeline, the command does', async () => {
+    const big = (id: string): Record<string, unknown> => ({ ...event(id), content: { msgtype: 'm.text', body: 'x'.repeat(64_000) } });
+    const events = [...Array.from({ length: 99 }, (_, i) => big(`$big${i}`)), event('$command')];
+    const txnId = nextTxn();
+    await expectEmptyOk(await put(txnId, { events }));
+    const [batch] = main.recorder.batches;
+    assert.deepEqual(batch?.roomEvents.map((e) => e.event_id), ['$command']);
+    assert.equal(batch?.oversized, 99);
+    // A resend is still recognised by the hash of the bytes as they came.
+    await expectEmptyOk(await put(txnId, { events }));
+    assert.equal(main.recorder.batches.length, 1);
+  });
+
   test('the same txnId with the same body is acknowledged again but not processed again', async () => {
     const txnId = nextTxn();
     const body = { events: [event('$same')] };

@@ -1,6 +1,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseTransaction, TransactionFormatError, type BotDevice } from '../../src/appservice/transaction.ts';
+import { MAX_COMMAND_CHARS, OVERSIZED_MARK } from '../../src/matrix/events.ts';
 
 const BOT = '@bot:example.org';
 const DEVICE = 'BOTDEVICE';
@@ -56,6 +57,21 @@ describe('parseTransaction', () => {
     for (const body of [null, undefined, 'events', 42, [], [message('$a')], {}, { events: 'nope' }, { events: { 0: message('$a') } }, { ephemeral: [] }]) {
       assert.throws(() => parseTransaction('1', body, bot), TransactionFormatError, JSON.stringify(body));
     }
+  });
+
+  test('messages too large to be commands are left out and counted; the rest of the transaction is kept', () => {
+    const long = 'x'.repeat(MAX_COMMAND_CHARS + 1);
+    const encrypted = { ...message('$enc'), type: 'm.room.encrypted', content: { algorithm: 'm.megolm.v1.aes-sha2', ciphertext: long } };
+    const member = { ...message('$member'), type: 'm.room.member', state_key: '@alice:example.org', content: { membership: 'join', displayname: long } };
+    const body = {
+      events: [message('$big', long), encrypted, { ...message('$marked'), content: { msgtype: 'm.text', body: OVERSIZED_MARK } }, member, message('$command')],
+      'de.sorunome.msc2409.to_device': [toDevice({ to_user_id: BOT, to_device_id: DEVICE })],
+    };
+    const batch = parseTransaction('1', body, bot);
+    assert.deepEqual(batch.roomEvents.map((e) => e.event_id), ['$member', '$command']);
+    assert.equal(batch.oversized, 3);
+    assert.equal(batch.toDevice.length, 1);
+    assert.deepEqual(batch.dropped, []);
   });
 
   test('to-device events: only those for the bot user and device', () => {
