@@ -8,17 +8,14 @@
  *   node test/bench/big-transactions.ts [--script dist/main.js] [--transactions 60]
  *        [--node-options "--max-semi-space-size=1 --max-old-space-size=96"] [--env KEY=VALUE]… [--keep] [--out file.json]
  */
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { isAbsolute, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { parse as parseYaml } from 'yaml';
-import { DEPLOYMENT, NAMESPACE, startStack, type Stack } from '../../src/dev/stack.ts';
-import { Human } from '../../src/dev/human.ts';
-import { runBigTransactions } from './lib/big-transactions.ts';
+import { startStack, type Stack } from '../../src/dev/stack.ts';
+import { runBigTransactionsOnStack } from './lib/big-transactions-stack.ts';
 import { spawnBot, type BotChild } from './lib/bot-child.ts';
-import { RawSender } from './lib/raw-sender.ts';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const TARGET_PEAK_MIB = 128;
@@ -37,18 +34,15 @@ const extraEnv = Object.fromEntries(opts.env.map((kv) => [kv.slice(0, kv.indexOf
 const script = isAbsolute(opts.script) ? opts.script : join(REPO, opts.script);
 const t0 = performance.now();
 const say = (msg: string): void => void process.stderr.write(`[big-txn ${((performance.now() - t0) / 1000).toFixed(1).padStart(6)} s] ${msg}\n`);
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 const dir = await mkdtemp(join(tmpdir(), 'openclaw-big-txn-'));
 let stack: Stack | undefined;
 let child: BotChild | undefined;
-const senders: RawSender[] = [];
 let ok = false;
 try {
   say(`starting Synapse and the simulated Kubernetes API in ${dir}`);
   stack = await startStack({ dir, harnessLogger: { info: () => undefined, warn: (m: string) => say(`synapse: ${m}`) } });
   const s = stack;
-  const registration = parseYaml(await readFile(s.registrationPath, 'utf8')) as { hs_token: string };
   const aliceLogin = await s.synapse.registerUser('alice', 'big-txn-password-1');
   const malloryLogin = await s.synapse.registerUser('mallory', 'big-txn-password-2');
 
@@ -60,57 +54,9 @@ try {
     port: s.botPort,
     logPath: join(dir, 'bot-child.log'),
   });
-  // Not a multiple of the 25 encrypted messages per transaction: the command's room key then comes in a big transaction.
-  const alice = await RawSender.create(s.synapse.baseUrl, aliceLogin, { recipient: s.botUserId, rotationMessages: 70 });
-  const mallory = await RawSender.create(s.synapse.baseUrl, malloryLogin, { recipient: s.botUserId });
-  senders.push(alice, mallory);
-  const aliceApi = new Human(s.synapse.baseUrl, aliceLogin.userId, aliceLogin.accessToken);
-  const malloryApi = new Human(s.synapse.baseUrl, malloryLogin.userId, malloryLogin.accessToken);
-  const plainRoom = await aliceApi.createRoom({ name: 'big plaintext', invite: [s.botUserId, malloryLogin.userId] });
-  const encryptedRoom = await aliceApi.createRoom({ name: 'big e2ee', invite: [s.botUserId, malloryLogin.userId], encrypted: true });
-  for (const room of [plainRoom, encryptedRoom]) {
-    await malloryApi.join(room);
-    for (let i = 0; (await aliceApi.membership(room, s.botUserId)) !== 'join'; i++) {
-      if (i > 300) throw new Error('the bot did not join the rooms');
-      await sleep(100);
-    }
-  }
-  await s.waitForAppserviceUp(30_000);
-  await sleep(2000); // the bot's hello replies come back from Synapse; let them pass
-
-  let txn = 0;
-  const put = async (body: string): Promise<void> => {
-    const id = `big-${process.pid}-${++txn}`;
-    const response = await fetch(`http://127.0.0.1:${s.botPort}/_matrix/app/v1/transactions/${id}`, {
-      method: 'PUT',
-      headers: { authorization: `Bearer ${registration.hs_token}`, 'content-type': 'application/json' },
-      body,
-      signal: AbortSignal.timeout(120_000),
-    });
-    const text = await response.text();
-    if (response.status !== 200) throw new Error(`PUT transaction ${id}: ${response.status} ${text}`);
-  };
-  const nextScale = (timeoutMs: number): Promise<void> =>
-    new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        off();
-        reject(new Error(`no scale PATCH within ${timeoutMs} ms`));
-      }, timeoutMs);
-      const off = s.sim.onChange((c) => {
-        if (c.type !== 'scaled') return;
-        clearTimeout(timer);
-        off();
-        resolve();
-      });
-    });
-
   const transactions = Number(opts.transactions);
   say(`${transactions} transactions of 100 events of ~64 KiB`);
-  const result = await runBigTransactions({
-    put, pid: child.pid, allowed: alice, notAllowed: mallory, plainRoom, encryptedRoom, transactions, say,
-    nextCommand: () => (s.sim.replicas(NAMESPACE, DEPLOYMENT) === 0 ? 'start' : 'stop'),
-    nextScale,
-  });
+  const result = await runBigTransactionsOnStack(s, { pid: child.pid, allowed: aliceLogin, notAllowed: malloryLogin, transactions, say });
   // Where the resident memory is, as the bot itself reports it (the rest: wasm memory, code, native).
   const metrics = await (await fetch(`http://127.0.0.1:${s.botPort}/metrics`)).text();
   const gauge = (name: string): number => Math.round(Number(new RegExp(`^openclaw_${name} (\\S+)$`, 'm').exec(metrics)?.[1] ?? NaN) / 2 ** 20 * 10) / 10;
@@ -130,7 +76,6 @@ try {
   ok = commandsOk;
 } finally {
   await child?.stop().catch(() => undefined);
-  for (const sender of senders) sender.close();
   await stack?.stop().catch((e: unknown) => say(`stopping the stack: ${String(e)}`));
   if (ok && !opts.keep) await rm(dir, { recursive: true, force: true });
   else say(`temp dir kept: ${dir}`);
