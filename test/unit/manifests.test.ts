@@ -232,7 +232,7 @@ describe('Deployment', () => {
   });
 
   test('resources: a CPU request, a memory request and limit', () => {
-    assert.deepEqual(container['resources'], { requests: { cpu: '50m', memory: '160Mi' }, limits: { memory: '256Mi' } });
+    assert.deepEqual(container['resources'], { requests: { cpu: '50m', memory: '64Mi' }, limits: { memory: '128Mi' } });
   });
 
   test('probes: GET /health and /ready, served by src/http-server.ts, on the named container port', () => {
