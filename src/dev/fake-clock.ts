@@ -30,6 +30,13 @@ export class FakeClock implements Clock {
     this.#timers.delete(handle as number);
   }
 
+  /** When the earliest pending timer is due, if any. */
+  get nextAt(): number | undefined {
+    let at: number | undefined;
+    for (const t of this.#timers.values()) if (at === undefined || t.at < at) at = t.at;
+    return at;
+  }
+
   /** Timers pending now. */
   get pending(): number {
     return this.#timers.size;

@@ -49,6 +49,7 @@ export interface LeanKube extends Kube {
   readonly watchStats: WatchStats | undefined;
   /** True while the watch is connected (status and ping then make no request). */
   readonly watching: boolean;
+  recordEvent(target: DeploymentTarget, event: KubeEvent, options?: { readonly dryRun?: boolean }): Promise<void>;
   /** Stops the watch and closes every connection. */
   close(): Promise<void>;
 }
