@@ -36,8 +36,9 @@ export const cancelled = (w: Words, stopsAt: number): string => ` ⏲ The automa
 
 /** The line `status` adds while a run started from chat is on. */
 export function runLine(w: Words, run: RunRecord, running: boolean): string {
-  const since = `${running ? 'Running' : 'On'} since ${w.time.time(run.startedAt, w.now)} (started by ${run.startedBy})`;
-  if (run.stopsAt === undefined) return `${since}, with no automatic stop (${w.time.timeWithZone(w.now, w.now)} now).`;
+  const lead = `${running ? 'Running' : 'On'} since`;
+  const since = `${lead} ${w.time.time(run.startedAt, w.now)} (started by ${run.startedBy})`;
+  if (run.stopsAt === undefined) return `${lead} ${w.time.timeWithZone(run.startedAt, w.now)} (started by ${run.startedBy}), with no automatic stop.`;
   if (run.stopping) return `${since}; its automatic stop was due at ${w.time.timeWithZone(run.stopsAt, w.now)} and has not succeeded yet: I keep trying.`;
   const by = run.changedBy !== run.startedBy ? ` (set by ${run.changedBy})` : '';
   return `${since}, stops at ${when(w, run.stopsAt)}${by}.`;

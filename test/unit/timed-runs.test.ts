@@ -250,6 +250,7 @@ describe('extend and stop', () => {
     await t.start();
     assert.equal(await t.say('extend 1h'), 'openclaw is off: there is no run to extend. Say "start 1h" to start it for an hour.');
     await t.say('start');
+    assert.equal(await t.say('status'), 'openclaw is 🟢 running: desired 1, ready 1, available 1, updated 1.\nRunning since 14:02 UTC (started by @alice:example.org), with no automatic stop.');
     assert.equal(await t.say('extend 1h'), 'openclaw has no automatic stop, so there is nothing to extend. Say "start 1h" to have it stop in 1 h, or "stop" to stop it now.');
     assert.equal(await t.say('extend'), 'Say how much longer, for example "extend 1h" or "extend 30m".');
     assert.equal(await t.say('start soon'), 'I did not understand "soon" as a run time. Say for example "start 2h", "start 30m" or "start 1h30m" (at least one minute).');
