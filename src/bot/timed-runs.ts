@@ -81,13 +81,15 @@ export class TimedRuns {
     const prior = this.current();
     if (prior?.changedEvent === event.event_id) return { prior, next: prior, how: 'again' }; // a redelivery: applied before
     const bare = duration === undefined;
-    const ms = duration ?? (prior?.stopsAt !== undefined ? undefined : this.#o.limits.defaultMs ?? this.#o.limits.maxMs);
+    // A run whose automatic stop is under way (or failing) is over as far as a new start is concerned.
+    const live = prior?.stopping ? undefined : prior;
+    const ms = duration ?? (live?.stopsAt !== undefined ? undefined : this.#o.limits.defaultMs ?? this.#o.limits.maxMs);
     const change = { changedBy: event.sender, changedAt: now, changedEvent: event.event_id };
     let next: RunRecord;
     let how: StartPlan['how'];
-    if (prior) {
-      how = ms === undefined ? (prior.stopsAt === undefined ? 'untimed' : 'kept') : prior.stopsAt === undefined ? (bare ? 'default' : 'set') : 'replaced';
-      next = ms === undefined ? prior : { ...prior, ...change, stopsAt: now + ms, warnedFor: undefined, stopping: false };
+    if (live) {
+      how = ms === undefined ? (live.stopsAt === undefined ? 'untimed' : 'kept') : live.stopsAt === undefined ? (bare ? 'default' : 'set') : 'replaced';
+      next = ms === undefined ? live : { ...live, ...change, stopsAt: now + ms, warnedFor: undefined };
     } else {
       how = ms === undefined ? 'untimed' : bare ? 'default' : 'set';
       next = this.#fresh(event, now, ms);

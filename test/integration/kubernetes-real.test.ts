@@ -23,6 +23,7 @@ import {
   applyBotRbac, BOT_NAMESPACE, BOT_SERVICE_ACCOUNT, deletePod, jwtClaims, requestPodToken, targetDeployment, writeServiceAccountFiles, type PodToken,
 } from '../../src/dev/kube-testbed/project-manifests.ts';
 import { SERVICE_ACCOUNT_ISSUER } from '../../src/dev/kube-testbed/flags.ts';
+import { FakeClock } from '../../src/dev/fake-clock.ts';
 import { sharedKubeTestbed, type KubeTestbed } from '../../src/dev/kube-testbed/testbed.ts';
 import { DEPLOYMENT, NAMESPACE, startStack, type Stack } from '../../src/dev/stack.ts';
 import { createKube, type LeanKube } from '../../src/kube/lean-kube.ts';
@@ -50,13 +51,15 @@ describe('the bot against a real Kubernetes control plane', { timeout: SETUP_TIM
   const sent: Array<{ method: string; path: string }> = [];
   const saved = { host: process.env['KUBERNETES_SERVICE_HOST'], port: process.env['KUBERNETES_SERVICE_PORT'] };
   const deploymentPath = `/apis/apps/v1/namespaces/${NAMESPACE}/deployments/${DEPLOYMENT}`;
+  /** The timed runs' clock: real time until a test moves it. */
+  const clock = new FakeClock(Date.now());
 
   /** The bot as in a pod: in-cluster config, the token file under saRoot, its client watching the target as app.ts makes it. */
   const startBot = async (env: Record<string, string> = {}, logger?: Logger): Promise<void> => {
     await kube?.close();
     kube = createKube({ requestTimeoutMs: 5_000, serviceAccountRoot: saRoot, watch: { namespace: env['DEPLOYMENT_NAMESPACE'] ?? NAMESPACE, name: DEPLOYMENT },
       onRequest: (method, path) => void sent.push({ method, path }) });
-    ({ app } = await stack.startBot({ env: { KUBE_TIMEOUT_SECONDS: '5', ...env }, deps: { kube }, ...(logger ? { logger } : {}) }));
+    ({ app } = await stack.startBot({ env: { KUBE_TIMEOUT_SECONDS: '5', ...env }, deps: { kube, clock }, ...(logger ? { logger } : {}) }));
   };
   const kubectl = async (...args: string[]): Promise<string> =>
     (await promisify(execFile)(tb.binaries.path('kubectl'), ['--kubeconfig', tb.adminKubeconfig, '-n', NAMESPACE, ...args])).stdout;
@@ -169,6 +172,32 @@ describe('the bot against a real Kubernetes control plane', { timeout: SETUP_TIM
     assert.match(described, new RegExp(`Normal\\s+ScaledByChat\\s+\\S+\\s+openclaw-k8s-toggle-operator\\s+start by @alice:localhost in ${room.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
     const table = await kubectl('get', 'events', '--field-selector', 'reason=ScaledByChat');
     console.log(`# kubectl get events --field-selector reason=ScaledByChat:\n${table.trimEnd().split('\n').map((l) => `#   ${l}`).join('\n')}`);
+  });
+
+  it('a timed run on the real cluster: start 2h, then the automatic stop (the clock moved by hand), both recorded as Events', async () => {
+    const notices = (): number => alice.events.filter(isNotice(bot)).length;
+    const next = async (at: number): Promise<string> => {
+      const before = notices();
+      clock.set(at);
+      const all = await alice.waitFor(room, isNotice(bot), { count: before + 1, timeoutMs: 20_000 });
+      return String(all[before]?.content['body']);
+    };
+    const started = clock.now();
+    assert.match((await command('start 2h'))[1] ?? '', /^▶️ Starting openclaw: replicas 0 → 1\. Say "status" to see when it is ready\. ⏲ It stops automatically at \d\d:\d\d UTC, in 2 h\.$/);
+    await until('readyReplicas 1', async () => (await deployment()).status.readyReplicas === 1);
+    assert.match((await command('status'))[1] ?? '', /\nRunning since \d\d:\d\d \(started by @alice:localhost\), stops at \d\d:\d\d UTC, in 2 h\.$/);
+    assert.match(await next(started + 110 * 60_000), /^⏲ openclaw stops automatically in 10 min/);
+    assert.match(await next(started + 120 * 60_000), /^⏹ Stopped openclaw automatically at \d\d:\d\d UTC, as planned/);
+    await until('no pods', async () => (await pods()).length === 0);
+    const notes = await until('both Events', async () => {
+      const list = (await tb.admin.ok('GET', `/apis/events.k8s.io/v1/namespaces/${NAMESPACE}/events`))['items'] as Array<Record<string, any>>;
+      const ours = list.filter((e) => e['reason'] === 'ScaledByChat').map((e) => String(e['note'])).slice(2);
+      return ours.length >= 2 ? ours : undefined;
+    }, 10_000, 100);
+    assert.equal(notes[0], `start by @alice:localhost in ${room} (timed 2h)`);
+    assert.match(notes[1] ?? '', new RegExp(`^stop by timer \\(run started by @alice:localhost in ${room.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} at \\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\dZ, due \\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\dZ\\)$`));
+    const table = await kubectl('get', 'events', '--field-selector', 'reason=ScaledByChat');
+    console.log(`# kubectl get events --field-selector reason=ScaledByChat (after the timed run):\n${table.trimEnd().split('\n').map((l) => `#   ${l}`).join('\n')}`);
   });
 
   it('a Role without create on events: one warning at start-up, and start and stop work as before', async () => {

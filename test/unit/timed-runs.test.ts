@@ -417,6 +417,23 @@ describe('restarts and crashes', () => {
   });
 });
 
+describe('a start while the automatic stop keeps failing', () => {
+  test('is a new run: its own time, and the failing stop is not retried over it', async () => {
+    const t = setUp();
+    await t.start();
+    await t.say('start 30m');
+    t.world.state.fail = new KubeError('server', 'the Kubernetes API failed with 500 InternalError; try again shortly', 500);
+    await t.advance(30 * M);
+    assert.equal(t.state.run('agents/openclaw')?.stopping, true);
+    t.world.state.fail = undefined;
+    assert.equal(await t.say('start 1h', BOB), 'openclaw is already on (1 desired). Say "status" to see if it is ready. ⏲ It stops automatically at 15:32 UTC, in 1 h.');
+    await t.advance(10 * M);
+    assert.deepEqual(t.world.patches, [1, 1], 'the old stop was not retried');
+    assert.match(await t.say('status') ?? '', /Running since 14:32 \(started by @bob:example.org\), stops at 15:32 UTC, in 50 min\.$/);
+    t.stop();
+  });
+});
+
 describe('long timers and time zones', () => {
   test('a run longer than Node\'s longest timer (24.8 days) is armed in clamped steps and stops once, on time', async () => {
     const t = setUp();
