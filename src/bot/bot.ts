@@ -255,7 +255,7 @@ export class Bot {
     this.#outbox.record(event, 'result', reply);
     await echoed;
     await this.#outbox.reply(event, 'result', reply);
-    // A change of a run started in another room is told there too (recorded by #run, sent once).
+    // A change of a run started in another room is told there too (recorded by the command runner, sent once).
     await this.#outbox.sendRecorded(event.event_id, RUN_ROOM_PURPOSE);
   }
 }

@@ -62,6 +62,8 @@ export class RunScheduler {
   #serialize: Serialize | undefined;
   #failures = 0;
   #retryAt: number | undefined;
+  /** Runs whose failing stop the room was told about by this process (a restart may say it again: the same transaction id). */
+  readonly #failureSaid = new Set<string>();
   #inFlight: Promise<void> = Promise.resolve();
 
   constructor(options: RunSchedulerOptions) {
@@ -164,8 +166,11 @@ export class RunScheduler {
         this.#o.metrics.commands.inc({ command: 'auto-stop', outcome: 'error' });
         logger.error({ run_id: run.runId, kind: error.kind, detail: error.cause instanceof Error ? error.cause.message : undefined }, `timed run: the automatic stop failed: kubernetes: ${error.human}`);
         const retryMs = Math.min(RETRY_MS.max, RETRY_MS.first * 2 ** this.#failures);
-        // Said once per run (recorded first: a later failure re-sends this same notice, which the homeserver drops).
-        await outbox.say(noticeId(run), 'stop-failed', run.roomId, words.autoStopFailed(this.#o.words(), target, error, retryMs));
+        // Said once per run: recorded first, and sent again only by a restarted process, with the same transaction id.
+        if (!this.#failureSaid.has(run.runId)) {
+          await outbox.say(noticeId(run), 'stop-failed', run.roomId, words.autoStopFailed(this.#o.words(), target, error, retryMs));
+          this.#failureSaid.add(run.runId);
+        }
         throw error;
       }
     }
