@@ -1,6 +1,8 @@
 import { join } from 'node:path';
 import { ensureDisplayName } from './appservice/bot-user.ts';
 import { Bot, type RoomActions } from './bot/bot.ts';
+import type { Clock } from './bot/clock.ts';
+import { TimeText } from './bot/time-text.ts';
 import type { Config } from './config/config.ts';
 import { createConnection, type Connection } from './connection.ts';
 import { openDeviceCrypto } from './crypto/device-store.ts';
@@ -29,6 +31,8 @@ export interface Deps {
   readonly onFatal?: (error: Error) => void;
   /** Aborts start-up (a SIGTERM while waiting for the homeserver). */
   readonly signal?: AbortSignal;
+  /** The clock of timed runs (tests move it by hand: src/dev/fake-clock.ts). */
+  readonly clock?: Clock;
 }
 
 export interface App {
@@ -146,6 +150,11 @@ export async function start(config: Config, deps: Deps): Promise<App> {
       echo: config.bot.echo,
       commandPrefix: config.bot.commandPrefix,
       maxCommandAgeSeconds: config.bot.maxCommandAgeSeconds,
+      runs: {
+        limits: { defaultMs: config.bot.defaultRunMs, maxMs: config.bot.maxRunMs },
+        time: new TimeText(config.bot.timeZone),
+        ...(deps.clock ? { clock: deps.clock } : {}),
+      },
       kube,
       rooms,
       state,
@@ -167,6 +176,11 @@ export async function start(config: Config, deps: Deps): Promise<App> {
     const prune = (): void => void state.prune(HANDLED_EVENT_RETENTION_MS);
     prune();
     timers.push(setInterval(prune, 24 * 3600 * 1000).unref());
+    // May the bot record its scales as Events? One warning now if not, rather than one per scale.
+    void bot.audit.check();
+    // Timed runs: a stop that fell due while the bot was down goes first in the queue, before any
+    // batch (so before any command); later ones wake one timer. Its failures are retried inside.
+    void bot.startTimers((work) => pipeline.exclusive(work));
 
     await connection.begin((batch) => pipeline.process(batch, source), userId, device.deviceId, {
       afterRelogin: () => pipeline.exclusive(() => crypto.ensurePublished()),
@@ -185,6 +199,7 @@ export async function start(config: Config, deps: Deps): Promise<App> {
       health,
       stop: async () => {
         health.markStopping();
+        bot.timers.stop();
         abort.abort();
         for (const t of timers) clearTimeout(t);
         await connection.stop();

@@ -1,16 +1,22 @@
 import { classify, errorMessage } from '../failure.ts';
 import { faultPoint } from '../fault-points.ts';
 import type { Logger } from '../log.ts';
-import { KubeError, type DeploymentTarget, type Kube } from '../kube/kube.ts';
+import type { DeploymentTarget, Kube } from '../kube/kube.ts';
 import { messageText, type RoomEvent } from '../matrix/events.ts';
 import type { IncomingEvent, Notice } from '../matrix/incoming.ts';
 import type { Metrics } from '../metrics.ts';
 import type { StateDb } from '../store/state-db.ts';
-import { parseCommand, type CommandName, type Parsed } from './commands.ts';
+import type { Clock } from './clock.ts';
+import { CommandRunner } from './command-runner.ts';
+import { parseCommand, type Parsed } from './commands.ts';
 import { Outbox } from './outbox.ts';
 import { Policy } from './policy.ts';
 import * as replies from './replies.ts';
 import type { Reply } from './replies.ts';
+import type { RunScheduler, Serialize } from './run-scheduler.ts';
+import type { ScaleAudit } from './scale-audit.ts';
+import type { TimeText } from './time-text.ts';
+import { RUN_ROOM_PURPOSE, type RunLimits } from './timed-runs.ts';
 
 /** What the bot does to rooms; replies are encrypted underneath when the room is. */
 export interface RoomActions {
@@ -32,6 +38,8 @@ export interface BotOptions {
   readonly metrics: Metrics;
   readonly logger: Logger;
   readonly now?: () => number;
+  /** Timed runs: default and maximum run time (none: no limit), the zone of times in chat, and their clock. */
+  readonly runs?: { readonly limits?: RunLimits; readonly time?: TimeText; readonly clock?: Clock };
 }
 
 /** Turns room events into joins, Kubernetes calls and replies. Knows nothing of transports or crypto. */
@@ -40,6 +48,7 @@ export class Bot {
   readonly #policy: Policy;
   readonly #outbox: Outbox;
   readonly #now: () => number;
+  readonly #commands: CommandRunner;
   /** Events of the current `handle` call that were claimed and worked on. */
   #acted = 0;
 
@@ -48,6 +57,22 @@ export class Bot {
     this.#policy = new Policy(options.userId, options.allowedUsers);
     this.#outbox = new Outbox(options.state, (roomId, content, txnId) => options.rooms.send(roomId, content, txnId), options.logger);
     this.#now = options.now ?? Date.now;
+    this.#commands = new CommandRunner({ ...options, outbox: this.#outbox });
+  }
+
+  /** The timer side of timed runs (warning, automatic stop). */
+  get timers(): RunScheduler {
+    return this.#commands.timers;
+  }
+
+  /** Kubernetes Events recording the bot's scales. */
+  get audit(): ScaleAudit {
+    return this.#commands.audit;
+  }
+
+  /** Runs what fell due while the bot was down (in `serialize`, the pipeline's queue), then keeps one timer for the next due moment. */
+  startTimers(serialize: Serialize): Promise<void> {
+    return this.#commands.timers.start(serialize);
   }
 
   /**
@@ -189,6 +214,11 @@ export class Bot {
       await this.#outbox.reply(event, 'result', replies.unknown(parsed.word, this.#o.target, this.#o.commandPrefix));
       return;
     }
+    if (parsed.kind === 'invalid') {
+      this.#o.metrics.commands.inc({ command: parsed.name, outcome: 'answered' });
+      await this.#outbox.reply(event, 'result', this.#commands.badArgument(parsed));
+      return;
+    }
     const refusal = this.#policy.refusal(incoming);
     if (refusal) {
       this.#o.metrics.commands.inc({ command: parsed.name, outcome: 'refused' });
@@ -213,58 +243,19 @@ export class Bot {
     let reply: Reply;
     if (mayHaveActed) {
       log.warn({ command: parsed.name }, 'redelivered a command whose handling was interrupted; not running it again');
-      reply = await this.#interrupted(parsed.word);
+      reply = await this.#commands.interrupted(parsed.word);
     } else {
-      if (writes) this.#o.state.markActing(event.event_id);
-      reply = await this.#run(parsed.name, log);
+      // A run time over the maximum is refused before anything is done.
+      const tooLong = this.#commands.refusal(parsed);
+      if (tooLong) this.#o.metrics.commands.inc({ command: parsed.name, outcome: 'refused' });
+      else if (writes) this.#o.state.markActing(event.event_id);
+      reply = tooLong ?? await this.#commands.run(parsed, event, log);
     }
     // Recorded before anything waits: from here on, a restart re-sends this instead of guessing.
     this.#outbox.record(event, 'result', reply);
     await echoed;
     await this.#outbox.reply(event, 'result', reply);
-  }
-
-  async #interrupted(word: string): Promise<Reply> {
-    let now: Reply;
-    try {
-      now = replies.status(this.#o.target, await this.#o.kube.status(this.#o.target));
-    } catch (error) {
-      now = error instanceof KubeError ? replies.kubeFailure('get the status of', this.#o.target, error) : replies.internalFailure('get the status of', this.#o.target);
-    }
-    return replies.interrupted(word, now);
-  }
-
-  async #run(command: CommandName, log: Logger): Promise<Reply> {
-    const { target, kube } = this.#o;
-    const action = command === 'status' ? 'get the status of' : command;
-    try {
-      let reply: Reply;
-      switch (command) {
-        case 'help':
-          reply = replies.help(target, this.#o.commandPrefix);
-          break;
-        case 'status':
-          reply = replies.status(target, await kube.status(target));
-          break;
-        case 'start':
-        case 'stop': {
-          const result = await kube.scale(target, command === 'start' ? 1 : 0);
-          faultPoint('after-patch');
-          log.info({ command, namespace: target.namespace, deployment: target.name, from: result.previous, to: result.desired }, 'scaled deployment');
-          reply = replies.scaled(target, result);
-          break;
-        }
-      }
-      this.#o.metrics.commands.inc({ command, outcome: 'ok' });
-      return reply;
-    } catch (error) {
-      this.#o.metrics.commands.inc({ command, outcome: 'error' });
-      if (error instanceof KubeError) {
-        log.error({ command, kind: error.kind, status: error.status, detail: error.cause instanceof Error ? error.cause.message : undefined }, `kubernetes: ${error.human}`);
-        return replies.kubeFailure(action, target, error);
-      }
-      log.error({ command, err: error }, 'command failed');
-      return replies.internalFailure(action, target);
-    }
+    // A change of a run started in another room is told there too (recorded by the command runner, sent once).
+    await this.#outbox.sendRecorded(event.event_id, RUN_ROOM_PURPOSE);
   }
 }

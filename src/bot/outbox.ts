@@ -34,6 +34,27 @@ export class Outbox {
     await this.#deliver(to.event_id, purpose, to.room_id, this.record(to, purpose, reply, options));
   }
 
+  /**
+   * Records and sends a notice that answers no event (the timer's warning and automatic stop, a
+   * change announced in another room), exactly once: `id` and `purpose` must be derived from what
+   * it is about (e.g. the run's id and stop time), never random, so that a retry after a crash
+   * re-sends the recorded notice with the same transaction id.
+   */
+  async say(id: string, purpose: string, roomId: string, reply: Reply): Promise<void> {
+    await this.#deliver(id, purpose, roomId, this.#state.recordReply(id, purpose, roomId, JSON.stringify(noticeContent(reply))));
+  }
+
+  /** Records a notice to `roomId` about the event `id` without sending it yet (`sendRecorded` or `resend` do). */
+  recordNotice(id: string, purpose: string, roomId: string, reply: Reply): void {
+    this.#state.recordReply(id, purpose, roomId, JSON.stringify(noticeContent(reply)));
+  }
+
+  /** Sends what was recorded for the event under `purpose`, if anything. */
+  async sendRecorded(id: string, purpose: string): Promise<void> {
+    const r = this.#state.recordedReplies(id).find((x) => x.purpose === purpose);
+    if (r) await this.#deliver(id, purpose, r.roomId, r.contentJson);
+  }
+
   /** Records a reply without sending it yet; returns what is recorded (an earlier record wins). */
   record(to: RoomEvent, purpose: string, reply: Reply, options: { thread?: boolean } = {}): string {
     const content = noticeContent(reply);

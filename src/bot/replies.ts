@@ -68,12 +68,18 @@ const STATE_WORDS: Record<DeploymentStatus['state'], string> = {
   stopping: '🟠 stopping',
 };
 
-export function status(target: DeploymentTarget, s: DeploymentStatus): Reply {
+/** `run`: a second line about the run started from chat (since when, by whom, when it stops). */
+export function status(target: DeploymentTarget, s: DeploymentStatus, run?: string): Reply {
   const counts = `desired ${s.desired}, ready ${s.ready}, available ${s.available}, updated ${s.updated}`;
   return {
-    text: `${target.name} is ${STATE_WORDS[s.state]}: ${counts}.`,
-    html: `<b>${escapeHtml(target.name)}</b> is <b>${STATE_WORDS[s.state]}</b>: ${counts}.`,
+    text: `${target.name} is ${STATE_WORDS[s.state]}: ${counts}.${run ? `\n${run}` : ''}`,
+    html: `<b>${escapeHtml(target.name)}</b> is <b>${STATE_WORDS[s.state]}</b>: ${counts}.${run ? `<br>${escapeHtml(run)}` : ''}`,
   };
+}
+
+/** A reply with a sentence added (` ⏲ It stops automatically at …`). */
+export function withSentence(reply: Reply, sentence: string): Reply {
+  return sentence ? { text: reply.text + sentence, html: reply.html + escapeHtml(sentence) } : reply;
 }
 
 export function kubeFailure(action: string, target: DeploymentTarget, error: KubeError): Reply {

@@ -3,6 +3,8 @@ import { resolve } from 'node:path';
 import { parse } from 'yaml';
 import { parseRegistration, type Registration } from '../appservice/registration.ts';
 import { contextNamespace } from '../kube/kubeconfig.ts';
+import { compactDuration, parseDuration } from '../bot/durations.ts';
+import { isUtc } from '../bot/time-text.ts';
 import { configUserIdProblem, isServerName } from '../matrix/ids.ts';
 import { ConfigError } from './config-error.ts';
 import { SETTINGS, type Setting } from './settings.ts';
@@ -27,6 +29,12 @@ export interface Config {
     readonly displayName: string;
     readonly maxCommandAgeSeconds: number;
     readonly trust: TrustPolicy;
+    /** ms; undefined: a bare start has no automatic stop (unless maxRunMs is set). */
+    readonly defaultRunMs: number | undefined;
+    /** ms; undefined: no limit. */
+    readonly maxRunMs: number | undefined;
+    /** IANA name of the zone of clock times in chat. */
+    readonly timeZone: string;
   };
   readonly appservice: {
     readonly registration: Registration | undefined;
@@ -178,6 +186,11 @@ function coerce(setting: Setting, found: Found): string | number | boolean | rea
         return item.trim();
       }).filter((item) => item.length > 0);
     }
+    case 'duration': {
+      const ms = typeof value === 'string' ? parseDuration(value) : undefined;
+      if (ms === undefined) fail(setting, found, `must be a run time like 2h, 90m or 1h30m (at least one minute), got "${String(value)}"`);
+      return ms;
+    }
     case 'enum': {
       let text = String(value).trim().toLowerCase();
       if (setting.key === 'log.level') text = PYTHON_LEVELS[text] ?? text;
@@ -257,6 +270,12 @@ export function loadConfig(options: LoadOptions): Config {
   if (!DNS_LABEL.test(namespace)) throw new ConfigError('kubernetes.namespace', `"${namespace}" is not a valid namespace name (a DNS label) (from ${where('kubernetes.namespace')})`);
 
   const prefix = (str('bot.commandPrefix') ?? '').trim();
+  const defaultRunMs = values.get('bot.defaultRunTime')?.value as number | undefined;
+  const maxRunMs = values.get('bot.maxRunTime')?.value as number | undefined;
+  if (defaultRunMs !== undefined && maxRunMs !== undefined && defaultRunMs > maxRunMs) {
+    throw new ConfigError('bot.defaultRunTime', `${compactDuration(defaultRunMs)} is longer than bot.maxRunTime ${compactDuration(maxRunMs)} (from ${where('bot.defaultRunTime')})`);
+  }
+  const timeZone = timeZoneName(str('bot.timeZone') as string, where('bot.timeZone'));
   const config: Config = {
     mode,
     homeserver: { url: homeserverUrl, domain },
@@ -269,6 +288,9 @@ export function loadConfig(options: LoadOptions): Config {
       displayName: str('bot.displayName') ?? '',
       maxCommandAgeSeconds: values.get('bot.maxCommandAgeSeconds')?.value as number,
       trust: str('bot.trust') as TrustPolicy,
+      defaultRunMs,
+      maxRunMs,
+      timeZone,
     },
     appservice: {
       registration,
@@ -309,6 +331,16 @@ function userIdList(items: readonly string[], source: string): string[] {
   return users;
 }
 
+/** The zone as Intl names it (`europe/berlin` → `Europe/Berlin`); UTC without asking Intl (see time-text.ts: its first use costs memory). */
+function timeZoneName(zone: string, source: string): string {
+  if (isUtc(zone)) return 'UTC';
+  try {
+    return new Intl.DateTimeFormat('en', { timeZone: zone }).resolvedOptions().timeZone;
+  } catch {
+    throw new ConfigError('bot.timeZone', `"${zone}" is not a time zone name like Europe/Berlin or America/New_York (from ${source})`);
+  }
+}
+
 function podNamespace(path: string): string | undefined {
   try {
     return readFileSync(path, 'utf8').trim() || undefined;
@@ -338,6 +370,9 @@ export function describeConfig(config: Config): Record<string, unknown> {
     commandPrefix: config.bot.commandPrefix || undefined,
     trust: config.bot.trust,
     maxCommandAgeSeconds: config.bot.maxCommandAgeSeconds,
+    defaultRunTime: config.bot.defaultRunMs === undefined ? undefined : compactDuration(config.bot.defaultRunMs),
+    maxRunTime: config.bot.maxRunMs === undefined ? undefined : compactDuration(config.bot.maxRunMs),
+    timeZone: config.bot.timeZone,
     registration: config.appservice.registrationPath,
     appserviceId: config.appservice.registration?.id,
     listen: `${config.http.bind}:${config.http.port}`,

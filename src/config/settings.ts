@@ -4,7 +4,7 @@
  * documentation. The loader, the sample config test and the README table all come from here.
  */
 
-export type SettingKind = 'string' | 'url' | 'int' | 'bool' | 'list' | 'enum' | 'path';
+export type SettingKind = 'string' | 'url' | 'int' | 'bool' | 'list' | 'enum' | 'path' | 'duration';
 
 export interface Setting {
   /** Dotted YAML path, e.g. `kubernetes.namespace`. */
@@ -65,6 +65,18 @@ export const SETTINGS: readonly Setting[] = [
   {
     key: 'bot.trust', env: ['TRUST_POLICY'], kind: 'enum', values: ['tofu', 'verified', 'any'], default: 'tofu',
     doc: "Which devices of an allowed user are obeyed in encrypted rooms: `tofu` (pin the user's identity on first sight), `verified` (only devices the bot verified), `any` (the old bot's behaviour).",
+  },
+  {
+    key: 'bot.defaultRunTime', env: ['DEFAULT_RUN_TIME'], kind: 'duration',
+    doc: 'A bare `start` stops by itself after this long (`2h`, `90m`, `1h30m`, `1d`); `start 4h` still sets its own time. Unset: a bare `start` runs until someone says `stop` (or for `bot.maxRunTime`, when that is set).',
+  },
+  {
+    key: 'bot.maxRunTime', env: ['MAX_RUN_TIME'], kind: 'duration',
+    doc: 'The longest run anyone may ask for: `start 12h` beyond it is refused, and no `extend` may make a run end further ahead than this from now. Unset: no limit.',
+  },
+  {
+    key: 'bot.timeZone', env: ['BOT_TIME_ZONE'], kind: 'string', default: 'UTC',
+    doc: 'Time zone of the clock times in chat (`stops at 16:02 CEST`), an IANA name such as `Europe/Berlin`; the zone is named in each message. Any zone but UTC costs about 8 MiB of memory (the ICU time-zone data).',
   },
   {
     key: 'appservice.registration', env: ['AS_REGISTRATION_FILE'], kind: 'path',

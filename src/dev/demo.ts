@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLogger } from '../log.ts';
 import { realCluster, simulatedCluster, type DemoCluster } from './demo-cluster.ts';
+import { FakeClock } from './fake-clock.ts';
 import { startE2eeHuman, type Message } from './e2ee-human.ts';
 import { DEPLOYMENT, NAMESPACE, startStack } from './stack.ts';
 import { ensureSynapseVenv } from './synapse.ts';
@@ -31,7 +32,9 @@ async function demo(real: boolean): Promise<void> {
     if (real) out(`  Kubernetes: ${cluster.description}`);
     cluster.watch((line) => out(`${time()}  ${line}`));
     const logger = createLogger({ level: (process.env['LOG_LEVEL'] as 'info' | undefined) ?? 'warn', format: 'pretty' });
-    const { app } = await stack.startBot({ logger, deps: cluster.deps });
+    // The timed run below would take hours: its clock is one the demo moves by hand (a real bot waits).
+    const clock = new FakeClock(Date.now());
+    const { app } = await stack.startBot({ logger, deps: { ...cluster.deps, clock } });
     out(`${time()}  bot ${app.userId} is up (Synapse at ${stack.synapse.baseUrl}, bot listening on 127.0.0.1:${app.port})`);
     const login = await stack.synapse.registerUser('alice', 'demo-password');
     const alice = await startE2eeHuman({ baseUrl: stack.synapse.baseUrl, ...login, password: 'demo-password' });
@@ -70,6 +73,16 @@ async function demo(real: boolean): Promise<void> {
     }
     await say(room, 'status');
     await say(room, 'stop');
+    // A timed run: it stops by itself, with a warning 10 minutes before.
+    const started = clock.now();
+    await say(room, 'start 2h');
+    await say(room, 'extend 30m');
+    await say(room, 'status');
+    for (const [minutes, what] of [[140, 'the warning'], [150, 'the automatic stop']] as const) {
+      out(`${time()}  (the demo moves the bot's clock to ${minutes} min after the start: ${what})`);
+      clock.set(started + minutes * 60_000);
+      await showReplies(room, 1);
+    }
     await alice.stop();
     out('');
     out(`${time()}  done; stopping the bot, Synapse and the ${real ? 'control plane' : 'simulated cluster'}`);

@@ -2,7 +2,8 @@
  * A **simulated** Kubernetes API server, for tests and the local demo. It is not Kubernetes.
  *
  * It speaks the real HTTPS API for the few endpoints this project uses (apps/v1 Deployment and its
- * autoscaling/v1 `scale` subresource, list and watch of Deployments (kube-simulator-watch.ts), plus
+ * autoscaling/v1 `scale` subresource, list and watch of Deployments (kube-simulator-watch.ts), the
+ * creation of events.k8s.io/v1 Events (kube-simulator-events.ts), plus
  * `/version` and `/apis/apps/v1` discovery), answers with real `Status` objects
  * (401/403/404/409/415/422), checks bearer tokens and client certificates the way RBAC would, and
  * runs a tiny controller that makes the ready counts follow `spec.replicas` after `readyDelayMs`.
@@ -18,6 +19,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { stringify as toYaml } from 'yaml';
+import { createEvent, eventsForbidden } from './kube-simulator-events.ts';
 import { HttpStatus, invalidReplicas, patchScale } from './kube-simulator-patch.ts';
 import { nameFromFieldSelector, SimulatorWatches, type WatchRequest } from './kube-simulator-watch.ts';
 
@@ -38,6 +40,8 @@ export interface SimulatedIdentity {
   readonly canWatch?: boolean;
   /** As a Role's resourceNames: every verb only on these Deployments. Unset: any Deployment. */
   readonly resourceNames?: readonly string[];
+  /** `create` on events.k8s.io events in any namespace (resourceNames cannot narrow a create). */
+  readonly canCreateEvents?: boolean;
 }
 
 export interface KubeSimulatorOptions {
@@ -106,6 +110,8 @@ export interface KubeSimulator {
   scale(namespace: string, name: string, replicas: number): void;
   /** Watches open now. */
   readonly openWatches: number;
+  /** The Events created (not dry-run) in a namespace, oldest first, as the server stored them. */
+  events(namespace: string): Array<Record<string, unknown>>;
   /** Closes every open watch; with `compact`, older resourceVersions then get 410 (an API server restart). */
   dropWatches(options?: { compact?: boolean }): void;
   /** Open watches receive nothing more, without being closed (a half-open connection). */
@@ -165,6 +171,7 @@ export async function startKubeSimulator(options: KubeSimulatorOptions): Promise
   const listeners = new Set<(change: SimulatorChange) => void>();
   const failures: Array<SimulatorFailure & { remaining: number }> = [];
   const requests: SimulatorRequest[] = [];
+  const events = new Map<string, Record<string, unknown>>();
   let revision = 1000;
   let stopped = false;
   const watches = new SimulatorWatches({ bookmarkIntervalMs: options.bookmarkIntervalMs ?? 60_000, revision: () => revision });
@@ -346,6 +353,16 @@ export async function startKubeSimulator(options: KubeSimulatorOptions): Promise
           verbs: ['get', 'patch', 'update'] },
       ] };
     }
+    const eventsPath = /^\/apis\/events\.k8s\.io\/v1\/namespaces\/([^/]+)\/events$/.exec(path);
+    if (eventsPath && method === 'POST') {
+      const ns = decodeURIComponent(eventsPath[1]!);
+      const who = identify(req);
+      if (!who) throw new HttpStatus(401, 'Unauthorized', 'Unauthorized');
+      if (!who.canCreateEvents) throw eventsForbidden(who.user, ns);
+      const event = createEvent({ namespace: ns, text: await readBody(req), dryRun, exists: (name) => events.has(`${ns}/${name}`), resourceVersion: () => String(++revision) });
+      if (!dryRun) events.set(`${ns}/${String((event['metadata'] as { name: string }).name)}`, event);
+      return new Created(event);
+    }
     const collection = /^\/apis\/apps\/v1\/namespaces\/([^/]+)\/deployments$/.exec(path);
     if (collection && method === 'GET') return listOrWatch(req, url, decodeURIComponent(collection[1]!));
     const m = /^\/apis\/apps\/v1\/namespaces\/([^/]+)\/deployments\/([^/]+)(\/scale)?$/.exec(path);
@@ -418,6 +435,7 @@ export async function startKubeSimulator(options: KubeSimulatorOptions): Promise
     then: (status: number, body: unknown) => void = (status, body) => send(res, entry, status, body)): void {
     route(req, url).then(
       (body) => {
+        if (body instanceof Created) return then(201, body.object);
         if (!isWatch(body)) return then(200, body);
         entry.status = 200;
         watches.serve(res, body, () => current(body.namespace, body.name));
@@ -522,6 +540,7 @@ export async function startKubeSimulator(options: KubeSimulatorOptions): Promise
       setReplicas(d, replicas);
     },
     get openWatches() { return watches.open; },
+    events: (ns) => [...events.entries()].filter(([key]) => key.startsWith(`${ns}/`)).map(([, event]) => event),
     dropWatches: (o) => { watches.drop(); if (o?.compact) watches.compact(); },
     freezeWatches: () => watches.freeze(),
     issueClientCertificate: (cn) => issueClientCertificate(options.dir, cn),
@@ -547,6 +566,12 @@ export async function startKubeSimulator(options: KubeSimulatorOptions): Promise
       await closed;
     },
   };
+}
+
+/** An answer of 201 Created (the route's other answers are 200). */
+class Created {
+  readonly object: Record<string, unknown>;
+  constructor(object: Record<string, unknown>) { this.object = object; }
 }
 
 const isWatch = (body: unknown): body is WatchRequest =>

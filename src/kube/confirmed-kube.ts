@@ -81,6 +81,8 @@ export function confirmWrites(kube: Kube, options: ConfirmOptions = {}): Kube {
     },
     status: (target) => kube.status(target),
     ping: (target) => kube.ping(target),
+    // An Event is not worth a read-back: a lost answer means at worst a missing or a doubled audit line.
+    ...(kube.recordEvent ? { recordEvent: kube.recordEvent.bind(kube) } : {}),
   };
 }
 

@@ -24,5 +24,6 @@ export function instrumentKube(kube: Kube, metrics: Metrics, health: Health): Ku
     scale: (target, replicas) => timed('scale', () => kube.scale(target, replicas)),
     status: (target) => timed('status', () => kube.status(target)),
     ping: (target) => timed('ping', () => kube.ping(target)),
+    ...(kube.recordEvent ? { recordEvent: (target, event, options) => timed('event', () => kube.recordEvent!(target, event, options)) } : {}),
   };
 }

@@ -20,7 +20,7 @@ export class RequestTimeout extends Error {
 }
 
 export interface JsonRequest {
-  readonly method: 'GET' | 'PATCH';
+  readonly method: 'GET' | 'PATCH' | 'POST';
   readonly path: string;
   readonly body?: unknown;
   readonly contentType?: string;

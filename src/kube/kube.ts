@@ -27,12 +27,27 @@ export interface ScaleResult {
   readonly readBack?: KubeError;
 }
 
+/** An Event about the Deployment (events.k8s.io/v1, type Normal), e.g. the audit of a scale. */
+export interface KubeEvent {
+  /** Why, machine-readable in CamelCase (`ScaledByChat`). */
+  readonly reason: string;
+  /** What was done (`Start`, `Stop`). */
+  readonly action: string;
+  /** For humans, at most 1 KiB. */
+  readonly note: string;
+}
+
 export interface Kube {
   /** Sets spec.replicas through the scale subresource (never a read-modify-replace of the Deployment). */
   scale(target: DeploymentTarget, replicas: number): Promise<ScaleResult>;
   status(target: DeploymentTarget): Promise<DeploymentStatus>;
   /** Readiness probe: no request while a watch on the Deployment is connected, else one GET; resolves or throws the same KubeError as `status`. */
   ping(target: DeploymentTarget): Promise<void>;
+  /**
+   * Creates an Event regarding the Deployment; `dryRun` asks whether it would be allowed without
+   * storing it. Optional: a client that cannot (a test's fake) leaves it out, and nothing is recorded.
+   */
+  recordEvent?(target: DeploymentTarget, event: KubeEvent, options?: { readonly dryRun?: boolean }): Promise<void>;
 }
 
 export type KubeErrorKind =

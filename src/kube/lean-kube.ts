@@ -9,16 +9,19 @@
  *   spec.replicas) and `ping` makes no request. Otherwise (no watch, watch down or not allowed)
  *   `status` and `ping` GET the Deployment, and a scale GETs the scale subresource, then PATCHes it.
  * - Scaling: a JSON merge patch `{spec:{replicas}}` of the `scale` subresource.
+ * - Events (the audit of a scale): a POST of an events.k8s.io/v1 Event regarding the Deployment,
+ *   with its uid (from the last scale's answer) so that `kubectl describe deployment` lists it.
  * - Each request has its own deadline (`requestTimeoutMs`). Failures are `KubeError`s with one
  *   human sentence (api-errors.ts); `cause` is a `KubeErrorDetail` with the raw Status message or
  *   the socket error code as `cause.code` (which confirmed-kube.ts reads).
  */
+import { hostname } from 'node:os';
 import type { Logger } from '../log.ts';
 import { toKubeError } from './api-errors.ts';
 import { mayHaveApplied } from './confirmed-kube.ts';
 import { Credentials } from './credentials.ts';
 import { DeploymentWatch, notFoundError, statusOf, type CachedDeployment, type WatchStats } from './deployment-watch.ts';
-import { KubeError, type DeploymentStatus, type DeploymentTarget, type Kube, type ScaleResult } from './kube.ts';
+import { KubeError, type DeploymentStatus, type DeploymentTarget, type Kube, type KubeEvent, type ScaleResult } from './kube.ts';
 import { KubeHttp, RequestTimeout, type RequestListener } from './kube-http.ts';
 import { loadClusterConfig, type ClusterConfig } from './kubeconfig.ts';
 
@@ -46,6 +49,7 @@ export interface LeanKube extends Kube {
   readonly watchStats: WatchStats | undefined;
   /** True while the watch is connected (status and ping then make no request). */
   readonly watching: boolean;
+  recordEvent(target: DeploymentTarget, event: KubeEvent, options?: { readonly dryRun?: boolean }): Promise<void>;
   /** Stops the watch and closes every connection. */
   close(): Promise<void>;
 }
@@ -74,6 +78,9 @@ export function createKube(options: LeanKubeOptions): LeanKube {
     ...(options.watchBackoff !== undefined ? { backoff: options.watchBackoff } : {}),
   });
   watch?.start();
+  /** The Deployments' uids (an Event names its object by uid too), learnt from the scale answers. */
+  const uids = new Map<string, string>();
+  const keyOf = (t: DeploymentTarget): string => `${t.namespace}/${t.name}`;
   /** resourceVersion of the bot's own last write, until the watch has shown it. */
   let written: string | undefined;
   /** Until then a write's outcome is open (its answer was lost): read the API, not the cache. */
@@ -129,7 +136,7 @@ export function createKube(options: LeanKubeOptions): LeanKube {
           () => http.json({ method: 'GET', path: path(target, '/scale'), timeoutMs }));
         previous = before.spec?.replicas ?? 0; // autoscaling/v1 omits spec.replicas when it is 0
       }
-      let after: { spec?: { replicas?: number }; metadata?: { resourceVersion?: string } };
+      let after: { spec?: { replicas?: number }; metadata?: { resourceVersion?: string; uid?: string } };
       try {
         after = await call('scale-patch', target, 'patch', 'deployments/scale', () => http.json({
           method: 'PATCH', path: path(target, '/scale'), body: { spec: { replicas } }, contentType: 'application/merge-patch+json', timeoutMs,
@@ -139,6 +146,7 @@ export function createKube(options: LeanKubeOptions): LeanKube {
         throw error;
       }
       const rv = after.metadata?.resourceVersion;
+      if (typeof after.metadata?.uid === 'string') uids.set(keyOf(target), after.metadata.uid);
       if (watch && sameTarget(watched, target) && typeof rv === 'string') written = rv;
       const result = { previous, desired: after.spec?.replicas ?? 0 };
       log?.info({ namespace: target.namespace, name: target.name, ...result }, 'deployment scaled');
@@ -159,10 +167,43 @@ export function createKube(options: LeanKubeOptions): LeanKube {
       const down = watch?.lastError;
       if (down && (down.kind === 'unreachable' || down.kind === 'timeout' || down.kind === 'server')) watch?.wake();
     },
+    async recordEvent(target: DeploymentTarget, event: KubeEvent, options?: { readonly dryRun?: boolean }): Promise<void> {
+      let uid = uids.get(keyOf(target));
+      if (uid === undefined && !options?.dryRun) {
+        // Not scaled by this process yet (an Event after a read-back): one GET, else the Event goes without it.
+        const d = await call<{ metadata?: { uid?: string } }>('event-uid', target, 'get', 'deployments',
+          () => http.json({ method: 'GET', path: path(target), timeoutMs })).catch(() => undefined);
+        uid = d?.metadata?.uid;
+        if (uid !== undefined) uids.set(keyOf(target), uid);
+      }
+      const query = options?.dryRun ? '?dryRun=All' : '';
+      await call('event', target, 'create', 'events', () => http.json({
+        method: 'POST', path: `/apis/events.k8s.io/v1/namespaces/${encodeURIComponent(target.namespace)}/events${query}`,
+        body: eventBody(target, event, uid, new Date()), contentType: 'application/json', timeoutMs,
+      }));
+    },
     async close(): Promise<void> {
       const stopped = watch?.close();
       http.close();
       await stopped;
     },
+  };
+}
+
+/** Names the bot in its Events (a qualified name, as the API requires of `reportingController`). */
+export const REPORTING_CONTROLLER = 'openclaw-k8s-toggle-operator';
+
+/** An events.k8s.io/v1 Event about the Deployment, as the API validates a new one (eventTime in microseconds, reporting fields set). */
+export function eventBody(target: DeploymentTarget, event: KubeEvent, uid: string | undefined, at: Date): Record<string, unknown> {
+  return {
+    apiVersion: 'events.k8s.io/v1', kind: 'Event',
+    // Named as client-go names Events: the object's name, a dot, the time in hex (generateName would need a trailing '-').
+    metadata: { name: `${target.name.slice(0, 230)}.${(BigInt(at.getTime()) * 1_000_000n + BigInt(Math.floor(Math.random() * 1e6))).toString(16)}`, namespace: target.namespace },
+    eventTime: at.toISOString().replace(/\.(\d{3})Z$/, '.$1000Z'),
+    reportingController: REPORTING_CONTROLLER,
+    // In a pod: the pod's name.
+    reportingInstance: `${REPORTING_CONTROLLER}-${hostname()}`.slice(0, 128),
+    action: event.action, reason: event.reason, note: event.note.slice(0, 1024), type: 'Normal',
+    regarding: { apiVersion: 'apps/v1', kind: 'Deployment', namespace: target.namespace, name: target.name, ...(uid !== undefined ? { uid } : {}) },
   };
 }

@@ -14,6 +14,7 @@ import { startKubeSimulator, type KubeSimulator } from '../../src/dev/kube-simul
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { eventBody } from '../../src/kube/lean-kube.ts';
 import { compareWithSimulator, SIMULATOR_CASES, type SimulatorCase } from './lib/simulator-cases.ts';
 
 const NS = 'agents';
@@ -40,11 +41,12 @@ describe('least privilege and the simulator, against a real API server', { timeo
     });
   }, { timeout: SETUP_TIMEOUT_MS });
 
-  it('the Role is exactly: get, list and watch the Deployment, get and patch its scale, that one Deployment only', async () => {
+  it('the Role is exactly: get, list and watch the Deployment, get and patch its scale, that one Deployment only; create Events', async () => {
     const role = await tb.admin.ok('GET', `/apis/rbac.authorization.k8s.io/v1/namespaces/${NS}/roles/openclaw-toggle`);
     assert.deepEqual(role['rules'], [
       { apiGroups: ['apps'], resources: ['deployments'], resourceNames: [NAME], verbs: ['get', 'list', 'watch'] },
       { apiGroups: ['apps'], resources: ['deployments/scale'], resourceNames: [NAME], verbs: ['get', 'patch'] },
+      { apiGroups: ['events.k8s.io'], resources: ['events'], verbs: ['create'] },
     ]);
     const binding = await tb.admin.ok('GET', `/apis/rbac.authorization.k8s.io/v1/namespaces/${NS}/rolebindings/openclaw-toggle`);
     assert.deepEqual(binding['subjects'], [{ kind: 'ServiceAccount', name: BOT_SERVICE_ACCOUNT, namespace: BOT_NAMESPACE }]);
@@ -65,10 +67,11 @@ describe('least privilege and the simulator, against a real API server', { timeo
     assert.deepEqual(extra, [
       { apiGroups: ['apps'], resources: ['deployments'], resourceNames: [NAME], verbs: ['get', 'list', 'watch'] },
       { apiGroups: ['apps'], resources: ['deployments/scale'], resourceNames: [NAME], verbs: ['get', 'patch'] },
+      { apiGroups: ['events.k8s.io'], resources: ['events'], verbs: ['create'] },
     ]);
   });
 
-  it('what the bot does is allowed: get the Deployment, list and watch it by name, get and patch its scale', async () => {
+  it('what the bot does is allowed: get the Deployment, list and watch it by name, get and patch its scale, create an Event (dry run)', async () => {
     assert.equal((await as('GET', apps(NS, `/${NAME}`))).status, 200);
     // A list or watch narrowed to one name is authorized as a request for that name (resourceNames).
     const list = await as('GET', apps(NS, `?fieldSelector=metadata.name%3D${NAME}`));
@@ -77,9 +80,11 @@ describe('least privilege and the simulator, against a real API server', { timeo
     assert.equal((await as('GET', apps(NS, `?watch=1&fieldSelector=metadata.name%3D${NAME}&timeoutSeconds=1`))).status, 200);
     assert.equal((await as('GET', apps(NS, `/${NAME}/scale`))).status, 200);
     assert.equal((await as('PATCH', apps(NS, `/${NAME}/scale?dryRun=All`), { spec: { replicas: 1 } })).status, 200);
+    const event = eventBody({ namespace: NS, name: NAME }, { reason: 'ScaledByChat', action: 'Check', note: 'allowed?' }, undefined, new Date());
+    assert.equal((await as('POST', `/apis/events.k8s.io/v1/namespaces/${NS}/events?dryRun=All`, event, 'application/json')).status, 201);
   });
 
-  it('everything else is 403: another Deployment, listing or watching the namespace or another name, pods, the Deployment object itself, update, delete, other namespaces', async () => {
+  it('everything else is 403: another Deployment, listing or watching the namespace or another name, pods, the Deployment object itself, update, delete, other namespaces, reading events', async () => {
     const refused: Array<[string, string, unknown, string]> = [
       ['GET', apps(NS, '/other'), undefined, forbidden('deployments', 'get', NS, 'other')],
       ['PATCH', apps(NS, '/other/scale'), { spec: { replicas: 1 } }, forbidden('deployments/scale', 'patch', NS, 'other')],
@@ -100,6 +105,12 @@ describe('least privilege and the simulator, against a real API server', { timeo
       assert.equal(res.body['reason'], 'Forbidden');
       assert.equal(res.body['message'], message);
     }
+    // Events: only create, only here (reading them, or writing them elsewhere, is not the bot's business).
+    const events = await as('GET', `/apis/events.k8s.io/v1/namespaces/${NS}/events`);
+    assert.equal(events.status, 403);
+    assert.equal(events.body['message'], `events.events.k8s.io is forbidden: User "${BOT_USER}" cannot list resource "events" in API group "events.k8s.io" in the namespace "${NS}"`);
+    const event = eventBody({ namespace: BOT_NAMESPACE, name: NAME }, { reason: 'ScaledByChat', action: 'Check', note: 'elsewhere' }, undefined, new Date());
+    assert.equal((await as('POST', `/apis/events.k8s.io/v1/namespaces/${BOT_NAMESPACE}/events?dryRun=All`, event, 'application/json')).status, 403);
     const pods = await as('GET', `/api/v1/namespaces/${NS}/pods`);
     assert.equal(pods.status, 403);
     assert.equal(pods.body['message'], `pods is forbidden: User "${BOT_USER}" cannot list resource "pods" in API group "" in the namespace "${NS}"`);
@@ -127,7 +138,7 @@ describe('least privilege and the simulator, against a real API server', { timeo
         body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenRequest', spec: { expirationSeconds: 600 } } });
       simDir = await mkdtemp(join(tmpdir(), 'sim-vs-real-'));
       sim = await startKubeSimulator({ dir: simDir, readyDelayMs: 200, deployments: [{ namespace: NS, name: NAME, replicas: 0 }], tokens: {
-        'sim-rw': { user: BOT_USER, canGet: true, canPatch: true, canWatch: true, resourceNames: [NAME] },
+        'sim-rw': { user: BOT_USER, canGet: true, canPatch: true, canWatch: true, resourceNames: [NAME], canCreateEvents: true },
         'sim-ro': { user: `system:serviceaccount:${BOT_NAMESPACE}:viewer`, canGet: true, canPatch: false },
       } });
       real = new ApiClient(tb.server, tb.caPem, botToken);

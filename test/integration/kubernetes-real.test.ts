@@ -23,9 +23,12 @@ import {
   applyBotRbac, BOT_NAMESPACE, BOT_SERVICE_ACCOUNT, deletePod, jwtClaims, requestPodToken, targetDeployment, writeServiceAccountFiles, type PodToken,
 } from '../../src/dev/kube-testbed/project-manifests.ts';
 import { SERVICE_ACCOUNT_ISSUER } from '../../src/dev/kube-testbed/flags.ts';
+import { FakeClock } from '../../src/dev/fake-clock.ts';
 import { sharedKubeTestbed, type KubeTestbed } from '../../src/dev/kube-testbed/testbed.ts';
 import { DEPLOYMENT, NAMESPACE, startStack, type Stack } from '../../src/dev/stack.ts';
 import { createKube, type LeanKube } from '../../src/kube/lean-kube.ts';
+import { createLogger, type Logger } from '../../src/log.ts';
+import { Writable } from 'node:stream';
 import type { KubeObject } from '../../src/dev/kube-testbed/api-client.ts';
 
 const isNotice = (sender: string) => (e: TimelineEvent): boolean => e.sender === sender && e.type === 'm.room.message' && e.content['msgtype'] === 'm.notice';
@@ -48,13 +51,15 @@ describe('the bot against a real Kubernetes control plane', { timeout: SETUP_TIM
   const sent: Array<{ method: string; path: string }> = [];
   const saved = { host: process.env['KUBERNETES_SERVICE_HOST'], port: process.env['KUBERNETES_SERVICE_PORT'] };
   const deploymentPath = `/apis/apps/v1/namespaces/${NAMESPACE}/deployments/${DEPLOYMENT}`;
+  /** The timed runs' clock: real time until a test moves it. */
+  const clock = new FakeClock(Date.now());
 
   /** The bot as in a pod: in-cluster config, the token file under saRoot, its client watching the target as app.ts makes it. */
-  const startBot = async (env: Record<string, string> = {}): Promise<void> => {
+  const startBot = async (env: Record<string, string> = {}, logger?: Logger): Promise<void> => {
     await kube?.close();
     kube = createKube({ requestTimeoutMs: 5_000, serviceAccountRoot: saRoot, watch: { namespace: env['DEPLOYMENT_NAMESPACE'] ?? NAMESPACE, name: DEPLOYMENT },
       onRequest: (method, path) => void sent.push({ method, path }) });
-    ({ app } = await stack.startBot({ env: { KUBE_TIMEOUT_SECONDS: '5', ...env }, deps: { kube } }));
+    ({ app } = await stack.startBot({ env: { KUBE_TIMEOUT_SECONDS: '5', ...env }, deps: { kube, clock }, ...(logger ? { logger } : {}) }));
   };
   const kubectl = async (...args: string[]): Promise<string> =>
     (await promisify(execFile)(tb.binaries.path('kubectl'), ['--kubeconfig', tb.adminKubeconfig, '-n', NAMESPACE, ...args])).stdout;
@@ -137,7 +142,7 @@ describe('the bot against a real Kubernetes control plane', { timeout: SETUP_TIM
     const rs = await tb.admin.ok('GET', `/apis/apps/v1/namespaces/${NAMESPACE}/replicasets/${owner?.name}`);
     assert.equal((rs['metadata'] as { ownerReferences: Array<{ kind: string; name: string }> }).ownerReferences[0]?.name, DEPLOYMENT);
     const [, status] = await command('status');
-    assert.equal(status, 'openclaw is 🟢 running: desired 1, ready 1, available 1, updated 1.');
+    assert.match(status ?? '', /^openclaw is 🟢 running: desired 1, ready 1, available 1, updated 1\.\nRunning since \d\d:\d\d UTC \(started by @alice:localhost\), with no automatic stop\.$/);
   });
 
   it('stop: pods gone, then off', async () => {
@@ -148,6 +153,79 @@ describe('the bot against a real Kubernetes control plane', { timeout: SETUP_TIM
     console.log(`# stop → no pods: ${Date.now() - started} ms after the bot's answer`);
     const [, status] = await command('status');
     assert.equal(status, 'openclaw is ⚪ off: desired 0, ready 0, available 0, updated 0.');
+  });
+
+  it('each scale is a Kubernetes Event on the Deployment (events.k8s.io): the API and kubectl describe show who did it, and where', async () => {
+    const notes = async (): Promise<string[]> => {
+      const list = await tb.admin.ok('GET', `/apis/events.k8s.io/v1/namespaces/${NAMESPACE}/events`);
+      return (list['items'] as Array<Record<string, any>>).filter((e) => e['reason'] === 'ScaledByChat').map((e) => String(e['note']));
+    };
+    // The start and stop above; the Event goes out alongside the reply, so it may trail it by a moment.
+    const expected = [`start by @alice:localhost in ${room}`, `stop by @alice:localhost in ${room}`];
+    const seen = await until('both Events', async () => { const n = await notes(); return n.length >= 2 ? n : undefined; }, 10_000, 100);
+    assert.deepEqual(seen, expected);
+    const event = ((await tb.admin.ok('GET', `/apis/events.k8s.io/v1/namespaces/${NAMESPACE}/events`))['items'] as Array<Record<string, any>>).find((e) => e['reason'] === 'ScaledByChat');
+    const uid = ((await tb.admin.ok('GET', deploymentPath))['metadata'] as { uid: string }).uid;
+    assert.deepEqual(event?.['regarding'], { kind: 'Deployment', namespace: NAMESPACE, name: DEPLOYMENT, uid, apiVersion: 'apps/v1' });
+    assert.equal(event?.['reportingController'], 'openclaw-k8s-toggle-operator');
+    const described = await kubectl('describe', 'deployment', DEPLOYMENT);
+    assert.match(described, new RegExp(`Normal\\s+ScaledByChat\\s+\\S+\\s+openclaw-k8s-toggle-operator\\s+start by @alice:localhost in ${room.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
+    const table = await kubectl('get', 'events', '--field-selector', 'reason=ScaledByChat');
+    console.log(`# kubectl get events --field-selector reason=ScaledByChat:\n${table.trimEnd().split('\n').map((l) => `#   ${l}`).join('\n')}`);
+  });
+
+  it('a timed run on the real cluster: start 2h, then the automatic stop (the clock moved by hand), both recorded as Events', async () => {
+    const notices = (): number => alice.events.filter(isNotice(bot)).length;
+    const next = async (at: number): Promise<string> => {
+      const before = notices();
+      clock.set(at);
+      const all = await alice.waitFor(room, isNotice(bot), { count: before + 1, timeoutMs: 20_000 });
+      return String(all[before]?.content['body']);
+    };
+    const started = clock.now();
+    assert.match((await command('start 2h'))[1] ?? '', /^▶️ Starting openclaw: replicas 0 → 1\. Say "status" to see when it is ready\. ⏲ It stops automatically at \d\d:\d\d UTC, in 2 h\.$/);
+    await until('readyReplicas 1', async () => (await deployment()).status.readyReplicas === 1);
+    assert.match((await command('status'))[1] ?? '', /\nRunning since \d\d:\d\d \(started by @alice:localhost\), stops at \d\d:\d\d UTC, in 2 h\.$/);
+    assert.match(await next(started + 110 * 60_000), /^⏲ openclaw stops automatically in 10 min/);
+    assert.match(await next(started + 120 * 60_000), /^⏹ Stopped openclaw automatically at \d\d:\d\d UTC, as planned/);
+    await until('no pods', async () => (await pods()).length === 0);
+    const notes = await until('both Events', async () => {
+      const list = (await tb.admin.ok('GET', `/apis/events.k8s.io/v1/namespaces/${NAMESPACE}/events`))['items'] as Array<Record<string, any>>;
+      const ours = list.filter((e) => e['reason'] === 'ScaledByChat').map((e) => String(e['note'])).slice(2);
+      return ours.length >= 2 ? ours : undefined;
+    }, 10_000, 100);
+    assert.equal(notes[0], `start by @alice:localhost in ${room} (timed 2h)`);
+    assert.match(notes[1] ?? '', new RegExp(`^stop by timer \\(run started by @alice:localhost in ${room.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} at \\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\dZ, due \\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\dZ\\)$`));
+    const table = await kubectl('get', 'events', '--field-selector', 'reason=ScaledByChat');
+    console.log(`# kubectl get events --field-selector reason=ScaledByChat (after the timed run):\n${table.trimEnd().split('\n').map((l) => `#   ${l}`).join('\n')}`);
+  });
+
+  it('a Role without create on events: one warning at start-up, and start and stop work as before', async () => {
+    const role = rbac.find((o) => o.kind === 'Role')!;
+    const rules = (role['rules'] as Array<{ apiGroups: string[] }>).filter((r) => !r.apiGroups.includes('events.k8s.io'));
+    await tb.admin.apply({ ...role, rules });
+    const lines: string[] = [];
+    const logger = createLogger({ level: 'info' }, new Writable({ write(chunk, _e, done) { lines.push(String(chunk)); done(); } }));
+    await app.stop();
+    await startBot({}, logger);
+    try {
+      const ours = async (): Promise<number> => (((await tb.admin.ok('GET', `/apis/events.k8s.io/v1/namespaces/${NAMESPACE}/events`))['items']) as Array<{ reason?: string }>)
+        .filter((e) => e.reason === 'ScaledByChat').length;
+      const before = await ours();
+      await until('the start-up warning', async () => lines.some((l) => l.includes('cannot record scales as Events')), 10_000, 50);
+      assert.equal((await command('start'))[1], '▶️ Starting openclaw: replicas 0 → 1. Say "status" to see when it is ready.');
+      assert.equal((await command('stop'))[1], '⏹ Stopping openclaw: replicas 1 → 0.');
+      await sleep(300);
+      const warnings = lines.filter((l) => /"level":(40|50)/.test(l) && l.includes('event'));
+      assert.equal(warnings.length, 1, warnings.join(''));
+      assert.match(warnings[0] ?? '', /forbidden: the service account may not create events in namespace agents/);
+      assert.equal(await ours(), before, 'no Event');
+      await until('no pods', async () => (await pods()).length === 0);
+    } finally {
+      await tb.admin.apply(role);
+      await app.stop();
+      await startBot();
+    }
   });
 
   it('follows a token rotation on its next call, after the old token was revoked', async () => {
@@ -177,7 +255,7 @@ describe('the bot against a real Kubernetes control plane', { timeout: SETUP_TIM
     assert.deepEqual(sent.slice(before), [], 'status asked the API nothing');
     const [, stop] = await command('stop');
     assert.equal(stop, '⏹ Stopping openclaw: replicas 2 → 0.', 'the "from" is the watched count');
-    assert.deepEqual(sent.slice(before).map((r) => r.method), ['PATCH'], 'one request for the stop');
+    assert.deepEqual(sent.slice(before).filter((r) => !r.path.includes('/events')).map((r) => r.method), ['PATCH'], 'one request for the stop (and its audit Event, sent alongside the reply)');
     await until('no pods', async () => (await pods()).length === 0);
   });
 
@@ -274,6 +352,6 @@ describe('the bot against a real Kubernetes control plane', { timeout: SETUP_TIM
     assert.match((await command('status'))[1] ?? '', /^openclaw is .*: desired 1, /);
     assert.deepEqual(sent.slice(before), []);
     assert.equal((await command('stop'))[1], '⏹ Stopping openclaw: replicas 1 → 0.');
-    assert.deepEqual(sent.slice(before).map((r) => r.method), ['PATCH']);
+    assert.deepEqual(sent.slice(before).filter((r) => !r.path.includes('/events')).map((r) => r.method), ['PATCH']);
   });
 });

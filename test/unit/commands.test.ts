@@ -54,7 +54,8 @@ describe('parseCommand without a prefix', () => {
   test('an unknown word is unknown, with the original text', () => {
     assert.deepEqual(parseCommand('restart', ''), { kind: 'unknown', word: 'restart' });
     assert.deepEqual(parseCommand('Hello there', ''), { kind: 'unknown', word: 'Hello there' });
-    assert.deepEqual(parseCommand('start now', ''), { kind: 'unknown', word: 'start now' });
+    assert.deepEqual(parseCommand('restart now', ''), { kind: 'unknown', word: 'restart now' });
+    assert.deepEqual(parseCommand('status please', ''), { kind: 'unknown', word: 'status please' });
     assert.equal(parseCommand('starting', '').kind, 'unknown');
   });
 
@@ -68,6 +69,38 @@ describe('parseCommand without a prefix', () => {
     assert.deepEqual(parseCommand('', ''), { kind: 'ignore' });
     assert.deepEqual(parseCommand('   \n\t ', ''), { kind: 'ignore' });
     assert.deepEqual(parseCommand('!', ''), { kind: 'ignore' });
+  });
+});
+
+describe('run times', () => {
+  const H = 3_600_000;
+  const M = 60_000;
+
+  test('start, on and extend take a run time; start and on also go without one', () => {
+    assert.deepEqual(parseCommand('start 2h', ''), { kind: 'command', name: 'start', word: 'start 2h', duration: 2 * H });
+    assert.deepEqual(parseCommand('On 30m', ''), { kind: 'command', name: 'start', word: 'on 30m', duration: 30 * M });
+    assert.deepEqual(parseCommand('start 90m', ''), { kind: 'command', name: 'start', word: 'start 90m', duration: 90 * M });
+    assert.deepEqual(parseCommand('start 1h30m', ''), { kind: 'command', name: 'start', word: 'start 1h30m', duration: 90 * M });
+    assert.deepEqual(parseCommand('extend 1h', ''), { kind: 'command', name: 'extend', word: 'extend 1h', duration: H });
+    assert.deepEqual(parseCommand('!toggle extend 45m', '!toggle'), { kind: 'command', name: 'extend', word: 'extend 45m', duration: 45 * M });
+    assert.deepEqual(parseCommand('start', ''), { kind: 'command', name: 'start', word: 'start' });
+  });
+
+  test('spaces, "for"/"by", upper case, 1d and "min" are understood', () => {
+    for (const [text, ms] of [['start 1h 30m', 90 * M], ['start for 2h', 2 * H], ['extend by 30m', 30 * M], ['START 2H', 2 * H], ['start 1d', 24 * H], ['start 45min', 45 * M], ['start 2 h', 2 * H]] as const) {
+      const parsed = parseCommand(text, '');
+      assert.equal(parsed.kind, 'command', text);
+      if (parsed.kind === 'command') assert.equal(parsed.duration, ms, text);
+    }
+  });
+
+  test('what is not a run time is explained, never guessed', () => {
+    for (const text of ['start now', 'start 2', 'start 30s', 'start 0m', 'start 2h 2h', 'start 30m1h', 'start -1h', 'start 1.5h', 'start 400d', 'extend soon']) {
+      const parsed = parseCommand(text, '');
+      assert.equal(parsed.kind, 'invalid', `${text}: ${JSON.stringify(parsed)}`);
+    }
+    assert.deepEqual(parseCommand('extend', ''), { kind: 'invalid', name: 'extend', word: 'extend', argument: '' });
+    assert.deepEqual(parseCommand('stop 5m', ''), { kind: 'invalid', name: 'stop', word: 'stop 5m', argument: '5m' });
   });
 });
 
@@ -109,7 +142,7 @@ describe('replies', () => {
   test('help lists every alias and every summary', () => {
     const reply = help(target, '');
     const aliases = COMMANDS.flatMap((c) => c.aliases);
-    assert.deepEqual([...aliases].sort(), ['help', 'off', 'on', 'start', 'status', 'stop']);
+    assert.deepEqual([...aliases].sort(), ['extend 1h', 'help', 'off', 'on', 'on 30m', 'start', 'start 2h', 'status', 'stop']);
     for (const alias of aliases) {
       assert.match(reply.text, new RegExp(`\\b${alias}\\b`), `text lists ${alias}`);
       assert.ok(reply.html.includes(`<code>${alias}</code>`), `html lists ${alias}`);

@@ -454,3 +454,30 @@ describe('loadConfig: the example registration', () => {
     rejects({ ...baseEnv(), AS_REGISTRATION_FILE: resolve('registration/registration.example.yaml') }, 'appservice.registration', ['placeholder']);
   });
 });
+
+describe('loadConfig: timed runs', () => {
+  test('no default, no maximum and UTC unless set', () => {
+    const config = load(baseEnv());
+    assert.equal(config.bot.defaultRunMs, undefined);
+    assert.equal(config.bot.maxRunMs, undefined);
+    assert.equal(config.bot.timeZone, 'UTC');
+  });
+
+  test('run times as people write them, from the environment or the file; the zone by its IANA name in any case', () => {
+    const config = load({ ...baseEnv(), DEFAULT_RUN_TIME: '1h30m', MAX_RUN_TIME: '8h', BOT_TIME_ZONE: 'europe/berlin' });
+    assert.equal(config.bot.defaultRunMs, 90 * 60_000);
+    assert.equal(config.bot.maxRunMs, 8 * 3_600_000);
+    assert.equal(config.bot.timeZone, 'Europe/Berlin');
+    const fromFile = load(baseEnv(), { file: file('bot:\n  defaultRunTime: 90m\n  maxRunTime: 1d\n  timeZone: Etc/UTC\n') });
+    assert.deepEqual([fromFile.bot.defaultRunMs, fromFile.bot.maxRunMs, fromFile.bot.timeZone], [90 * 60_000, 86_400_000, 'UTC']);
+    assert.equal(describeConfig(config)['defaultRunTime'], '1h30m');
+  });
+
+  test('a run time that is not one, a default beyond the maximum, an unknown zone: one line naming the key', () => {
+    rejects({ ...baseEnv(), DEFAULT_RUN_TIME: '2 hours' }, 'bot.defaultRunTime', ['2 hours', 'DEFAULT_RUN_TIME']);
+    rejects({ ...baseEnv(), MAX_RUN_TIME: '30s' }, 'bot.maxRunTime', ['30s']);
+    rejects(baseEnv(), 'bot.maxRunTime', ['480'], { file: file('bot:\n  maxRunTime: 480\n') });
+    rejects({ ...baseEnv(), DEFAULT_RUN_TIME: '10h', MAX_RUN_TIME: '8h' }, 'bot.defaultRunTime', ['10h', '8h']);
+    rejects({ ...baseEnv(), BOT_TIME_ZONE: 'Mars/Olympus' }, 'bot.timeZone', ['Mars/Olympus', 'BOT_TIME_ZONE']);
+  });
+});

@@ -7,7 +7,7 @@ import { Writable } from 'node:stream';
 import { createLogger } from '../../src/log.ts';
 import { KubeErrorDetail } from '../../src/kube/api-errors.ts';
 import { loadClusterConfig } from '../../src/kube/kubeconfig.ts';
-import { createKube } from '../../src/kube/lean-kube.ts';
+import { createKube, REPORTING_CONTROLLER } from '../../src/kube/lean-kube.ts';
 import { KubeError, type DeploymentTarget, type Kube, type KubeErrorKind } from '../../src/kube/kube.ts';
 import { startKubeSimulator, type KubeSimulator } from '../../src/dev/kube-simulator.ts';
 
@@ -44,7 +44,7 @@ before(async () => {
     dir, readyDelayMs: READY_DELAY,
     deployments: [{ namespace: NS, name: 'web', replicas: 0 }],
     tokens: {
-      'rw-token': { user: `system:serviceaccount:${NS}:toggle`, canGet: true, canPatch: true },
+      'rw-token': { user: `system:serviceaccount:${NS}:toggle`, canGet: true, canPatch: true, canCreateEvents: true },
       'ro-token': { user: `system:serviceaccount:${NS}:viewer`, canGet: true, canPatch: false },
     },
   });
@@ -209,5 +209,43 @@ describe('the Kubernetes client without a watch (every call asks the API) agains
     const ok = createKube({ kubeconfigPath: sim.kubeconfigPath, requestTimeoutMs: TIMEOUT, logger: createLogger({ level: 'info' }, sink) });
     await ok.scale(web, 0);
     assert.deepEqual(lines.filter((l) => l['msg'] === 'deployment scaled').map((l) => [l['previous'], l['desired']]), [[0, 0]]);
+  });
+});
+
+describe('Events regarding the Deployment (the audit of scales)', () => {
+  test('an Event names the Deployment by uid (learnt from the scale\'s answer), with the reporting fields a new Event needs', async () => {
+    const events = createKube({ kubeconfigPath: sim.kubeconfigPath, requestTimeoutMs: TIMEOUT });
+    await events.scale(web, 1);
+    const before = sim.requests.length;
+    await events.recordEvent(web, { reason: 'ScaledByChat', action: 'Start', note: 'start by @alice:example.org in !r:example.org (timed 2h)' });
+    assert.deepEqual(sim.requests.slice(before).map((r) => `${r.method} ${r.path} ${r.status}`), [`POST /apis/events.k8s.io/v1/namespaces/${NS}/events 201`], 'one request');
+    const stored = sim.events(NS).at(-1)!;
+    const uid = (sim.deployment(NS, 'web')!['metadata'] as { uid: string }).uid;
+    assert.deepEqual(stored['regarding'], { apiVersion: 'apps/v1', kind: 'Deployment', namespace: NS, name: 'web', uid });
+    assert.equal(stored['note'], 'start by @alice:example.org in !r:example.org (timed 2h)');
+    assert.equal(stored['reportingController'], REPORTING_CONTROLLER);
+    assert.match(String(stored['eventTime']), /\.\d{6}Z$/);
+    assert.match(String((stored['metadata'] as { name: string }).name), /^web\.[0-9a-f]+$/);
+    await events.scale(web, 0);
+    await events.close();
+  });
+
+  test('without a scale before, the uid is read once; a dry run stores nothing', async () => {
+    const fresh = createKube({ kubeconfigPath: sim.kubeconfigPath, requestTimeoutMs: TIMEOUT });
+    const count = sim.events(NS).length;
+    await fresh.recordEvent(web, { reason: 'ScaledByChat', action: 'Check', note: 'dry' }, { dryRun: true });
+    assert.equal(sim.events(NS).length, count);
+    const before = sim.requests.length;
+    await fresh.recordEvent(web, { reason: 'ScaledByChat', action: 'Stop', note: 'stop by timer' });
+    assert.deepEqual(sim.requests.slice(before).map((r) => r.method), ['GET', 'POST']);
+    assert.ok((sim.events(NS).at(-1)!['regarding'] as { uid?: string }).uid);
+    await fresh.close();
+  });
+
+  test('refused by RBAC: a forbidden KubeError in one sentence', async () => {
+    const ro = await kubeWithToken('ro-token') as ReturnType<typeof createKube>;
+    const err = await rejectsWith(ro.recordEvent(web, { reason: 'ScaledByChat', action: 'Check', note: 'dry' }, { dryRun: true }), 'forbidden');
+    assert.equal(err.human, `forbidden: the service account may not create events in namespace ${NS}`);
+    await ro.close();
   });
 });

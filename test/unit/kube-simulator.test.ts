@@ -6,12 +6,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { startKubeSimulator, type KubeSimulator, type SimulatorChange } from '../../src/dev/kube-simulator.ts';
+import { eventBody } from '../../src/kube/lean-kube.ts';
 
 const NS = 'agents';
 const SCALE = `/apis/apps/v1/namespaces/${NS}/deployments/web/scale`;
 const DEPLOY = `/apis/apps/v1/namespaces/${NS}/deployments/web`;
 const TOKENS = {
-  'rw-token': { user: `system:serviceaccount:${NS}:toggle`, canGet: true, canPatch: true },
+  'rw-token': { user: `system:serviceaccount:${NS}:toggle`, canGet: true, canPatch: true, canCreateEvents: true },
   'ro-token': { user: `system:serviceaccount:${NS}:viewer`, canGet: true, canPatch: false },
 };
 
@@ -348,5 +349,50 @@ describe('kube simulator', () => {
     assert.deepEqual(r.body['spec'], { replicas: 2 });
     assert.equal(sim.deleteDeployment('other', 'api'), true);
     assert.equal((await call('GET', '/apis/apps/v1/namespaces/other/deployments/api', rw)).status, 404);
+  });
+});
+
+describe('Events: the answers read off kube-apiserver v1.37 (the real-server comparison sends the same)', () => {
+  const EVENTS = `/apis/events.k8s.io/v1/namespaces/${NS}/events`;
+  const event = (name: string, extra: Record<string, unknown> = {}): Record<string, unknown> => ({
+    ...eventBody({ namespace: NS, name: 'web' }, { reason: 'ScaledByChat', action: 'Start', note: 'start by @a:x in !r:x' }, undefined, new Date()),
+    metadata: { name, namespace: NS }, ...extra,
+  });
+  const json = { contentType: 'application/json' };
+
+  test('created: 201 and stored; dry run: 201 and not stored; the same name again: 409', async () => {
+    const created = await call('POST', EVENTS, { token: 'rw-token', ...json, body: event('web.one') });
+    assert.equal(created.status, 201);
+    assert.equal(created.body['kind'], 'Event');
+    assert.equal(created.body['note'], 'start by @a:x in !r:x');
+    const dry = await call('POST', `${EVENTS}?dryRun=All`, { token: 'rw-token', ...json, body: event('web.two') });
+    assert.equal(dry.status, 201);
+    assert.deepEqual(sim.events(NS).map((e) => (e['metadata'] as { name: string }).name), ['web.one']);
+    const again = await call('POST', EVENTS, { token: 'rw-token', ...json, body: event('web.one') });
+    assert.equal(again.status, 409);
+    assert.equal(again.body['message'], 'events.events.k8s.io "web.one" already exists');
+  });
+
+  test('refused without create on events (RBAC), 401 without a token', async () => {
+    const ro = await call('POST', EVENTS, { token: 'ro-token', ...json, body: event('web.three') });
+    assert.equal(ro.status, 403);
+    assert.equal(ro.body['message'], `events.events.k8s.io is forbidden: User "system:serviceaccount:${NS}:viewer" cannot create resource "events" in API group "events.k8s.io" in the namespace "${NS}"`);
+    assert.equal((await call('POST', EVENTS, { ...json, body: event('web.four') })).status, 401);
+  });
+
+  test('invalid: the server\'s 422 messages and the 400 of an eventTime in milliseconds or another namespace', async () => {
+    const { action: _action, ...noAction } = event('openclaw.fixed');
+    const missing = await call('POST', EVENTS, { token: 'rw-token', ...json, body: noAction });
+    assert.equal(missing.status, 422);
+    assert.equal(missing.body['message'], 'Event "openclaw.fixed" is invalid: action: Required value');
+    const bare = await call('POST', EVENTS, { token: 'rw-token', ...json, body: { apiVersion: 'events.k8s.io/v1', kind: 'Event', metadata: { name: 'openclaw.x2' }, reason: 'R', regarding: { namespace: NS } } });
+    assert.equal(bare.body['message'], 'Event "openclaw.x2" is invalid: [eventTime: Required value, type: Invalid value: "": has invalid value: ]');
+    const millis = await call('POST', EVENTS, { token: 'rw-token', ...json, body: event('web.five', { eventTime: '2026-11-30T00:56:41.588Z' }) });
+    assert.equal(millis.status, 400);
+    assert.equal(millis.body['message'], 'Event in version "v1" cannot be handled as a Event: parsing time "2026-11-30T00:56:41.588Z" as "2006-01-02T15:04:05.000000Z07:00": cannot parse ".588Z" as ".000000"');
+    const elsewhere = await call('POST', EVENTS, { token: 'rw-token', ...json, body: event('web.six', { metadata: { name: 'web.six', namespace: 'other' } }) });
+    assert.equal(elsewhere.body['message'], 'the namespace of the provided object does not match the namespace sent on the request');
+    const long = await call('POST', EVENTS, { token: 'rw-token', ...json, body: event('web.seven', { reportingInstance: '', reason: 'R'.repeat(130) }) });
+    assert.equal(long.body['message'], 'Event "web.seven" is invalid: [reportingInstance: Required value, reason: Invalid value: "": can have at most 128 characters]');
   });
 });

@@ -124,11 +124,14 @@ describe('kustomization', () => {
 describe('RBAC', () => {
   const role = one('Role');
   const rules = role['rules'] as Obj[];
+  /** The rules on the Deployment (apps), each limited to it by name; the audit's rule on events cannot be (a create has no name yet). */
+  const appsRules = rules.filter((r) => (r['apiGroups'] as string[]).includes('apps'));
   const granted = new Set(rules.flatMap((r) => (r['resources'] as string[]).flatMap((res) => (r['verbs'] as string[]).map((v) => `${v} ${res}`))));
 
-  test('a namespaced Role: get/list/watch on the Deployment, get/patch on its scale, in apps, nothing else, no wildcards', () => {
+  test('a namespaced Role: get/list/watch on the Deployment, get/patch on its scale, in apps, create on events, nothing else, no wildcards', () => {
     assert.equal(role['kind'], 'Role');
-    for (const rule of rules) {
+    assert.deepEqual(rules.filter((r) => !appsRules.includes(r)), [{ apiGroups: ['events.k8s.io'], resources: ['events'], verbs: ['create'] }]);
+    for (const rule of appsRules) {
       assert.deepEqual(rule['apiGroups'], ['apps']);
       for (const res of rule['resources'] as string[]) assert.ok(['deployments', 'deployments/scale'].includes(res), res);
       for (const verb of rule['verbs'] as string[]) assert.ok(['get', 'list', 'watch', 'patch'].includes(verb), verb);
@@ -143,7 +146,7 @@ describe('RBAC', () => {
   test('the Role grants exactly what src/kube sends (every request the client makes, watch included, against the simulator)', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'manifests-rbac-'));
     const sim = await startKubeSimulator({ dir, readyDelayMs: 0, deployments: [{ namespace: 'agents', name: targetName, replicas: 0 }],
-      tokens: { t: { user: 'system:serviceaccount:openclaw:openclaw-toggle', canGet: true, canPatch: true, canWatch: true } } });
+      tokens: { t: { user: 'system:serviceaccount:openclaw:openclaw-toggle', canGet: true, canPatch: true, canWatch: true, canCreateEvents: true } } });
     const target = { namespace: 'agents', name: targetName };
     const sent: Array<{ method: string; path: string }> = [];
     const onRequest = (method: string, path: string): void => void sent.push({ method, path });
@@ -152,7 +155,10 @@ describe('RBAC', () => {
       const plain = createKube({ kubeconfigPath: sim.kubeconfigPath, requestTimeoutMs: 2_000, onRequest });
       await plain.status(target);
       await plain.ping(target);
+      await plain.recordEvent(target, { reason: 'ScaledByChat', action: 'Check', note: 'dry run' }, { dryRun: true });
+      await plain.recordEvent(target, { reason: 'ScaledByChat', action: 'Start', note: 'before any scale: its uid is read' });
       await plain.scale(target, 1);
+      await plain.recordEvent(target, { reason: 'ScaledByChat', action: 'Start', note: 'start by @a:x in !r:x' });
       const watching = createKube({ kubeconfigPath: sim.kubeconfigPath, requestTimeoutMs: 2_000, onRequest, watch: target });
       for (let i = 0; i < 100 && !(watching.watchStats?.watches ?? 0); i++) await new Promise((r) => setTimeout(r, 20));
       await watching.scale(target, 0);
@@ -165,6 +171,10 @@ describe('RBAC', () => {
     const needed = new Set<string>();
     for (const { method, path } of sent) {
       const url = new URL(path, 'https://x');
+      if (/^\/apis\/events\.k8s\.io\/v1\/namespaces\/agents\/events$/.test(url.pathname) && method === 'POST') {
+        needed.add('create events');
+        continue;
+      }
       const m = /^\/apis\/apps\/v1\/namespaces\/[^/]+\/deployments(?:\/([^/]+)(\/scale)?)?$/.exec(url.pathname);
       assert.ok(m, `src/kube sent ${method} ${path}: add the RBAC it needs to role.yaml and to this test`);
       if (m[1] === undefined) {
@@ -199,7 +209,7 @@ describe('RBAC', () => {
     const targetsOf = (fieldPath: string): string[] => replacements.filter((r) => r['source']['fieldPath'] === fieldPath)
       .flatMap((r) => (r['targets'] as Obj[]).flatMap((t) => (t['fieldPaths'] as string[]).map((f) => `${t['select']['kind']} ${f}`)));
     assert.deepEqual(targetsOf('data.DEPLOYMENT_NAMESPACE').sort(), ['Role metadata.namespace', 'RoleBinding metadata.namespace']);
-    assert.deepEqual(targetsOf('data.DEPLOYMENT_NAME').sort(), rules.map((_, i) => `Role rules.${i}.resourceNames.0`).sort());
+    assert.deepEqual(targetsOf('data.DEPLOYMENT_NAME').sort(), appsRules.map((r) => `Role rules.${rules.indexOf(r)}.resourceNames.0`).sort());
     assert.deepEqual(targetsOf('metadata.namespace'), ['RoleBinding subjects.[name=openclaw-toggle].namespace']);
   });
 });
@@ -421,7 +431,7 @@ describe('kustomize build', () => {
     const binding = find(docs, 'RoleBinding');
     assert.equal(role['metadata']['namespace'], 'agents');
     assert.equal(binding['metadata']['namespace'], 'agents');
-    for (const rule of role['rules'] as Obj[]) assert.deepEqual(rule['resourceNames'], ['web']);
+    for (const rule of role['rules'] as Obj[]) assert.deepEqual(rule['resourceNames'], (rule['apiGroups'] as string[]).includes('apps') ? ['web'] : undefined);
     assert.deepEqual(binding['subjects'], [{ kind: 'ServiceAccount', name: 'openclaw-toggle', namespace: botNamespace }]);
     assert.equal(find(docs, 'Deployment')['metadata']['namespace'], botNamespace);
     assert.equal(find(docs, 'ConfigMap')['data']['DEPLOYMENT_NAMESPACE'], 'agents');

@@ -4,6 +4,7 @@
  * a Scale or Deployment the adapter reads). Used by kubernetes-rbac.test.ts.
  */
 import type { ApiResponse } from '../../../src/dev/kube-testbed/api-client.ts';
+import { eventBody } from '../../../src/kube/lean-kube.ts';
 
 export interface SimulatorCase {
   readonly name: string;
@@ -24,6 +25,13 @@ const DEPLOYMENT = `${COLLECTION}/${NAME}`;
 const SCALE = `${DEPLOYMENT}/scale`;
 const MERGE = 'application/merge-patch+json';
 const JSON_PATCH = 'application/json-patch+json';
+const EVENTS = `/apis/events.k8s.io/v1/namespaces/${NS}/events`;
+/** An Event as the bot sends it (src/kube/lean-kube.ts), under a fixed name so both servers see the same. */
+const event = (name: string, extra: Record<string, unknown> = {}): Record<string, unknown> => ({
+  ...eventBody({ namespace: NS, name: NAME }, { reason: 'ScaledByChat', action: 'Start', note: 'start by @alice:example.org in !room:example.org (timed 2h)' }, undefined, new Date()),
+  metadata: { name, namespace: NS }, ...extra,
+});
+const { action: _action, ...noAction } = event('openclaw.case-invalid');
 
 export const SIMULATOR_CASES: readonly SimulatorCase[] = [
   { name: 'GET the Deployment at 0', method: 'GET', path: DEPLOYMENT, as: 'rw', first: 'settle' },
@@ -61,6 +69,14 @@ export const SIMULATOR_CASES: readonly SimulatorCase[] = [
   { name: 'watch of the whole namespace', method: 'GET', path: `${COLLECTION}?watch=1`, as: 'rw' },
   { name: 'watch by an identity with get only', method: 'GET', path: `${COLLECTION}?watch=1&fieldSelector=metadata.name%3D${NAME}`, as: 'ro' },
   { name: 'watch with an unknown token', method: 'GET', path: `${COLLECTION}?watch=1&fieldSelector=metadata.name%3D${NAME}`, as: 'none' },
+  { name: 'create an Event', method: 'POST', path: EVENTS, body: event('openclaw.case-created'), contentType: 'application/json', as: 'rw' },
+  { name: 'dry-run create of an Event', method: 'POST', path: `${EVENTS}?dryRun=All`, body: event('openclaw.case-dry-run'), contentType: 'application/json', as: 'rw' },
+  { name: 'an Event of the same name again', method: 'POST', path: EVENTS, body: event('openclaw.case-created'), contentType: 'application/json', as: 'rw' },
+  { name: 'create an Event by an identity without create on events', method: 'POST', path: EVENTS, body: event('openclaw.case-ro'), contentType: 'application/json', as: 'ro' },
+  { name: 'create an Event with an unknown token', method: 'POST', path: EVENTS, body: event('openclaw.case-none'), contentType: 'application/json', as: 'none' },
+  { name: 'an Event without action', method: 'POST', path: EVENTS, body: noAction, contentType: 'application/json', as: 'rw' },
+  { name: 'an Event whose eventTime has milliseconds', method: 'POST', path: EVENTS, body: event('openclaw.case-ms', { eventTime: '2026-11-30T00:56:41.588Z' }), contentType: 'application/json', as: 'rw' },
+  { name: 'an Event for another namespace', method: 'POST', path: EVENTS, body: event('openclaw.case-ns', { metadata: { name: 'openclaw.case-ns', namespace: 'elsewhere' } }), contentType: 'application/json', as: 'rw' },
   { name: 'GET the Deployment once deleted', method: 'GET', path: DEPLOYMENT, as: 'rw', first: 'delete' },
   { name: 'GET the Scale once deleted', method: 'GET', path: SCALE, as: 'rw' },
   { name: 'list narrowed to the Deployment once deleted', method: 'GET', path: `${COLLECTION}?fieldSelector=metadata.name%3D${NAME}`, as: 'rw' },
@@ -82,6 +98,12 @@ export function essence(res: ApiResponse): Record<string, unknown> {
     const rv = (b['metadata'] as { resourceVersion?: unknown }).resourceVersion;
     return { status: res.status, kind: 'DeploymentList', apiVersion: b['apiVersion'], resourceVersion: typeof rv === 'string' && /^\d+$/.test(rv),
       items: items.map((i) => ({ name: (i['metadata'] as { name?: unknown }).name, kind: i['kind'], replicas: (i['spec'] as { replicas?: unknown }).replicas })) };
+  }
+  if (b['kind'] === 'Event') {
+    const meta = b['metadata'] as { name?: unknown; resourceVersion?: unknown };
+    return { status: res.status, kind: 'Event', apiVersion: b['apiVersion'], name: meta.name, stored: meta.resourceVersion !== undefined,
+      reason: b['reason'], action: b['action'], note: b['note'], type: b['type'], regarding: b['regarding'],
+      reportingController: b['reportingController'], eventTime: typeof b['eventTime'] === 'string' && /\.\d{6}Z$/.test(b['eventTime']) };
   }
   if (b['kind'] === 'Deployment') {
     const spec = b['spec'] as Record<string, unknown>;

@@ -1,0 +1,113 @@
+/**
+ * What each command does: Kubernetes calls, the Deployment's timed run, the audit Event, and the
+ * reply. The Bot around it decides whether a message is a command to run at all (policy, trust,
+ * exactly once); this decides what running it means.
+ */
+import { faultPoint } from '../fault-points.ts';
+import type { Logger } from '../log.ts';
+import { KubeError } from '../kube/kube.ts';
+import type { RoomEvent } from '../matrix/events.ts';
+import type { BotOptions } from './bot.ts';
+import { systemClock } from './clock.ts';
+import type { Parsed } from './commands.ts';
+import type { Outbox } from './outbox.ts';
+import * as replies from './replies.ts';
+import type { Reply } from './replies.ts';
+import { badArgument } from './run-replies.ts';
+import { RunScheduler } from './run-scheduler.ts';
+import { ScaleAudit } from './scale-audit.ts';
+import { TimeText } from './time-text.ts';
+import { TimedRuns, type StartPlan } from './timed-runs.ts';
+
+type Command = Extract<Parsed, { kind: 'command' }>;
+
+export class CommandRunner {
+  readonly #o: BotOptions;
+  readonly runs: TimedRuns;
+  readonly timers: RunScheduler;
+  readonly audit: ScaleAudit;
+
+  constructor(options: BotOptions & { readonly outbox: Outbox }) {
+    this.#o = options;
+    const { target, state, kube, outbox, metrics, logger } = options;
+    const clock = options.runs?.clock ?? systemClock;
+    this.audit = new ScaleAudit(kube, target, logger);
+    this.runs = new TimedRuns({
+      target, state, clock, limits: options.runs?.limits ?? { defaultMs: undefined, maxMs: undefined },
+      time: options.runs?.time ?? new TimeText('UTC'), prefix: options.commandPrefix, outbox, changed: () => this.timers.reschedule(), logger,
+    });
+    this.timers = new RunScheduler({ target, key: this.runs.key, state, clock, kube, outbox, audit: this.audit, words: () => this.runs.words(), metrics, logger });
+  }
+
+  /** Why a command must not run as given (a run time over the maximum), before anything is done. */
+  refusal(parsed: Command): Reply | undefined {
+    return this.runs.refusal(parsed.name, parsed.duration);
+  }
+
+  badArgument(parsed: Extract<Parsed, { kind: 'invalid' }>): Reply {
+    return badArgument(this.runs.words(), parsed.name, parsed.argument);
+  }
+
+  async #status(): Promise<Reply> {
+    const s = await this.#o.kube.status(this.#o.target);
+    return replies.status(this.#o.target, s, this.runs.describe(s));
+  }
+
+  /** What to say for a start or stop cut short by a restart: not run again; the state now. */
+  async interrupted(word: string): Promise<Reply> {
+    let now: Reply;
+    try {
+      now = await this.#status();
+    } catch (error) {
+      now = error instanceof KubeError ? replies.kubeFailure('get the status of', this.#o.target, error) : replies.internalFailure('get the status of', this.#o.target);
+    }
+    return replies.interrupted(word, now);
+  }
+
+  /** Runs a command (Kubernetes, the run's timer) and returns the reply; a Kubernetes failure is a one-sentence reply. */
+  async run(parsed: Command, event: RoomEvent, log: Logger): Promise<Reply> {
+    const { target, kube } = this.#o;
+    const command = parsed.name;
+    const action = command === 'status' ? 'get the status of' : command;
+    let plan: StartPlan | undefined;
+    try {
+      let reply: Reply;
+      switch (command) {
+        case 'help':
+          reply = replies.help(target, this.#o.commandPrefix);
+          break;
+        case 'status':
+          reply = await this.#status();
+          break;
+        case 'extend':
+          reply = await this.runs.extend(event, parsed.duration ?? 0, () => kube.status(target));
+          break;
+        case 'start':
+        case 'stop': {
+          // The run (and its stop time) is on disk before the PATCH leaves: a crash after it keeps the timer.
+          if (command === 'start') plan = this.runs.beforeStart(event, parsed.duration);
+          const result = await kube.scale(target, command === 'start' ? 1 : 0);
+          faultPoint('after-patch');
+          log.info({ command, namespace: target.namespace, deployment: target.name, from: result.previous, to: result.desired }, 'scaled deployment');
+          const run = plan ? this.runs.started(event, plan, result, parsed.duration) : { sentence: this.runs.stopped(event), note: `stop by ${event.sender} in ${event.room_id}` };
+          // Alongside the reply, never before it: the Event is best effort.
+          if (result.previous !== result.desired) this.audit.record(command === 'start' ? 'Start' : 'Stop', run.note);
+          reply = replies.withSentence(replies.scaled(target, result), run.sentence);
+          break;
+        }
+      }
+      this.#o.metrics.commands.inc({ command, outcome: 'ok' });
+      return reply;
+    } catch (error) {
+      // A start that surely failed leaves the run as it was; one whose outcome is unknown keeps its timer.
+      if (plan && !(error instanceof KubeError && error.kind === 'unknown-outcome')) this.runs.startFailed(plan);
+      this.#o.metrics.commands.inc({ command, outcome: 'error' });
+      if (error instanceof KubeError) {
+        log.error({ command, kind: error.kind, status: error.status, detail: error.cause instanceof Error ? error.cause.message : undefined }, `kubernetes: ${error.human}`);
+        return replies.kubeFailure(action, target, error);
+      }
+      log.error({ command, err: error }, 'command failed');
+      return replies.internalFailure(action, target);
+    }
+  }
+}
