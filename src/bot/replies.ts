@@ -71,9 +71,10 @@ const STATE_WORDS: Record<DeploymentStatus['state'], string> = {
 /** `run`: a second line about the run started from chat (since when, by whom, when it stops). */
 export function status(target: DeploymentTarget, s: DeploymentStatus, run?: string): Reply {
   const counts = `desired ${s.desired}, ready ${s.ready}, available ${s.available}, updated ${s.updated}`;
+  const lines = [...(s.problem ? [`⚠️ It is not getting ready: ${s.problem}.`] : []), ...(run ? [run] : [])];
   return {
-    text: `${target.name} is ${STATE_WORDS[s.state]}: ${counts}.${run ? `\n${run}` : ''}`,
-    html: `<b>${escapeHtml(target.name)}</b> is <b>${STATE_WORDS[s.state]}</b>: ${counts}.${run ? `<br>${escapeHtml(run)}` : ''}`,
+    text: `${target.name} is ${STATE_WORDS[s.state]}: ${counts}.${lines.map((l) => `\n${l}`).join('')}`,
+    html: `<b>${escapeHtml(target.name)}</b> is <b>${STATE_WORDS[s.state]}</b>: ${counts}.${lines.map((l) => `<br>${escapeHtml(l)}`).join('')}`,
   };
 }
 

@@ -14,6 +14,7 @@ import type { Logger } from '../log.ts';
 import { ApiStatusError, KubeErrorDetail, notFoundSentence } from './api-errors.ts';
 import { KubeError, summarise, type DeploymentStatus, type DeploymentTarget } from './kube.ts';
 import type { KubeHttp } from './kube-http.ts';
+import { deploymentProblem, type DeploymentObject } from './rollout.ts';
 
 export type CachedDeployment =
   | { readonly exists: true; readonly status: DeploymentStatus }
@@ -293,12 +294,13 @@ function nameOf(o: unknown): string | undefined {
   return typeof name === 'string' ? name : undefined;
 }
 
-/** The counts the bot reports, from a Deployment object. */
+/** The counts the bot reports, and what stops the Deployment getting ready if it says so, from a Deployment object. */
 export function statusOf(o: unknown): DeploymentStatus {
-  const d = o as { spec?: { replicas?: number }; status?: { readyReplicas?: number; availableReplicas?: number; updatedReplicas?: number } };
+  const d = o as DeploymentObject & { status?: { availableReplicas?: number } };
   const desired = d.spec?.replicas ?? 0;
   const ready = d.status?.readyReplicas ?? 0;
-  return { desired, ready, available: d.status?.availableReplicas ?? 0, updated: d.status?.updatedReplicas ?? 0, state: summarise(desired, ready) };
+  const problem = deploymentProblem(d);
+  return { desired, ready, available: d.status?.availableReplicas ?? 0, updated: d.status?.updatedReplicas ?? 0, state: summarise(desired, ready), ...(problem ? { problem } : {}) };
 }
 
 /** The 404 a GET would have given, from a cache that knows the Deployment is gone. */

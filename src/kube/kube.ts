@@ -14,6 +14,8 @@ export interface DeploymentStatus {
   readonly available: number;
   readonly updated: number;
   readonly state: DeploymentState;
+  /** One sentence when the Deployment's own conditions say it cannot get ready (a quota, the progress deadline). */
+  readonly problem?: string | undefined;
 }
 
 export interface ScaleResult {

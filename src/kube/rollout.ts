@@ -67,20 +67,40 @@ export function startProgress(deployment: DeploymentObject, pods: readonly PodOb
   const steps = podSteps(live);
   if (desired > 0 && ready >= desired && (deployment.status?.updatedReplicas ?? ready) >= desired) return { phase: 'ready', steps: [...steps, 'ready'] };
 
-  // Refused before any pod exists: a quota or an admission webhook (the ReplicaSet's error, lifted by the Deployment controller).
-  const replicaFailure = condition(deployment.status?.conditions, 'ReplicaFailure');
-  if (replicaFailure?.status === 'True') return { phase: 'failed', steps, reason: `the cluster refused to create the pod: ${clean(replicaFailure.message)}` };
-
+  const refused = replicaFailure(deployment);
+  if (refused) return { phase: 'failed', steps, reason: refused };
   for (const pod of live) {
     const failure = podFailure(pod);
     if (failure) return { phase: 'failed', steps, reason: failure };
   }
+  const waiting = waitingFor(live, desired, ready);
+  if (deadlineExceeded(deployment)) return { phase: 'failed', steps, reason: `${deadlineSentence(deployment)}${waiting ? `: ${waiting}` : ''}` };
+  return { phase: 'moving', steps, reason: waiting };
+}
+
+/**
+ * Why a Deployment that should run cannot get there, from its own conditions alone (no pods: what
+ * `status` can say from the watched Deployment, and all a Role without access to pods allows).
+ */
+export function deploymentProblem(deployment: DeploymentObject): string | undefined {
+  if ((deployment.spec?.replicas ?? 0) === 0) return undefined;
+  return replicaFailure(deployment) ?? (deadlineExceeded(deployment) ? deadlineSentence(deployment) : undefined);
+}
+
+/** Refused before any pod exists: a quota or an admission webhook (the ReplicaSet's error, lifted by the Deployment controller). */
+function replicaFailure(deployment: DeploymentObject): string | undefined {
+  const failure = condition(deployment.status?.conditions, 'ReplicaFailure');
+  return failure?.status === 'True' ? `the cluster refused to create the pod: ${clean(failure.message)}` : undefined;
+}
+
+function deadlineExceeded(deployment: DeploymentObject): boolean {
   const progressing = condition(deployment.status?.conditions, 'Progressing');
-  if (progressing?.status === 'False' && progressing.reason === 'ProgressDeadlineExceeded') {
-    const deadline = deployment.spec?.progressDeadlineSeconds;
-    return { phase: 'failed', steps, reason: `it did not become ready within its progress deadline${deadline ? ` (${deadline} s)` : ''}${waitingFor(live, desired, ready) ? `: ${waitingFor(live, desired, ready)}` : ''}` };
-  }
-  return { phase: 'moving', steps, reason: waitingFor(live, desired, ready) };
+  return progressing?.status === 'False' && progressing.reason === 'ProgressDeadlineExceeded';
+}
+
+function deadlineSentence(deployment: DeploymentObject): string {
+  const deadline = deployment.spec?.progressDeadlineSeconds;
+  return `it did not become ready within its progress deadline${deadline ? ` (${deadline} s)` : ''}`;
 }
 
 /** A stop in progress or done: no pod may remain. */

@@ -270,6 +270,25 @@ describe('the bot against a real Kubernetes control plane', { timeout: SETUP_TIM
     }
   });
 
+  it('a start the cluster refuses (a ResourceQuota of no pods): status says why, in the Deployment\'s own words', async () => {
+    const quota = { apiVersion: 'v1', kind: 'ResourceQuota', metadata: { name: 'no-pods', namespace: NAMESPACE }, spec: { hard: { pods: '0' } } };
+    await tb.admin.apply(quota);
+    try {
+      // The quota controller must have counted the namespace before admission enforces the quota.
+      await until('quota counted', async () => (await tb.admin.ok('GET', `/api/v1/namespaces/${NAMESPACE}/resourcequotas/no-pods`))['status'] !== undefined);
+      assert.match((await command('start'))[1] ?? '', /Starting openclaw: replicas 0 → 1/);
+      await until('ReplicaFailure on the Deployment', async () =>
+        ((await deployment()).status as { conditions?: Array<{ type: string; status: string }> }).conditions?.some((c) => c.type === 'ReplicaFailure' && c.status === 'True'));
+      const [, status] = await command('status');
+      assert.match(status ?? '', /^openclaw is 🟡 starting: desired 1, ready 0, available 0, updated 0\.\n⚠️ It is not getting ready: the cluster refused to create the pod: pods "openclaw-[a-z0-9-]+" is forbidden: exceeded quota: no-pods, requested: pods=1, used: pods=0, limited: pods=0\.\n/);
+      console.log(`# ${status?.split('\n')[1]}`);
+    } finally {
+      await tb.admin.delete(quota, NAMESPACE);
+      await command('stop');
+      await until('no pods', async () => (await pods()).length === 0);
+    }
+  });
+
   it('a Role without patch on deployments/scale: start is refused in one sentence, nothing changes', async () => {
     const role = rbac.find((o) => o.kind === 'Role')!;
     const rules = (role['rules'] as Array<{ resources: string[]; verbs: string[] }>).map((r) =>

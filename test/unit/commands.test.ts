@@ -175,6 +175,13 @@ describe('replies', () => {
     }
   });
 
+  test('status says why a Deployment is not getting ready, on its own line (escaped in the html)', () => {
+    const problem = 'the cluster refused to create the pod: pods "openclaw-1" is forbidden: exceeded quota: pods, requested: pods=1, used: pods=0, limited: pods=0';
+    const reply = status(target, { desired: 1, ready: 0, available: 0, updated: 0, state: 'starting', problem });
+    assert.equal(reply.text, `openclaw is 🟡 starting: desired 1, ready 0, available 0, updated 0.\n⚠️ It is not getting ready: ${problem}.`);
+    assert.ok(reply.html.endsWith('<br>⚠️ It is not getting ready: the cluster refused to create the pod: pods &quot;openclaw-1&quot; is forbidden: exceeded quota: pods, requested: pods=1, used: pods=0, limited: pods=0.'), reply.html);
+  });
+
   test('escapeHtml escapes markup', () => {
     assert.equal(escapeHtml('<script>alert("x")</script>'), '&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;');
     assert.equal(escapeHtml('a & b'), 'a &amp; b');

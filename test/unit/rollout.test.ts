@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { startProgress, stopProgress, type DeploymentObject, type PodObject } from '../../src/kube/rollout.ts';
+import { deploymentProblem, startProgress, stopProgress, type DeploymentObject, type PodObject } from '../../src/kube/rollout.ts';
 
 const IMAGE = 'ghcr.io/openclaw/openclaw:latest';
 const deployment = (status: DeploymentObject['status'] = {}, replicas = 1): DeploymentObject => ({ spec: { replicas, progressDeadlineSeconds: 600 }, status });
@@ -71,5 +71,15 @@ describe('stop progress', () => {
     assert.deepEqual(stopProgress([pod({ node: 'n', deleting: true })]), { phase: 'moving', steps: [], reason: '1 pod shutting down' });
     assert.deepEqual(stopProgress([pod({ node: 'n' }), pod({ node: 'n', deleting: true })]), { phase: 'moving', steps: [], reason: '2 pods still there' });
     assert.deepEqual(stopProgress([]), { phase: 'off', steps: ['no pods left'] });
+  });
+});
+
+describe('deployment problem (what status can say without pods)', () => {
+  test('a quota refusal or a passed deadline, only while the Deployment should run', () => {
+    const quota = { type: 'ReplicaFailure', status: 'True', reason: 'FailedCreate', message: 'pods "openclaw-abc" is forbidden: exceeded quota: pods, requested: pods=1, used: pods=0, limited: pods=0' };
+    assert.equal(deploymentProblem(deployment({ conditions: [quota] })), 'the cluster refused to create the pod: pods "openclaw-abc" is forbidden: exceeded quota: pods, requested: pods=1, used: pods=0, limited: pods=0');
+    assert.equal(deploymentProblem(deployment({ conditions: [{ type: 'Progressing', status: 'False', reason: 'ProgressDeadlineExceeded' }] })), 'it did not become ready within its progress deadline (600 s)');
+    assert.equal(deploymentProblem(deployment({ conditions: [quota] }, 0)), undefined, 'stopped: nothing to get ready');
+    assert.equal(deploymentProblem(deployment({ conditions: [{ type: 'Progressing', status: 'True', reason: 'NewReplicaSetAvailable' }, { type: 'Available', status: 'True' }] })), undefined);
   });
 });
