@@ -74,7 +74,8 @@ const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
 /** Placeholders from config.sample.yaml: starting with them unchanged is refused. */
 const SAMPLE_MARKER = 'CHANGE-ME';
-const PYTHON_LEVELS: Readonly<Record<string, LogLevel>> = { warning: 'warn', critical: 'fatal', notset: 'info' };
+/** Python's logging names, and loguru's (the old bot's LOGURU_LEVEL): SUCCESS sits between INFO and WARNING. */
+const PYTHON_LEVELS: Readonly<Record<string, LogLevel>> = { warning: 'warn', critical: 'fatal', notset: 'info', success: 'info' };
 
 function readText(path: string, key: string, what: string): string {
   try {

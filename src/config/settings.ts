@@ -123,8 +123,8 @@ export const SETTINGS: readonly Setting[] = [
     doc: 'Optional passphrase encrypting the crypto store at rest. Secret: may come from `CRYPTO_STORE_PASSPHRASE_FILE`.',
   },
   {
-    key: 'log.level', env: ['LOG_LEVEL'], kind: 'enum', values: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], default: 'info',
-    doc: 'Log level. Python names (`WARNING`, `CRITICAL`) and any case are accepted.',
+    key: 'log.level', env: ['LOG_LEVEL', 'LOGURU_LEVEL'], kind: 'enum', values: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], default: 'info',
+    doc: 'Log level. Python names (`WARNING`, `CRITICAL`, loguru\'s `SUCCESS`) and any case are accepted; `LOGURU_LEVEL` is the old bot\'s name for it (`LOG_LEVEL` wins when both are set).',
   },
   {
     key: 'log.format', env: ['LOG_FORMAT'], kind: 'enum', values: ['json', 'pretty'], default: 'json',

@@ -137,6 +137,10 @@ describe('loadConfig: valid configurations', () => {
     assert.equal(load({ ...baseEnv(), LOG_LEVEL: 'CRITICAL' }).log.level, 'fatal');
     assert.equal(load({ ...baseEnv(), LOG_LEVEL: 'Debug' }).log.level, 'debug');
     assert.equal(load({ ...baseEnv(), LOG_LEVEL: 'error' }).log.level, 'error');
+    // The old bot's variable and loguru's names.
+    assert.equal(load({ ...baseEnv(), LOGURU_LEVEL: 'SUCCESS' }).log.level, 'info');
+    assert.equal(load({ ...baseEnv(), LOGURU_LEVEL: 'DEBUG' }).log.level, 'debug');
+    assert.equal(load({ ...baseEnv(), LOGURU_LEVEL: 'DEBUG', LOG_LEVEL: 'error' }).log.level, 'error', 'LOG_LEVEL wins');
   });
 
   test('ports at both ends of the range are accepted', () => {
