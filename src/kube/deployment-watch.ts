@@ -14,7 +14,7 @@ import { WatchLoop, type WatchStats } from './watch-loop.ts';
 export type { WatchStats };
 
 export type CachedDeployment =
-  | { readonly exists: true; readonly status: DeploymentStatus }
+  | { readonly exists: true; readonly status: DeploymentStatus; readonly object: DeploymentObject }
   | { readonly exists: false };
 
 export interface WatchOptions {
@@ -52,11 +52,11 @@ export class DeploymentWatch {
       store: {
         reset: (items) => {
           const item = items.find((i) => nameOf(i) === name);
-          this.#cache = item === undefined ? { exists: false } : { exists: true, status: statusOf(item) };
+          this.#cache = item === undefined ? { exists: false } : cached(item);
         },
         apply: (type, object) => {
           if (nameOf(object) !== name) return;
-          this.#cache = type === 'DELETED' ? { exists: false } : { exists: true, status: statusOf(object) };
+          this.#cache = type === 'DELETED' ? { exists: false } : cached(object);
         },
       },
       hooks: {
@@ -135,6 +135,16 @@ export class DeploymentWatch {
     this.#waiting = [];
     for (const w of waiting) w.done(seen);
   }
+}
+
+/** What is kept of a Deployment: the counts, and what rollout.ts reads (not the pod template, not managed fields). */
+function cached(o: Record<string, unknown>): CachedDeployment {
+  const d = o as DeploymentObject;
+  const object: DeploymentObject = {
+    spec: { ...(d.spec?.replicas !== undefined ? { replicas: d.spec.replicas } : {}), ...(d.spec?.progressDeadlineSeconds !== undefined ? { progressDeadlineSeconds: d.spec.progressDeadlineSeconds } : {}), selector: d.spec?.selector },
+    ...(d.status !== undefined ? { status: d.status } : {}),
+  };
+  return { exists: true, status: statusOf(o), object };
 }
 
 function nameOf(o: unknown): string | undefined {

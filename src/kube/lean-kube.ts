@@ -21,6 +21,8 @@ import { toKubeError } from './api-errors.ts';
 import { mayHaveApplied } from './confirmed-kube.ts';
 import { Credentials } from './credentials.ts';
 import { DeploymentWatch, notFoundError, statusOf, type CachedDeployment, type WatchStats } from './deployment-watch.ts';
+import { labelSelector, PodWatch } from './pod-watch.ts';
+import type { DeploymentObject, PodObject } from './rollout.ts';
 import { KubeError, type DeploymentStatus, type DeploymentTarget, type Kube, type KubeEvent, type ScaleResult } from './kube.ts';
 import { KubeHttp, RequestTimeout, type RequestListener } from './kube-http.ts';
 import { loadClusterConfig, type ClusterConfig } from './kubeconfig.ts';
@@ -50,8 +52,19 @@ export interface LeanKube extends Kube {
   /** True while the watch is connected (status and ping then make no request). */
   readonly watching: boolean;
   recordEvent(target: DeploymentTarget, event: KubeEvent, options?: { readonly dryRun?: boolean }): Promise<void>;
+  /**
+   * Where the watched Deployment stands, for progress and reasons (rollout.ts): the Deployment as the
+   * watch last saw it and its pods (undefined until listed, or when the Role may not watch pods).
+   * Undefined when `target` is not the watched Deployment, the watch is down or it does not exist.
+   */
+  rollout(target: DeploymentTarget): RolloutView | undefined;
   /** Stops the watch and closes every connection. */
   close(): Promise<void>;
+}
+
+export interface RolloutView {
+  readonly deployment: DeploymentObject;
+  readonly pods: PodObject[] | undefined;
 }
 
 /** How long a status or scale waits for the watch to deliver the bot's own last write before asking the API instead. */
@@ -78,6 +91,8 @@ export function createKube(options: LeanKubeOptions): LeanKube {
     ...(options.watchBackoff !== undefined ? { backoff: options.watchBackoff } : {}),
   });
   watch?.start();
+  /** The watched Deployment's pods: watched from the first `rollout` on, by its label selector (re-made if that changes). */
+  let pods: PodWatch | undefined;
   /** The Deployments' uids (an Event names its object by uid too), learnt from the scale answers. */
   const uids = new Map<string, string>();
   const keyOf = (t: DeploymentTarget): string => `${t.namespace}/${t.name}`;
@@ -182,8 +197,19 @@ export function createKube(options: LeanKubeOptions): LeanKube {
         body: eventBody(target, event, uid, new Date()), contentType: 'application/json', timeoutMs,
       }));
     },
+    rollout(target: DeploymentTarget): RolloutView | undefined {
+      const cached = watch && watched && sameTarget(watched, target) ? watch.cached : undefined;
+      if (!cached?.exists || !watched) return undefined;
+      const selector = labelSelector(cached.object.spec?.selector);
+      if (selector !== undefined && pods?.selector !== selector) {
+        void pods?.close();
+        pods = new PodWatch({ http, namespace: watched.namespace, selector, requestTimeoutMs: timeoutMs, logger: log, toKubeError: (e, verb) => mapError(e, watched, verb, 'pods') });
+        pods.start();
+      }
+      return { deployment: cached.object, pods: pods?.pods() };
+    },
     async close(): Promise<void> {
-      const stopped = watch?.close();
+      const stopped = Promise.all([watch?.close(), pods?.close()]);
       http.close();
       await stopped;
     },

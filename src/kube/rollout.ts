@@ -9,7 +9,7 @@
 /** The parts of a Deployment this reads. */
 export interface DeploymentObject {
   readonly metadata?: { readonly generation?: number };
-  readonly spec?: { readonly replicas?: number; readonly progressDeadlineSeconds?: number };
+  readonly spec?: { readonly replicas?: number; readonly progressDeadlineSeconds?: number; readonly selector?: unknown };
   readonly status?: {
     readonly observedGeneration?: number;
     readonly replicas?: number;

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { labelSelector } from '../../src/kube/pod-watch.ts';
 import { deploymentProblem, startProgress, stopProgress, type DeploymentObject, type PodObject } from '../../src/kube/rollout.ts';
 
 const IMAGE = 'ghcr.io/openclaw/openclaw:latest';
@@ -81,5 +82,14 @@ describe('deployment problem (what status can say without pods)', () => {
     assert.equal(deploymentProblem(deployment({ conditions: [{ type: 'Progressing', status: 'False', reason: 'ProgressDeadlineExceeded' }] })), 'it did not become ready within its progress deadline (600 s)');
     assert.equal(deploymentProblem(deployment({ conditions: [quota] }, 0)), undefined, 'stopped: nothing to get ready');
     assert.equal(deploymentProblem(deployment({ conditions: [{ type: 'Progressing', status: 'True', reason: 'NewReplicaSetAvailable' }, { type: 'Available', status: 'True' }] })), undefined);
+  });
+});
+
+describe('label selector of a Deployment', () => {
+  test('matchLabels and matchExpressions, as the API writes selectors', () => {
+    assert.equal(labelSelector({ matchLabels: { app: 'openclaw', tier: 'agent' } }), 'app=openclaw,tier=agent');
+    assert.equal(labelSelector({ matchLabels: { app: 'x' }, matchExpressions: [{ key: 'env', operator: 'In', values: ['a', 'b'] }, { key: 'gpu', operator: 'Exists' }, { key: 'old', operator: 'DoesNotExist' }, { key: 'z', operator: 'NotIn', values: ['q'] }] }), 'app=x,env in (a,b),gpu,!old,z notin (q)');
+    assert.equal(labelSelector({}), undefined);
+    assert.equal(labelSelector(undefined), undefined);
   });
 });
