@@ -177,7 +177,7 @@ export class Bot {
       } else {
         await this.#o.rooms.join(event.room_id);
         log.info('joined room on invite');
-        await this.#outbox.reply(event, 'hello', replies.hello(this.#o.target, this.#o.commandPrefix));
+        await this.#outbox.reply(event, 'hello', replies.hello(this.#o.target, this.#o.commandPrefix, this.#o.reactionButtons ?? true));
       }
       this.#o.state.set(`invite-answered:${event.room_id}`, String(event.origin_server_ts));
     });
@@ -221,7 +221,7 @@ export class Bot {
     if (incoming.senderDevice?.announce) await this.#outbox.reply(event, 'device-pinned', replies.plain(incoming.senderDevice.announce));
     if (parsed.kind === 'unknown') {
       this.#o.metrics.commands.inc({ command: 'unknown', outcome: 'answered' });
-      await this.#outbox.reply(event, 'result', replies.unknown(parsed.word, this.#o.target, this.#o.commandPrefix));
+      await this.#outbox.reply(event, 'result', replies.unknown(parsed.word, this.#o.target, this.#o.commandPrefix, this.#o.reactionButtons ?? true));
       return;
     }
     if (parsed.kind === 'invalid') {

@@ -127,10 +127,14 @@ describe('the bot adds buttons to its status and start/stop replies', () => {
     assert.deepEqual(t.sent.map((s) => s.type), ['m.room.message', 'm.room.message', 'm.reaction', 'm.reaction', 'm.reaction']);
   });
 
-  test('help, unknown words and refusals get none', async () => {
+  test('help, unknown words and refusals get none; help says how to use them', async () => {
     const t = setUp();
     await t.run([message('help'), message('dance')]);
     assert.deepEqual(t.reactions(), []);
+    assert.match(t.bodies()[1] ?? '', /\nOn a phone: react ▶️, ⏹️ or 🔄 to my status and start\/stop replies/);
+    const off = setUp({ reactionButtons: false });
+    await off.run([message('help')]);
+    assert.doesNotMatch(off.bodies()[1] ?? '', /react/);
   });
 
   test('reactionButtons off: no buttons, and reactions are ignored', async () => {
