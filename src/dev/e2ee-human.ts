@@ -22,6 +22,7 @@ import {
   createClient,
   EventType,
   MatrixError,
+  MatrixEvent,
   MatrixEventEvent,
   MsgType,
   Method,
@@ -29,7 +30,7 @@ import {
   RoomEvent,
   SyncState,
   type MatrixClient,
-  type MatrixEvent,
+  type Room,
 } from 'matrix-js-sdk';
 import { DeviceId, EncryptionSettings, OlmMachine, RoomId, UserId } from '@matrix-org/matrix-sdk-crypto-wasm';
 import type { CryptoApi } from 'matrix-js-sdk/lib/crypto-api/index.js';
@@ -128,8 +129,12 @@ export interface E2eeHuman {
   messages(roomId: string): Message[];
   /** Waits until `count` (default 1) messages match; throws, listing what was seen, on timeout (default 20 s). */
   waitForMessages(roomId: string, match: (m: Message) => boolean, options?: { count?: number; timeoutMs?: number }): Promise<Message[]>;
-  /** Reacts to `eventId` with `key` (encrypted by the SDK in an encrypted room); returns the reaction's event id. */
-  react(roomId: string, eventId: string, key: string): Promise<string>;
+  /**
+   * Reacts to `eventId` with `key`; returns the reaction's event id. matrix-js-sdk (Element Web)
+   * sends reactions in plaintext even in an encrypted room, by design; `encrypt` sends it
+   * encrypted instead, as clients on the Rust SDK (Element X) do.
+   */
+  react(roomId: string, eventId: string, key: string, options?: { encrypt?: boolean }): Promise<string>;
   /** The room's reactions seen so far, in arrival order (encrypted ones once decrypted). */
   reactions(roomId: string): Reaction[];
   /** Waits until `count` (default 1) reactions match; throws on timeout (default 20 s). */
@@ -403,10 +408,15 @@ class Person implements E2eeHuman {
     return out;
   }
 
-  async react(roomId: string, eventId: string, key: string): Promise<string> {
+  async react(roomId: string, eventId: string, key: string, options: { encrypt?: boolean } = {}): Promise<string> {
     const content = { 'm.relates_to': { rel_type: 'm.annotation', event_id: eventId, key } };
-    const result = await this.client.sendEvent(roomId, EventType.Reaction, content as never);
-    return result.event_id;
+    if (!options.encrypt) return (await this.client.sendEvent(roomId, EventType.Reaction, content as never)).event_id;
+    // The SDK's own encryptor (room key shared with the members first), then sent as the ciphertext it made.
+    const room = this.client.getRoom(roomId);
+    if (!room) throw new Error(`room ${roomId} is unknown to ${this.userId}`);
+    const event = new MatrixEvent({ type: EventType.Reaction, room_id: roomId, sender: this.userId, content });
+    await (this.#crypto as unknown as { encryptEvent(e: MatrixEvent, r: Room): Promise<void> }).encryptEvent(event, room);
+    return (await this.client.sendEvent(roomId, EventType.RoomMessageEncrypted as never, event.getWireContent() as never)).event_id;
   }
 
   reactions(roomId: string): Reaction[] {
