@@ -226,6 +226,15 @@ describe('a reaction to a button is a command', () => {
     assert.equal(t.sent.length, before);
   });
 
+  test('the record of which replies carry buttons is pruned with the handled events: a reaction to a pruned one does nothing', async () => {
+    const t = setUp();
+    await t.run([message('status')]);
+    const reply = t.replyId(/is ⚪ off/);
+    t.state.prune(30 * 24 * 3600_000, Date.now() + 31 * 24 * 3600_000);
+    await t.run([reaction(reply, '▶️')]);
+    assert.deepEqual(t.scales, []);
+  });
+
   test('a reaction from a device the trust policy does not trust is refused like a typed command', async () => {
     const t = setUp({ verdict: (e) => (e.type === 'm.reaction' ? { deviceId: 'EVIL', trusted: false, why: 'not signed by the pinned identity' } : { deviceId: 'GOOD', trusted: true, why: 'signed' }) });
     await t.run([message('status')]);
