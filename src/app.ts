@@ -138,9 +138,9 @@ export async function start(config: Config, deps: Deps): Promise<App> {
     const rooms: RoomActions = {
       join: async (roomId) => void (await client.joinRoom(roomId)),
       leave: (roomId, reason) => client.leaveRoom(roomId, reason),
-      send: async (roomId, content, txnId) => {
-        const out = await crypto.prepareSend(roomId, 'm.room.message', content);
-        await client.sendEvent(roomId, out.type, out.content, txnId);
+      send: async (roomId, content, txnId, type = 'm.room.message') => {
+        const out = await crypto.prepareSend(roomId, type, content);
+        return client.sendEvent(roomId, out.type, out.content, txnId);
       },
     };
     const bot = new Bot({
@@ -150,6 +150,7 @@ export async function start(config: Config, deps: Deps): Promise<App> {
       echo: config.bot.echo,
       commandPrefix: config.bot.commandPrefix,
       maxCommandAgeSeconds: config.bot.maxCommandAgeSeconds,
+      reactionButtons: config.bot.reactionButtons,
       runs: {
         limits: { defaultMs: config.bot.defaultRunMs, maxMs: config.bot.maxRunMs },
         time: new TimeText(config.bot.timeZone),

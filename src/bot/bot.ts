@@ -6,6 +6,7 @@ import { messageText, type RoomEvent } from '../matrix/events.ts';
 import type { IncomingEvent, Notice } from '../matrix/incoming.ts';
 import type { Metrics } from '../metrics.ts';
 import type { StateDb } from '../store/state-db.ts';
+import { Buttons } from './buttons.ts';
 import type { Clock } from './clock.ts';
 import { CommandRunner } from './command-runner.ts';
 import { parseCommand, type Parsed } from './commands.ts';
@@ -22,7 +23,8 @@ import { RUN_ROOM_PURPOSE, type RunLimits } from './timed-runs.ts';
 export interface RoomActions {
   join(roomId: string): Promise<void>;
   leave(roomId: string, reason: string): Promise<void>;
-  send(roomId: string, content: Record<string, unknown>, txnId: string): Promise<void>;
+  /** `type` defaults to `m.room.message`; resolves to the sent event's id when known. */
+  send(roomId: string, content: Record<string, unknown>, txnId: string, type?: string): Promise<string | void>;
 }
 
 export interface BotOptions {
@@ -32,6 +34,8 @@ export interface BotOptions {
   readonly echo: boolean;
   readonly commandPrefix: string;
   readonly maxCommandAgeSeconds: number;
+  /** ▶️ ⏹️ 🔄 reactions under status and start/stop replies, and reactions to them as commands (default on). */
+  readonly reactionButtons?: boolean;
   readonly kube: Kube;
   readonly rooms: RoomActions;
   readonly state: StateDb;
@@ -49,13 +53,15 @@ export class Bot {
   readonly #outbox: Outbox;
   readonly #now: () => number;
   readonly #commands: CommandRunner;
+  readonly #buttons: Buttons;
   /** Events of the current `handle` call that were claimed and worked on. */
   #acted = 0;
 
   constructor(options: BotOptions) {
     this.#o = options;
     this.#policy = new Policy(options.userId, options.allowedUsers);
-    this.#outbox = new Outbox(options.state, (roomId, content, txnId) => options.rooms.send(roomId, content, txnId), options.logger);
+    this.#outbox = new Outbox(options.state, (roomId, content, txnId, type) => options.rooms.send(roomId, content, txnId, type), options.logger);
+    this.#buttons = new Buttons({ enabled: options.reactionButtons ?? true, state: options.state, outbox: this.#outbox, logger: options.logger });
     this.#now = options.now ?? Date.now;
     this.#commands = new CommandRunner({ ...options, outbox: this.#outbox });
   }
@@ -134,7 +140,7 @@ export class Bot {
     if (event.sender === this.#o.userId) return; // our own echo and replies: never commands
     if (event.type === 'm.room.member' && event.state_key === this.#o.userId) {
       await this.#membership(event);
-    } else if (incoming.decryptionFailure || incoming.encrypted || messageText(event) !== undefined) {
+    } else if (incoming.decryptionFailure || incoming.encrypted || messageText(event) !== undefined || event.type === 'm.reaction') {
       await this.#message(incoming);
     }
   }
@@ -171,7 +177,7 @@ export class Bot {
       } else {
         await this.#o.rooms.join(event.room_id);
         log.info('joined room on invite');
-        await this.#outbox.reply(event, 'hello', replies.hello(this.#o.target, this.#o.commandPrefix));
+        await this.#outbox.reply(event, 'hello', replies.hello(this.#o.target, this.#o.commandPrefix, this.#o.reactionButtons ?? true));
       }
       this.#o.state.set(`invite-answered:${event.room_id}`, String(event.origin_server_ts));
     });
@@ -195,23 +201,27 @@ export class Bot {
       });
       return;
     }
-    const parsed = parseCommand(messageText(event) ?? '', this.#o.commandPrefix);
+    // A reaction to one of the bot's buttons is the second way in; from here on it is a typed command.
+    const pressed = event.type === 'm.reaction';
+    const parsed = pressed ? this.#buttons.parse(event) : parseCommand(messageText(event) ?? '', this.#o.commandPrefix);
     if (parsed.kind === 'ignore') return;
-    await this.#once(event, log, (resumed) => this.#respond(incoming, parsed, log, resumed));
+    await this.#once(event, log, (resumed) => this.#respond(incoming, parsed, log, resumed, pressed));
   }
 
   /** Answers a claimed message: unknown word, refusal, too late, or run the command. */
-  async #respond(incoming: IncomingEvent, parsed: Exclude<Parsed, { kind: 'ignore' }>, log: Logger, resumed: boolean): Promise<void> {
+  async #respond(incoming: IncomingEvent, parsed: Exclude<Parsed, { kind: 'ignore' }>, log: Logger, resumed: boolean, pressed = false): Promise<void> {
     const { event } = incoming;
     if (resumed && this.#outbox.has(event.event_id, 'result')) {
-      // The outcome was decided (and maybe sent) before the restart: say exactly that again.
-      await this.#outbox.resend(event.event_id);
+      // The outcome was decided (and maybe sent) before the restart: say exactly that again, and
+      // finish its buttons if adding them had begun.
+      const sent = await this.#outbox.resend(event.event_id);
+      if (this.#buttons.begun(event)) await this.#buttons.add(event, sent.get('result'));
       return;
     }
     if (incoming.senderDevice?.announce) await this.#outbox.reply(event, 'device-pinned', replies.plain(incoming.senderDevice.announce));
     if (parsed.kind === 'unknown') {
       this.#o.metrics.commands.inc({ command: 'unknown', outcome: 'answered' });
-      await this.#outbox.reply(event, 'result', replies.unknown(parsed.word, this.#o.target, this.#o.commandPrefix));
+      await this.#outbox.reply(event, 'result', replies.unknown(parsed.word, this.#o.target, this.#o.commandPrefix, this.#o.reactionButtons ?? true));
       return;
     }
     if (parsed.kind === 'invalid') {
@@ -238,24 +248,29 @@ export class Bot {
       return;
     }
     // The echo goes out while the command runs; the result waits for it, so they arrive in order.
-    const echoed = this.#o.echo ? this.#outbox.reply(event, 'echo', replies.echo(parsed.word)) : Promise.resolve();
+    const echoed = this.#o.echo ? this.#outbox.reply(event, 'echo', replies.echo(pressed ? `${parsed.word} (button)` : parsed.word)) : Promise.resolve();
     echoed.catch(() => undefined); // awaited below; this only keeps an early failure from being "unhandled"
     let reply: Reply;
+    let buttons = this.#buttons.carries(parsed);
     if (mayHaveActed) {
       log.warn({ command: parsed.name }, 'redelivered a command whose handling was interrupted; not running it again');
       reply = await this.#commands.interrupted(parsed.word);
     } else {
       // A run time over the maximum is refused before anything is done.
       const tooLong = this.#commands.refusal(parsed);
-      if (tooLong) this.#o.metrics.commands.inc({ command: parsed.name, outcome: 'refused' });
-      else if (writes) this.#o.state.markActing(event.event_id);
+      if (tooLong) {
+        buttons = false;
+        this.#o.metrics.commands.inc({ command: parsed.name, outcome: 'refused' });
+      } else if (writes) this.#o.state.markActing(event.event_id);
       reply = tooLong ?? await this.#commands.run(parsed, event, log);
     }
     // Recorded before anything waits: from here on, a restart re-sends this instead of guessing.
     this.#outbox.record(event, 'result', reply);
     await echoed;
-    await this.#outbox.reply(event, 'result', reply);
+    const replyId = await this.#outbox.reply(event, 'result', reply);
     // A change of a run started in another room is told there too (recorded by the command runner, sent once).
     await this.#outbox.sendRecorded(event.event_id, RUN_ROOM_PURPOSE);
+    // Last, so that neither the reply nor that notice waits for them.
+    if (buttons) await this.#buttons.add(event, replyId);
   }
 }

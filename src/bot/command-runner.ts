@@ -74,7 +74,7 @@ export class CommandRunner {
       let reply: Reply;
       switch (command) {
         case 'help':
-          reply = replies.help(target, this.#o.commandPrefix);
+          reply = replies.help(target, this.#o.commandPrefix, this.#o.reactionButtons ?? true);
           break;
         case 'status':
           reply = await this.#status();

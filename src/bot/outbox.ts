@@ -5,8 +5,11 @@ import type { RoomEvent } from '../matrix/events.ts';
 import type { StateDb } from '../store/state-db.ts';
 import { noticeContent, type Reply } from './replies.ts';
 
-/** Sends a room event; encrypted underneath when the room is. */
-export type SendToRoom = (roomId: string, content: Record<string, unknown>, txnId: string) => Promise<void>;
+/** Sends a room event (`m.room.message` unless `type` says otherwise); encrypted underneath when the room is. Resolves to its event id when known. */
+export type SendToRoom = (roomId: string, content: Record<string, unknown>, txnId: string, type?: string) => Promise<string | void>;
+
+/** Purposes of recorded reaction buttons (`react.1` …): sent as `m.reaction`, every other purpose as `m.room.message`. */
+export const REACTION_PURPOSE = /^react\.\d+$/;
 
 /**
  * Replies to events, exactly once. Each reply is recorded in the state store before it is sent,
@@ -30,8 +33,8 @@ export class Outbox {
    * wins over `reply`. Throws only when a redelivery may succeed (the homeserver is unavailable);
    * a refusal (e.g. 403: the bot is no longer in the room) is logged, since retrying cannot help.
    */
-  async reply(to: RoomEvent, purpose: string, reply: Reply, options: { thread?: boolean } = {}): Promise<void> {
-    await this.#deliver(to.event_id, purpose, to.room_id, this.record(to, purpose, reply, options));
+  async reply(to: RoomEvent, purpose: string, reply: Reply, options: { thread?: boolean } = {}): Promise<string | undefined> {
+    return this.#deliver(to.event_id, purpose, to.room_id, this.record(to, purpose, reply, options));
   }
 
   /**
@@ -50,9 +53,9 @@ export class Outbox {
   }
 
   /** Sends what was recorded for the event under `purpose`, if anything. */
-  async sendRecorded(id: string, purpose: string): Promise<void> {
+  async sendRecorded(id: string, purpose: string): Promise<string | undefined> {
     const r = this.#state.recordedReplies(id).find((x) => x.purpose === purpose);
-    if (r) await this.#deliver(id, purpose, r.roomId, r.contentJson);
+    return r ? this.#deliver(id, purpose, r.roomId, r.contentJson) : undefined;
   }
 
   /** Records a reply without sending it yet; returns what is recorded (an earlier record wins). */
@@ -72,20 +75,36 @@ export class Outbox {
     return this.#state.recordedReplies(eventId).some((r) => r.purpose === purpose);
   }
 
-  /** Sends again, in order, every reply recorded for the event (after a crash or a failed send). */
-  async resend(eventId: string): Promise<void> {
-    for (const r of this.#state.recordedReplies(eventId)) await this.#deliver(eventId, r.purpose, r.roomId, r.contentJson);
+  /** Records a reaction (a reaction button) to the event `id` without sending it yet; returns whether it is new. */
+  recordReaction(id: string, n: number, roomId: string, content: Record<string, unknown>): boolean {
+    if (this.has(id, `react.${n}`)) return false;
+    this.#state.recordReply(id, `react.${n}`, roomId, JSON.stringify(content));
+    return true;
   }
 
-  async #deliver(eventId: string, purpose: string, roomId: string, contentJson: string): Promise<void> {
+  /**
+   * Sends again, in order, every reply recorded for the event (after a crash or a failed send).
+   * Returns the event ids the homeserver gave, by purpose (the same ones as the first time: same transaction ids).
+   */
+  async resend(eventId: string): Promise<Map<string, string | undefined>> {
+    const sent = new Map<string, string | undefined>();
+    for (const r of this.#state.recordedReplies(eventId)) sent.set(r.purpose, await this.#deliver(eventId, r.purpose, r.roomId, r.contentJson));
+    return sent;
+  }
+
+  /** Returns the sent event's id, or undefined when the homeserver refused it (or did not say). */
+  async #deliver(eventId: string, purpose: string, roomId: string, contentJson: string): Promise<string | undefined> {
+    let sent: string | void;
     try {
-      await this.#send(roomId, JSON.parse(contentJson) as Record<string, unknown>, `${eventId}.${purpose}`);
+      const type = REACTION_PURPOSE.test(purpose) ? 'm.reaction' : 'm.room.message';
+      sent = await this.#send(roomId, JSON.parse(contentJson) as Record<string, unknown>, `${eventId}.${purpose}`, type);
     } catch (error) {
       const failure = classify(error);
       if (failure.transient) throw error;
       this.#logger.error({ room_id: roomId, event_id: eventId, purpose, reason: failure.reason, err: errorMessage(error) }, 'could not send reply; the homeserver refused it');
-      return;
+      return undefined;
     }
     faultPoint('after-send');
+    return sent ?? undefined;
   }
 }

@@ -18,20 +18,24 @@ export function plain(text: string): Reply {
 
 const name = (t: DeploymentTarget): string => `${t.name} (namespace ${t.namespace})`;
 
-export function help(target: DeploymentTarget, prefix: string): Reply {
+/** Said under the command list when reaction buttons are on. */
+const BUTTONS_TEXT = 'On a phone: react ▶️, ⏹️ or 🔄 to my status and start/stop replies to start, stop or see the status.';
+
+/** `buttons`: reaction buttons are on (bot.reactionButtons), so the list says how to use them. */
+export function help(target: DeploymentTarget, prefix: string, buttons = false): Reply {
   const word = (alias: string): string => (prefix ? `${prefix} ${alias}` : alias);
   const lines = COMMANDS.map((c) => ({ words: c.aliases.map(word), summary: c.summary }));
   return {
-    text: [`Commands for ${name(target)}:`, ...lines.map((l) => `• ${l.words.join(' / ')}: ${l.summary}`)].join('\n'),
+    text: [`Commands for ${name(target)}:`, ...lines.map((l) => `• ${l.words.join(' / ')}: ${l.summary}`), ...(buttons ? [BUTTONS_TEXT] : [])].join('\n'),
     html:
       `Commands for <b>${escapeHtml(name(target))}</b>:<ul>` +
       lines.map((l) => `<li>${l.words.map((w) => `<code>${escapeHtml(w)}</code>`).join(' / ')}: ${escapeHtml(l.summary)}</li>`).join('') +
-      '</ul>',
+      '</ul>' + (buttons ? escapeHtml(BUTTONS_TEXT) : ''),
   };
 }
 
-export function hello(target: DeploymentTarget, prefix: string): Reply {
-  const list = help(target, prefix);
+export function hello(target: DeploymentTarget, prefix: string, buttons = false): Reply {
+  const list = help(target, prefix, buttons);
   return { text: `👋 Hello! I start and stop ${name(target)}.\n${list.text}`, html: `👋 Hello! I start and stop <b>${escapeHtml(name(target))}</b>.<br>${list.html}` };
 }
 
@@ -40,8 +44,8 @@ export function echo(word: string): Reply {
   return plain(`🦞 ${word}`);
 }
 
-export function unknown(word: string, target: DeploymentTarget, prefix: string): Reply {
-  const list = help(target, prefix);
+export function unknown(word: string, target: DeploymentTarget, prefix: string, buttons = false): Reply {
+  const list = help(target, prefix, buttons);
   return { text: `Unknown command "${word}".\n${list.text}`, html: `Unknown command <code>${escapeHtml(word)}</code>.<br>${list.html}` };
 }
 

@@ -28,6 +28,8 @@ export interface Config {
     readonly commandPrefix: string;
     readonly displayName: string;
     readonly maxCommandAgeSeconds: number;
+    /** ▶️ ⏹ 🔄 reactions on status and result replies, and reactions as commands. */
+    readonly reactionButtons: boolean;
     readonly trust: TrustPolicy;
     /** ms; undefined: a bare start has no automatic stop (unless maxRunMs is set). */
     readonly defaultRunMs: number | undefined;
@@ -288,6 +290,7 @@ export function loadConfig(options: LoadOptions): Config {
       commandPrefix: prefix,
       displayName: str('bot.displayName') ?? '',
       maxCommandAgeSeconds: values.get('bot.maxCommandAgeSeconds')?.value as number,
+      reactionButtons: values.get('bot.reactionButtons')?.value as boolean,
       trust: str('bot.trust') as TrustPolicy,
       defaultRunMs,
       maxRunMs,
@@ -371,6 +374,7 @@ export function describeConfig(config: Config): Record<string, unknown> {
     commandPrefix: config.bot.commandPrefix || undefined,
     trust: config.bot.trust,
     maxCommandAgeSeconds: config.bot.maxCommandAgeSeconds,
+    reactionButtons: config.bot.reactionButtons,
     defaultRunTime: config.bot.defaultRunMs === undefined ? undefined : compactDuration(config.bot.defaultRunMs),
     maxRunTime: config.bot.maxRunMs === undefined ? undefined : compactDuration(config.bot.maxRunMs),
     timeZone: config.bot.timeZone,

@@ -63,6 +63,10 @@ export const SETTINGS: readonly Setting[] = [
     doc: 'A command older than this when it reaches the bot (e.g. delivered late after downtime) is not executed; the sender is told. 0 disables the check.',
   },
   {
+    key: 'bot.reactionButtons', env: ['REACTION_BUTTONS'], kind: 'bool', default: true,
+    doc: 'Add ▶️ ⏹ 🔄 reactions to status and start/stop replies; an allowed user reacting with one runs start, stop or status, exactly as if typed (same trust checks, echo and age limit).',
+  },
+  {
     key: 'bot.trust', env: ['TRUST_POLICY'], kind: 'enum', values: ['tofu', 'verified', 'any'], default: 'tofu',
     doc: "Which devices of an allowed user are obeyed in encrypted rooms: `tofu` (pin the user's identity on first sight), `verified` (only devices the bot verified), `any` (the old bot's behaviour).",
   },

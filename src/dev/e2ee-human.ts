@@ -22,6 +22,7 @@ import {
   createClient,
   EventType,
   MatrixError,
+  MatrixEvent,
   MatrixEventEvent,
   MsgType,
   Method,
@@ -29,7 +30,7 @@ import {
   RoomEvent,
   SyncState,
   type MatrixClient,
-  type MatrixEvent,
+  type Room,
 } from 'matrix-js-sdk';
 import { DeviceId, EncryptionSettings, OlmMachine, RoomId, UserId } from '@matrix-org/matrix-sdk-crypto-wasm';
 import type { CryptoApi } from 'matrix-js-sdk/lib/crypto-api/index.js';
@@ -85,6 +86,16 @@ export interface Message {
   megolm: { sessionId: string; index: number } | undefined;
 }
 
+/** One reaction (an `m.reaction` annotation) as this client sees it, once decrypted when it was encrypted. */
+export interface Reaction {
+  eventId: string;
+  sender: string;
+  /** The event reacted to, and the key (the emoji). */
+  target: string | undefined;
+  key: string | undefined;
+  encrypted: boolean;
+}
+
 export interface DeviceTrust {
   /** This client has the device in the owner's device list. */
   known: boolean;
@@ -118,6 +129,16 @@ export interface E2eeHuman {
   messages(roomId: string): Message[];
   /** Waits until `count` (default 1) messages match; throws, listing what was seen, on timeout (default 20 s). */
   waitForMessages(roomId: string, match: (m: Message) => boolean, options?: { count?: number; timeoutMs?: number }): Promise<Message[]>;
+  /**
+   * Reacts to `eventId` with `key`; returns the reaction's event id. matrix-js-sdk (Element Web)
+   * sends reactions in plaintext even in an encrypted room, by design; `encrypt` sends it
+   * encrypted instead, as clients on the Rust SDK (Element X) do.
+   */
+  react(roomId: string, eventId: string, key: string, options?: { encrypt?: boolean }): Promise<string>;
+  /** The room's reactions seen so far, in arrival order (encrypted ones once decrypted). */
+  reactions(roomId: string): Reaction[];
+  /** Waits until `count` (default 1) reactions match; throws on timeout (default 20 s). */
+  waitForReactions(roomId: string, match: (r: Reaction) => boolean, options?: { count?: number; timeoutMs?: number }): Promise<Reaction[]>;
   /** How this client sees another device (keys are downloaded afresh first). */
   deviceTrust(userId: string, deviceId: string): Promise<DeviceTrust>;
   /** Sends an `m.room.encrypted` event of a Megolm session nobody ever received; returns its event id. */
@@ -387,18 +408,56 @@ class Person implements E2eeHuman {
     return out;
   }
 
-  async waitForMessages(roomId: string, match: (m: Message) => boolean, options: { count?: number; timeoutMs?: number } = {}): Promise<Message[]> {
+  async react(roomId: string, eventId: string, key: string, options: { encrypt?: boolean } = {}): Promise<string> {
+    const content = { 'm.relates_to': { rel_type: 'm.annotation', event_id: eventId, key } };
+    if (!options.encrypt) return (await this.client.sendEvent(roomId, EventType.Reaction, content as never)).event_id;
+    // The SDK's own encryptor (room key shared with the members first), then sent as the ciphertext it made.
+    const room = this.client.getRoom(roomId);
+    if (!room) throw new Error(`room ${roomId} is unknown to ${this.userId}`);
+    const event = new MatrixEvent({ type: EventType.Reaction, room_id: roomId, sender: this.userId, content });
+    await (this.#crypto as unknown as { encryptEvent(e: MatrixEvent, r: Room): Promise<void> }).encryptEvent(event, room);
+    return (await this.client.sendEvent(roomId, EventType.RoomMessageEncrypted as never, event.getWireContent() as never)).event_id;
+  }
+
+  reactions(roomId: string): Reaction[] {
+    const out = new Map<string, Reaction>();
+    for (const event of this.#events.get(roomId) ?? []) {
+      const eventId = event.getId();
+      if (eventId === undefined || !eventId.startsWith('$') || event.getType() !== EventType.Reaction) continue;
+      // Encrypted reactions keep m.relates_to in the clear (the spec's rule for relations).
+      const relates = (event.getContent()['m.relates_to'] ?? event.getWireContent()['m.relates_to']) as { event_id?: unknown; key?: unknown } | undefined;
+      const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
+      out.set(eventId, { eventId, sender: event.getSender() ?? '', target: str(relates?.event_id), key: str(relates?.key), encrypted: event.isEncrypted() });
+    }
+    return [...out.values()];
+  }
+
+  waitForReactions(roomId: string, match: (r: Reaction) => boolean, options: { count?: number; timeoutMs?: number } = {}): Promise<Reaction[]> {
+    return this.#waitFor(() => this.reactions(roomId).filter(match), options, () => {
+      const seen = this.reactions(roomId).map((r) => `  ${r.eventId} ${r.sender} ${r.encrypted ? 'encrypted' : 'plaintext'} ${String(r.key)} on ${String(r.target)}`);
+      return `matching reaction(s) in ${roomId}; seen:\n${seen.join('\n') || '  (nothing)'}`;
+    });
+  }
+
+  waitForMessages(roomId: string, match: (m: Message) => boolean, options: { count?: number; timeoutMs?: number } = {}): Promise<Message[]> {
+    return this.#waitFor(() => this.messages(roomId).filter(match), options, () => {
+      const seen = this.messages(roomId).map((m) =>
+        `  ${m.eventId} ${m.sender}${m.senderDeviceId ? `/${m.senderDeviceId}` : ''} ${m.encrypted ? 'encrypted' : 'plaintext'}` +
+        `${m.decryptionFailed ? ` UTD(${m.decryptionFailureReason ?? '?'})` : ''} ${m.msgtype ?? m.type}: ${JSON.stringify(m.body)}`);
+      return `matching message(s) in ${roomId}; seen:\n${seen.join('\n') || '  (nothing)'}`;
+    });
+  }
+
+  /** Waits until `found()` has `count` items; on timeout throws with `what()` (what was waited for, and what was seen). */
+  async #waitFor<T>(found: () => T[], options: { count?: number; timeoutMs?: number }, what: () => string): Promise<T[]> {
     const count = options.count ?? 1;
     const deadline = Date.now() + (options.timeoutMs ?? 20_000);
     for (;;) {
-      const found = this.messages(roomId).filter(match);
-      if (found.length >= count) return found;
+      const now = found();
+      if (now.length >= count) return now;
       const left = deadline - Date.now();
       if (left <= 0 || this.#stopped) {
-        const seen = this.messages(roomId).map((m) =>
-          `  ${m.eventId} ${m.sender}${m.senderDeviceId ? `/${m.senderDeviceId}` : ''} ${m.encrypted ? 'encrypted' : 'plaintext'}` +
-          `${m.decryptionFailed ? ` UTD(${m.decryptionFailureReason ?? '?'})` : ''} ${m.msgtype ?? m.type}: ${JSON.stringify(m.body)}`);
-        throw new Error(`${this.userId} timed out waiting for ${count} matching message(s) in ${roomId} (found ${found.length}); seen:\n${seen.join('\n') || '  (nothing)'}`);
+        throw new Error(`${this.userId} timed out waiting for ${count} ${what()} (found ${now.length})`);
       }
       await new Promise<void>((resolve) => {
         const wake = (): void => {

@@ -103,6 +103,11 @@ export class StateDb {
         warned_for INTEGER,
         stopping INTEGER NOT NULL DEFAULT 0
       ) WITHOUT ROWID;
+      CREATE TABLE IF NOT EXISTS button_messages (
+        event_id TEXT PRIMARY KEY,
+        room_id TEXT NOT NULL,
+        recorded_at INTEGER NOT NULL
+      ) WITHOUT ROWID;
       CREATE TABLE IF NOT EXISTS operator_requests (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         kind TEXT NOT NULL,
@@ -294,12 +299,22 @@ export class StateDb {
     else this.#db.prepare('DELETE FROM runs WHERE target = ? AND run_id = ?').run(target, runId);
   }
 
+  /** Remembers a message the bot sent with reaction buttons: only reactions to these are commands. */
+  addButtonMessage(eventId: string, roomId: string, now = Date.now()): void {
+    this.#db.prepare('INSERT INTO button_messages (event_id, room_id, recorded_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING').run(eventId, roomId, now);
+  }
+
+  isButtonMessage(eventId: string, roomId: string): boolean {
+    return this.#db.prepare('SELECT 1 FROM button_messages WHERE event_id = ? AND room_id = ?').get(eventId, roomId) !== undefined;
+  }
+
   /** Forgets handled events (and their replies) older than the cut-off; homeservers do not redeliver events that old. */
   prune(olderThanMs: number, now = Date.now()): number {
     const cutoff = now - olderThanMs;
     this.#db.prepare('DELETE FROM replies WHERE recorded_at < ?').run(cutoff);
     this.#db.prepare('DELETE FROM failing_batches WHERE first_failed_at < ?').run(cutoff);
     this.#db.prepare('DELETE FROM dead_letters WHERE recorded_at < ?').run(cutoff);
+    this.#db.prepare('DELETE FROM button_messages WHERE recorded_at < ?').run(cutoff);
     return Number(this.#db.prepare('DELETE FROM handled_events WHERE handled_at < ?').run(cutoff).changes);
   }
 

@@ -113,6 +113,36 @@ describe('end-to-end encryption against a real Synapse', { timeout: 600_000 }, (
     assert.equal(stack.sim.replicas(NAMESPACE, DEPLOYMENT), 0);
   });
 
+  it("puts ▶️ ⏹️ 🔄 under its status reply, encrypted; alice's ▶️ (plaintext) starts the Deployment like a typed start, her encrypted ⏹ stops it", async () => {
+    const buttonsOn = async (m: Message | undefined): Promise<string> => {
+      assert.ok(m);
+      const found = await alice.waitForReactions(room, (r) => r.sender === bot && r.target === m.eventId, { count: 3, timeoutMs: 30_000 });
+      assert.deepEqual(found.map((r) => r.key), ['▶️', '⏹️', '🔄']);
+      assert.ok(found.every((r) => r.encrypted), 'the buttons are encrypted like every bot message');
+      return m.eventId;
+    };
+    const status = await buttonsOn((await command('status')).messages[1]);
+    /** Reacts and returns the bot's next two messages (the echo and the result). */
+    const press = async (target: string, key: string, encrypt: boolean): Promise<Message[]> => {
+      const before = alice.messages(room).filter(fromBot).length;
+      const reaction = await alice.react(room, target, key, { encrypt });
+      assert.equal((await alice.waitForReactions(room, (r) => r.eventId === reaction))[0]?.encrypted, encrypt);
+      return (await alice.waitForMessages(room, fromBot, { count: before + 2, timeoutMs: 30_000 })).slice(before);
+    };
+    const patchesBefore = patches();
+    // As Element Web sends it: in plaintext, even in an encrypted room (matrix-js-sdk does not encrypt reactions).
+    const started = await press(status, '▶️', false);
+    assert.deepEqual(bodies(started), ['🦞 start (button)', '▶️ Starting openclaw: replicas 0 → 1. Say "status" to see when it is ready.']);
+    assert.equal(stack.sim.replicas(NAMESPACE, DEPLOYMENT), 1);
+    assert.equal(patches(), patchesBefore + 1);
+    // The result carries the buttons too. As Element X sends it: encrypted, decrypted and trust-judged
+    // by the bot like a typed command; ⏹ without the variation selector is the same button.
+    const stopped = await press(await buttonsOn(started[1]), '⏹', true);
+    assert.match(bodies(stopped)[1] ?? '', /Stopping openclaw: replicas 1 → 0/);
+    assert.equal(stack.sim.replicas(NAMESPACE, DEPLOYMENT), 0);
+    assert.equal(patches(), patchesBefore + 2);
+  });
+
   it("shows the bot's device as cross-signed by the bot's own identity", async () => {
     assert.ok(app);
     const trust = await alice.deviceTrust(bot, app.deviceId);
