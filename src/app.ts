@@ -208,6 +208,7 @@ export async function start(config: Config, deps: Deps): Promise<App> {
         for (const t of timers) clearTimeout(t);
         await connection.stop();
         await server.close(pipeline.drain());
+        await bot.settled();
         await crypto.close();
         await ownKube?.close();
         connection.client.close();

@@ -72,6 +72,11 @@ export class Bot {
   }
 
   /** Kubernetes Events recording the bot's scales. */
+  /** Resolves when work the bot does after acknowledging a transaction (the reaction buttons) is done. */
+  settled(): Promise<void> {
+    return this.#buttons.settled();
+  }
+
   get audit(): ScaleAudit {
     return this.#commands.audit;
   }
@@ -271,6 +276,6 @@ export class Bot {
     // A change of a run started in another room is told there too (recorded by the command runner, sent once).
     await this.#outbox.sendRecorded(event.event_id, RUN_ROOM_PURPOSE);
     // Last, so that neither the reply nor that notice waits for them.
-    if (buttons) await this.#buttons.add(event, replyId);
+    if (buttons) this.#buttons.later(event, replyId);
   }
 }
