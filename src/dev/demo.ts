@@ -73,6 +73,17 @@ async function demo(real: boolean): Promise<void> {
     }
     await say(room, 'status');
     await say(room, 'stop');
+    // Buttons for phones: the bot's status and result replies carry ▶️ ⏹️ 🔄, and a tap is a command.
+    const press = async (key: string): Promise<void> => {
+      const last = alice.messages(room).filter(fromBot).at(-1);
+      if (!last) throw new Error('no reply of the bot to press a button on');
+      const buttons = await alice.waitForReactions(room, (r) => r.sender === bot && r.target === last.eventId, { count: 3, timeoutMs: 30_000 });
+      out(`${time()}  (the bot's last reply carries ${buttons.map((b) => `[${String(b.key)}]`).join(' ')}; alice taps ${key})`);
+      await alice.react(room, last.eventId, key);
+      await showReplies(room, 2);
+    };
+    await press('▶️');
+    await press('⏹️');
     // A timed run: it stops by itself, with a warning 10 minutes before.
     const started = clock.now();
     await say(room, 'start 2h');
