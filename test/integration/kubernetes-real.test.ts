@@ -60,6 +60,9 @@ describe('the bot against a real Kubernetes control plane', { timeout: SETUP_TIM
     kube = createKube({ requestTimeoutMs: 5_000, serviceAccountRoot: saRoot, watch: { namespace: env['DEPLOYMENT_NAMESPACE'] ?? NAMESPACE, name: DEPLOYMENT },
       onRequest: (method, path) => void sent.push({ method, path }) });
     ({ app } = await stack.startBot({ env: { KUBE_TIMEOUT_SECONDS: '5', ...env }, deps: { kube, clock }, ...(logger ? { logger } : {}) }));
+    // After a restart Synapse may still be in its retry mode towards the bot (for events it pushed
+    // while the bot was down, its buttons among them): a command sent then can wait for the next event.
+    await stack.waitForAppserviceUp(30_000);
   };
   const kubectl = async (...args: string[]): Promise<string> =>
     (await promisify(execFile)(tb.binaries.path('kubectl'), ['--kubeconfig', tb.adminKubeconfig, '-n', NAMESPACE, ...args])).stdout;

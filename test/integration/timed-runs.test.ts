@@ -101,6 +101,7 @@ describe('timed runs through a real Synapse', { timeout: 300_000 }, () => {
     clock.set(T0 + 4 * H); // 18:02: the bot was down when the run should have ended
     const before = notices().length;
     ({ app } = await stack.startBot({ deps: { clock } }));
+    await stack.waitForAppserviceUp(30_000); // Synapse may still be retrying pushes to the stopped bot
     await alice.waitFor(room, isNotice(bot), { count: before + 1, timeoutMs: 20_000 });
     assert.equal(notices()[before], '⏹ Stopped openclaw now, 30 min late: its run (started by @alice:localhost at 17:02) was due to stop at 17:32 UTC, while I was not running. Say "start" to start it again.');
     assert.equal(replicas(), 0);
