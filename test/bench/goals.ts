@@ -28,6 +28,7 @@ import { runBigTransactionsOnStack } from './lib/big-transactions-stack.ts';
 import { cpuMs, ProcSampler, spawnBot, type BotChild } from './lib/bot-child.ts';
 import { startRecordingProxy, type RecordingProxy } from './lib/recording-proxy.ts';
 import { median, mib, summarize, table, fmt, type Summary } from './lib/stats.ts';
+import { imageEnv } from './lib/image-env.ts';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const { values: opts } = parseArgs({
@@ -55,17 +56,6 @@ const say = (msg: string): void => void process.stderr.write(`[goals ${((perform
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const round1 = (v: number): number => Math.round(v * 10) / 10;
 
-/** The runtime stage's ENV, from the Dockerfile itself. */
-function imageEnv(): Record<string, string> {
-  const text = readFileSync(join(REPO, 'Dockerfile'), 'utf8').replace(/\\\n/g, ' ');
-  const runtime = text.slice(text.lastIndexOf('\nFROM '));
-  const env: Record<string, string> = {};
-  for (const line of runtime.split('\n').filter((l) => l.startsWith('ENV '))) {
-    for (const m of line.slice(4).matchAll(/(\w+)=("([^"]*)"|\S+)/g)) env[m[1] as string] = m[3] ?? (m[2] as string);
-  }
-  delete env['CRYPTO_STORE_PATH']; // the stack's own store path
-  return env;
-}
 
 /**
  * RSS split as the kernel counts it: file-backed pages (mostly the node executable's own code, which

@@ -5,7 +5,6 @@
  *    with an IANA zone (through Intl, which maps ICU's data), each in a fresh child process with the
  *    Dockerfile's ENV, after it has settled.
  */
-import { readFileSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,6 +13,7 @@ import { buildBundle } from '../../scripts/build.ts';
 import { OneTimer, systemClock } from '../../src/bot/clock.ts';
 import { startStack } from '../../src/dev/stack.ts';
 import { procStatus, spawnBot } from './lib/bot-child.ts';
+import { imageEnv } from './lib/image-env.ts';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const SETTLE_MS = Number(process.env['SETTLE_SECONDS'] ?? 20) * 1000;
@@ -31,17 +31,6 @@ async function timerLateness(delays: readonly number[]): Promise<number[]> {
   return late;
 }
 
-/** The runtime stage's ENV, from the Dockerfile itself (as test/bench/goals.ts reads it). */
-function imageEnv(): Record<string, string> {
-  const text = readFileSync(join(REPO, 'Dockerfile'), 'utf8').replace(/\\\n/g, ' ');
-  const runtime = text.slice(text.lastIndexOf('\nFROM '));
-  const env: Record<string, string> = {};
-  for (const line of runtime.split('\n').filter((l) => l.startsWith('ENV '))) {
-    for (const m of line.slice(4).matchAll(/(\w+)=("([^"]*)"|\S+)/g)) env[m[1] as string] = m[3] ?? (m[2] as string);
-  }
-  delete env['CRYPTO_STORE_PATH'];
-  return env;
-}
 
 const keepAlive = setInterval(() => undefined, 60_000); // the bot's timers are unref'd: its listener keeps it alive
 const late = await timerLateness([200, 500, 1000, 2000, 5000, 1000, 1000, 1000, 1000, 1000]);
