@@ -101,7 +101,7 @@ export class RunScheduler {
 
   #arm(): void {
     if (!this.#serialize) return; // not started yet, or stopped
-    const run = this.#o.state.run(this.#o.key);
+    const run = this.#o.state.runs.get(this.#o.key);
     if (!run || run.stopsAt === undefined) return this.#timer.disarm();
     const due = Math.min(run.stopsAt, warningAt(run as TimedRun) ?? Infinity);
     this.#timer.arm(Math.max(due, this.#retryAt ?? -Infinity));
@@ -124,7 +124,7 @@ export class RunScheduler {
 
   /** Inside the queue: whatever is due for the run now. Throws for a failure worth retrying. */
   async #due(): Promise<void> {
-    const run = this.#o.state.run(this.#o.key);
+    const run = this.#o.state.runs.get(this.#o.key);
     const now = this.#o.clock.now();
     if (!run || run.stopsAt === undefined) return;
     const timed = run as TimedRun;
@@ -139,11 +139,11 @@ export class RunScheduler {
     const off = await kube.status(target).then((s) => s.desired === 0, () => false);
     if (off) {
       this.#o.logger.info({ run_id: run.runId }, 'timed run: the Deployment was stopped by someone else; its timer is dropped');
-      state.deleteRun(run.target, run.runId);
+      state.runs.delete(run.target, run.runId);
       return;
     }
     await outbox.say(noticeId(run), `warning-${run.stopsAt}`, run.roomId, words.warning(this.#o.words(), target, run));
-    state.putRun({ ...run, warnedFor: run.stopsAt });
+    state.runs.put({ ...run, warnedFor: run.stopsAt });
     this.#o.logger.info({ run_id: run.runId, stops_at: new Date(run.stopsAt).toISOString() }, 'timed run: warned before the automatic stop');
   }
 
@@ -155,7 +155,7 @@ export class RunScheduler {
     // Marked before: it may have acted (a crash, or a failure whose outcome is unknown). Read back first.
     const done = run.stopping ? await kube.status(target).then((s) => s.desired === 0) : false;
     if (!done) {
-      if (!run.stopping) state.putRun({ ...run, stopping: true });
+      if (!run.stopping) state.runs.put({ ...run, stopping: true });
       try {
         const result = await kube.scale(target, 0);
         faultPoint('after-patch');
@@ -175,7 +175,7 @@ export class RunScheduler {
       }
     }
     await outbox.say(noticeId(run), 'stop', run.roomId, words.autoStopped(this.#o.words(), target, run, previous, lateMs));
-    state.deleteRun(run.target, run.runId);
+    state.runs.delete(run.target, run.runId);
     this.#o.metrics.commands.inc({ command: 'auto-stop', outcome: 'ok' });
     logger.info({ run_id: run.runId, started_by: run.startedBy, from: previous, late_s: Math.round(lateMs / 1000) }, 'timed run: stopped automatically');
     if (acted) {

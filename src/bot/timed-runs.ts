@@ -65,7 +65,7 @@ export class TimedRuns {
   }
 
   current(): RunRecord | undefined {
-    return this.#o.state.run(this.key);
+    return this.#o.state.runs.get(this.key);
   }
 
   /** A `start <time>` over the maximum is refused before anything is done. */
@@ -94,15 +94,15 @@ export class TimedRuns {
       how = ms === undefined ? 'untimed' : bare ? 'default' : 'set';
       next = this.#fresh(event, now, ms);
     }
-    if (next !== prior) this.#o.state.putRun(next);
+    if (next !== prior) this.#o.state.runs.put(next);
     return { prior, next, how };
   }
 
   /** The start's PATCH failed for sure: the run is as it was. (A start whose outcome is unknown keeps its timer.) */
   startFailed(plan: StartPlan): void {
     if (plan.how === 'again' || plan.next === plan.prior) return;
-    if (plan.prior) this.#o.state.putRun(plan.prior);
-    else this.#o.state.deleteRun(this.key, plan.next.runId);
+    if (plan.prior) this.#o.state.runs.put(plan.prior);
+    else this.#o.state.runs.delete(this.key, plan.next.runId);
   }
 
   /** After the start's PATCH: the run as it is now, and the sentence the reply gets (empty for an untimed run). */
@@ -114,7 +114,7 @@ export class TimedRuns {
       const ms = duration ?? this.#o.limits.defaultMs ?? this.#o.limits.maxMs;
       next = this.#fresh(event, now, ms);
       how = ms === undefined ? 'untimed' : duration === undefined ? 'default' : 'set';
-      this.#o.state.putRun(next);
+      this.#o.state.runs.put(next);
     }
     this.#o.changed();
     const w = this.words();
@@ -132,7 +132,7 @@ export class TimedRuns {
   stopped(event: RoomEvent): string {
     const prior = this.current();
     if (!prior) return '';
-    this.#o.state.deleteRun(this.key, prior.runId);
+    this.#o.state.runs.delete(this.key, prior.runId);
     this.#o.changed();
     if (prior.stopsAt === undefined) return '';
     const w = this.words();
@@ -159,7 +159,7 @@ export class TimedRuns {
       return words.notExtended(w, this.#o.target, stopsAt, max, Math.max(0, max - (run.stopsAt - w.now)));
     }
     const next = { ...run, stopsAt, changedBy: event.sender, changedAt: w.now, changedEvent: event.event_id, warnedFor: undefined };
-    this.#o.state.putRun(next);
+    this.#o.state.runs.put(next);
     this.#o.changed();
     this.#o.logger.info({ run_id: run.runId, by: event.sender, stops_at: new Date(stopsAt).toISOString() }, 'timed run extended');
     if (run.roomId !== event.room_id) this.#elsewhere(event, run.roomId, words.changedElsewhere(w, this.#o.target, event.sender, 'extended', stopsAt));

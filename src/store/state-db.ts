@@ -1,31 +1,11 @@
 import { chmodSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
+import { ProgressTable } from './progress-table.ts';
+import { RunsTable } from './runs-table.ts';
 
-/**
- * The current run of a Deployment started from chat: who started it, where, and when it stops by
- * itself (`stopsAt`, absent for a run with no automatic stop). One per Deployment: the timer belongs
- * to the Deployment, not to a person.
- */
-export interface RunRecord {
-  /** `namespace/name` of the Deployment. */
-  readonly target: string;
-  /** The event id of the command that began the run: notices about it derive their ids from it. */
-  readonly runId: string;
-  /** Where it was started: the warning and the automatic stop are said there. */
-  readonly roomId: string;
-  readonly startedBy: string;
-  readonly startedAt: number;
-  readonly stopsAt: number | undefined;
-  /** The last change (start, extend): by whom, when, and by which event (a redelivered command must not apply twice). */
-  readonly changedBy: string;
-  readonly changedAt: number;
-  readonly changedEvent: string;
-  /** The `stopsAt` the 10-minute warning was sent for, if it was. */
-  readonly warnedFor: number | undefined;
-  /** The automatic stop is acting: its PATCH may have left the process. */
-  readonly stopping: boolean;
-}
+export type { RunRecord } from './runs-table.ts';
+export type { ProgressRecord } from './progress-table.ts';
 
 export interface OperatorRequest {
   readonly kind: 'repin' | 'verify';
@@ -36,6 +16,10 @@ export interface OperatorRequest {
 /** The bot's small durable state on the volume: handled event ids and a few named values. */
 export class StateDb {
   readonly path: string;
+  /** Timed runs, one per Deployment. */
+  readonly runs: RunsTable;
+  /** Start/stop results being edited as the rollout moves. */
+  readonly progress: ProgressTable;
   readonly #db: DatabaseSync;
   readonly #claim: StatementSync;
   readonly #has: StatementSync;
@@ -90,19 +74,6 @@ export class StateDb {
         detail TEXT NOT NULL,
         recorded_at INTEGER NOT NULL
       ) WITHOUT ROWID;
-      CREATE TABLE IF NOT EXISTS runs (
-        target TEXT PRIMARY KEY,
-        run_id TEXT NOT NULL,
-        room_id TEXT NOT NULL,
-        started_by TEXT NOT NULL,
-        started_at INTEGER NOT NULL,
-        stops_at INTEGER,
-        changed_by TEXT NOT NULL,
-        changed_at INTEGER NOT NULL,
-        changed_event TEXT NOT NULL,
-        warned_for INTEGER,
-        stopping INTEGER NOT NULL DEFAULT 0
-      ) WITHOUT ROWID;
       CREATE TABLE IF NOT EXISTS button_messages (
         event_id TEXT PRIMARY KEY,
         room_id TEXT NOT NULL,
@@ -119,6 +90,8 @@ export class StateDb {
     // Added after the first release: databases created before have no such column yet.
     const columns = this.#db.prepare('PRAGMA table_info(handled_events)').all() as Array<{ name: string }>;
     if (!columns.some((c) => c.name === 'acting')) this.#db.exec('ALTER TABLE handled_events ADD COLUMN acting INTEGER NOT NULL DEFAULT 0');
+    this.runs = new RunsTable(this.#db);
+    this.progress = new ProgressTable(this.#db);
     this.#claim = this.#db.prepare('INSERT INTO handled_events (event_id, room_id, handled_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING');
     this.#has = this.#db.prepare('SELECT 1 FROM handled_events WHERE event_id = ?');
     this.#finish = this.#db.prepare('UPDATE handled_events SET finished = 1 WHERE event_id = ?');
@@ -183,6 +156,19 @@ export class StateDb {
 
   wasHandled(eventId: string): boolean {
     return this.#has.get(eventId) !== undefined;
+  }
+
+  /** Runs `work` as one SQLite transaction: all of its writes are on disk, or none. */
+  atomically<T>(work: () => T): T {
+    this.#db.exec('BEGIN IMMEDIATE');
+    try {
+      const result = work();
+      this.#db.exec('COMMIT');
+      return result;
+    } catch (error) {
+      this.#db.exec('ROLLBACK');
+      throw error;
+    }
   }
 
   get(key: string): string | undefined {
@@ -272,31 +258,6 @@ export class StateDb {
   deadLetters(): Array<{ eventId: string; roomId: string; reason: string; detail: string }> {
     const rows = this.#db.prepare('SELECT event_id, room_id, reason, detail FROM dead_letters ORDER BY recorded_at').all() as Array<{ event_id: string; room_id: string; reason: string; detail: string }>;
     return rows.map((r) => ({ eventId: r.event_id, roomId: r.room_id, reason: r.reason, detail: r.detail }));
-  }
-
-  /** The Deployment's current run, if one was started from chat and not stopped since. */
-  run(target: string): RunRecord | undefined {
-    const r = this.#db.prepare('SELECT * FROM runs WHERE target = ?').get(target) as Record<string, string | number | null> | undefined;
-    if (!r) return undefined;
-    const num = (v: string | number | null | undefined): number | undefined => (v === null || v === undefined ? undefined : Number(v));
-    return {
-      target, runId: String(r['run_id']), roomId: String(r['room_id']), startedBy: String(r['started_by']), startedAt: Number(r['started_at']),
-      stopsAt: num(r['stops_at']), changedBy: String(r['changed_by']), changedAt: Number(r['changed_at']), changedEvent: String(r['changed_event']),
-      warnedFor: num(r['warned_for']), stopping: r['stopping'] === 1,
-    };
-  }
-
-  /** Writes the Deployment's run, replacing the one it had. */
-  putRun(r: RunRecord): void {
-    this.#db.prepare(`INSERT OR REPLACE INTO runs (target, run_id, room_id, started_by, started_at, stops_at, changed_by, changed_at, changed_event, warned_for, stopping)
-      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(r.target, r.runId, r.roomId, r.startedBy, r.startedAt, r.stopsAt ?? null, r.changedBy, r.changedAt,
-      r.changedEvent, r.warnedFor ?? null, r.stopping ? 1 : 0);
-  }
-
-  /** Ends the Deployment's run (only `runId`'s, when given: a newer run is left alone). */
-  deleteRun(target: string, runId?: string): void {
-    if (runId === undefined) this.#db.prepare('DELETE FROM runs WHERE target = ?').run(target);
-    else this.#db.prepare('DELETE FROM runs WHERE target = ? AND run_id = ?').run(target, runId);
   }
 
   /** Remembers a message the bot sent with reaction buttons: only reactions to these are commands. */

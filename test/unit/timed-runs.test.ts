@@ -144,7 +144,7 @@ describe('a timed run: start, warning, automatic stop', () => {
     assert.deepEqual(t.world.patches, [1, 0], 'stopped once');
     assert.equal(t.sent.at(-1)?.body, '⏹ Stopped openclaw automatically at 16:02 UTC, as planned: the run started by @alice:example.org at 14:02 is over (2 h). Say "start" to start it again.');
     assert.equal(t.sent.at(-1)?.roomId, ROOM);
-    assert.equal(t.state.run('agents/openclaw'), undefined);
+    assert.equal(t.state.runs.get('agents/openclaw'), undefined);
     assert.equal(t.clock.pending, 0, 'an idle bot has no timer');
     assert.equal(await t.say('status'), 'openclaw is ⚪ off: desired 0, ready 0, available 0, updated 0.');
     await t.advance(5 * H);
@@ -315,7 +315,7 @@ describe('restarts and crashes', () => {
     assert.deepEqual(world.patches, [1, 0]);
     assert.deepEqual(notices(second), ['⏹ Stopped openclaw now, 45 min late: its run (started by @alice:example.org at 14:02) was due to stop at 16:02 UTC, while I was not running. Say "start" to start it again.']);
     assert.equal(second.sent[0]?.roomId, ROOM);
-    assert.equal(second.state.run('agents/openclaw'), undefined);
+    assert.equal(second.state.runs.get('agents/openclaw'), undefined);
     second.stop();
     const third = setUp({ clock, world, dir: first.dir });
     await third.start();
@@ -351,14 +351,14 @@ describe('restarts and crashes', () => {
     clock.advance(30 * M); // the PATCH leaves (and is applied), its answer never comes: the process dies here
     await new Promise((r) => setTimeout(r, 20));
     first.bot.timers.stop();
-    assert.equal(first.state.run('agents/openclaw')?.stopping, true, 'marked before the PATCH');
+    assert.equal(first.state.runs.get('agents/openclaw')?.stopping, true, 'marked before the PATCH');
     first.state.close();
     world.state.hang = false;
     const second = setUp({ clock, world, dir: first.dir });
     await second.start();
     assert.deepEqual(world.patches, [1, 0], 'no second PATCH');
     assert.deepEqual(notices(second), ['⏹ Stopped openclaw automatically at 14:32 UTC, as planned: the run started by @alice:example.org at 14:02 is over (30 min). Say "start" to start it again.']);
-    assert.equal(second.state.run('agents/openclaw'), undefined);
+    assert.equal(second.state.runs.get('agents/openclaw'), undefined);
     second.stop();
   });
 
@@ -368,8 +368,8 @@ describe('restarts and crashes', () => {
     const first = setUp({ clock, world });
     await first.start();
     await first.say('start 30m');
-    const run = first.state.run('agents/openclaw')!;
-    first.state.putRun({ ...run, stopping: true }); // as the mark leaves it
+    const run = first.state.runs.get('agents/openclaw')!;
+    first.state.runs.put({ ...run, stopping: true }); // as the mark leaves it
     first.stop();
     clock.advance(30 * M);
     const second = setUp({ clock, world, dir: first.dir });
@@ -386,14 +386,14 @@ describe('restarts and crashes', () => {
     t.sendFaults.match = /^⏹ Stopped/;
     await t.advance(30 * M);
     assert.deepEqual(t.world.patches, [1, 0]);
-    assert.equal(t.state.run('agents/openclaw')?.stopping, true);
+    assert.equal(t.state.runs.get('agents/openclaw')?.stopping, true);
     assert.equal(t.bot.timers.armedFor, T0 + 30 * M + 30_000, 'retried after 30 s');
     t.sendFaults.match = undefined;
     await t.advance(30_000);
     assert.deepEqual(t.world.patches, [1, 0]);
     assert.equal(t.sent.at(-1)?.body, '⏹ Stopped openclaw automatically at 14:32 UTC, as planned: the run started by @alice:example.org at 14:02 is over (30 min). Say "start" to start it again.');
     assert.match(t.sent.at(-1)?.txnId ?? '', /~run\.stop$/);
-    assert.equal(t.state.run('agents/openclaw'), undefined);
+    assert.equal(t.state.runs.get('agents/openclaw'), undefined);
     t.stop();
   });
 
@@ -424,7 +424,7 @@ describe('a start while the automatic stop keeps failing', () => {
     await t.say('start 30m');
     t.world.state.fail = new KubeError('server', 'the Kubernetes API failed with 500 InternalError; try again shortly', 500);
     await t.advance(30 * M);
-    assert.equal(t.state.run('agents/openclaw')?.stopping, true);
+    assert.equal(t.state.runs.get('agents/openclaw')?.stopping, true);
     t.world.state.fail = undefined;
     assert.equal(await t.say('start 1h', BOB), 'openclaw is already on (1 desired). Say "status" to see if it is ready. ⏲ It stops automatically at 15:32 UTC, in 1 h.');
     await t.advance(10 * M);
