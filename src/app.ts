@@ -159,6 +159,7 @@ export async function start(config: Config, deps: Deps): Promise<App> {
         time: new TimeText(config.bot.timeZone),
         ...(deps.clock ? { clock: deps.clock } : {}),
       },
+      progress: { enabled: config.bot.progress, deadlineMs: config.bot.progressDeadlineMs },
       kube,
       rooms,
       state,
@@ -182,6 +183,8 @@ export async function start(config: Config, deps: Deps): Promise<App> {
     timers.push(setInterval(prune, 24 * 3600 * 1000).unref());
     // May the bot record its scales as Events? One warning now if not, rather than one per scale.
     void bot.audit.check();
+    // May it watch the pods? One warning now if not: start/stop progress then comes from the Deployment alone.
+    void bot.progress.check();
     // Timed runs: a stop that fell due while the bot was down goes first in the queue, before any
     // batch (so before any command); later ones wake one timer. Its failures are retried inside.
     void bot.startTimers((work) => pipeline.exclusive(work));
@@ -203,7 +206,7 @@ export async function start(config: Config, deps: Deps): Promise<App> {
       health,
       stop: async () => {
         health.markStopping();
-        bot.timers.stop();
+        bot.stopTimers();
         abort.abort();
         for (const t of timers) clearTimeout(t);
         await connection.stop();

@@ -12,6 +12,7 @@ import { CommandRunner } from './command-runner.ts';
 import { parseCommand, type Parsed } from './commands.ts';
 import { Outbox } from './outbox.ts';
 import { Policy } from './policy.ts';
+import type { ProgressPlan, ProgressTracker } from './progress-tracker.ts';
 import * as replies from './replies.ts';
 import type { Reply } from './replies.ts';
 import type { RunScheduler, Serialize } from './run-scheduler.ts';
@@ -44,6 +45,8 @@ export interface BotOptions {
   readonly now?: () => number;
   /** Timed runs: default and maximum run time (none: no limit), the zone of times in chat, and their clock. */
   readonly runs?: { readonly limits?: RunLimits; readonly time?: TimeText; readonly clock?: Clock };
+  /** Start/stop replies edited as the rollout moves (default on, when the Kubernetes client can follow one), and the deadline. */
+  readonly progress?: { readonly enabled: boolean; readonly deadlineMs: number | undefined };
 }
 
 /** Turns room events into joins, Kubernetes calls and replies. Knows nothing of transports or crypto. */
@@ -81,9 +84,23 @@ export class Bot {
     return this.#commands.audit;
   }
 
-  /** Runs what fell due while the bot was down (in `serialize`, the pipeline's queue), then keeps one timer for the next due moment. */
+  /** Start/stop replies being edited as the rollout moves. */
+  get progress(): ProgressTracker {
+    return this.#commands.progress;
+  }
+
+  /**
+   * Runs what fell due while the bot was down (in `serialize`, the pipeline's queue), then keeps one
+   * timer for the next due moment; resumes following a rollout a restart interrupted.
+   */
   startTimers(serialize: Serialize): Promise<void> {
+    this.#commands.progress.start(serialize);
     return this.#commands.timers.start(serialize);
+  }
+
+  stopTimers(): void {
+    this.#commands.timers.stop();
+    this.#commands.progress.stop();
   }
 
   /**
@@ -220,6 +237,7 @@ export class Bot {
       // The outcome was decided (and maybe sent) before the restart: say exactly that again, and
       // finish its buttons if adding them had begun.
       const sent = await this.#outbox.resend(event.event_id);
+      this.#commands.progress.attach(event.event_id, sent.get('result'));
       if (this.#buttons.begun(event)) await this.#buttons.add(event, sent.get('result'));
       return;
     }
@@ -256,6 +274,7 @@ export class Bot {
     const echoed = this.#o.echo ? this.#outbox.reply(event, 'echo', replies.echo(pressed ? `${parsed.word} (button)` : parsed.word)) : Promise.resolve();
     echoed.catch(() => undefined); // awaited below; this only keeps an early failure from being "unhandled"
     let reply: Reply;
+    let progress: ProgressPlan | undefined;
     let buttons = this.#buttons.carries(parsed);
     if (mayHaveActed) {
       log.warn({ command: parsed.name }, 'redelivered a command whose handling was interrupted; not running it again');
@@ -267,12 +286,19 @@ export class Bot {
         buttons = false;
         this.#o.metrics.commands.inc({ command: parsed.name, outcome: 'refused' });
       } else if (writes) this.#o.state.markActing(event.event_id);
-      reply = tooLong ?? await this.#commands.run(parsed, event, log);
+      const outcome = tooLong ? { reply: tooLong } : await this.#commands.run(parsed, event, log);
+      ({ reply, progress } = outcome);
     }
-    // Recorded before anything waits: from here on, a restart re-sends this instead of guessing.
-    this.#outbox.record(event, 'result', reply);
+    // Recorded before anything waits: from here on, a restart re-sends this instead of guessing. With
+    // it, in the same transaction, the rollout to follow: a restart finishes that message too.
+    const decided = reply;
+    this.#o.state.atomically(() => {
+      if (progress) this.#commands.progress.plan(event, progress, decided.text);
+      this.#outbox.record(event, 'result', decided);
+    });
     await echoed;
     const replyId = await this.#outbox.reply(event, 'result', reply);
+    if (progress) this.#commands.progress.attach(event.event_id, replyId);
     // A change of a run started in another room is told there too (recorded by the command runner, sent once).
     await this.#outbox.sendRecorded(event.event_id, RUN_ROOM_PURPOSE);
     // Last, so that neither the reply nor that notice waits for them.

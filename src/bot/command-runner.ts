@@ -14,6 +14,7 @@ import type { Outbox } from './outbox.ts';
 import * as replies from './replies.ts';
 import type { Reply } from './replies.ts';
 import { badArgument } from './run-replies.ts';
+import { ProgressTracker, type ProgressPlan } from './progress-tracker.ts';
 import { RunScheduler } from './run-scheduler.ts';
 import { ScaleAudit } from './scale-audit.ts';
 import { TimeText } from './time-text.ts';
@@ -26,6 +27,7 @@ export class CommandRunner {
   readonly runs: TimedRuns;
   readonly timers: RunScheduler;
   readonly audit: ScaleAudit;
+  readonly progress: ProgressTracker;
 
   constructor(options: BotOptions & { readonly outbox: Outbox }) {
     this.#o = options;
@@ -35,6 +37,9 @@ export class CommandRunner {
     this.runs = new TimedRuns({
       target, state, clock, limits: options.runs?.limits ?? { defaultMs: undefined, maxMs: undefined },
       time: options.runs?.time ?? new TimeText('UTC'), prefix: options.commandPrefix, outbox, changed: () => this.timers.reschedule(), logger,
+    });
+    this.progress = new ProgressTracker({
+      target, state, outbox, kube, clock, logger, enabled: options.progress?.enabled ?? true, deadlineMs: options.progress?.deadlineMs,
     });
     this.timers = new RunScheduler({ target, key: this.runs.key, state, clock, kube, outbox, audit: this.audit, words: () => this.runs.words(), metrics, logger });
   }
@@ -64,14 +69,18 @@ export class CommandRunner {
     return replies.interrupted(word, now);
   }
 
-  /** Runs a command (Kubernetes, the run's timer) and returns the reply; a Kubernetes failure is a one-sentence reply. */
-  async run(parsed: Command, event: RoomEvent, log: Logger): Promise<Reply> {
+  /**
+   * Runs a command (Kubernetes, the run's timer) and returns the reply, and for a start or stop that
+   * was made the rollout to follow; a Kubernetes failure is a one-sentence reply.
+   */
+  async run(parsed: Command, event: RoomEvent, log: Logger): Promise<{ reply: Reply; progress?: ProgressPlan }> {
     const { target, kube } = this.#o;
     const command = parsed.name;
     const action = command === 'status' ? 'get the status of' : command;
     let plan: StartPlan | undefined;
     try {
       let reply: Reply;
+      let progress: ProgressPlan | undefined;
       switch (command) {
         case 'help':
           reply = replies.help(target, this.#o.commandPrefix, this.#o.reactionButtons ?? true);
@@ -92,22 +101,24 @@ export class CommandRunner {
           const run = plan ? this.runs.started(event, plan, result, parsed.duration) : { sentence: this.runs.stopped(event), note: `stop by ${event.sender} in ${event.room_id}` };
           // Alongside the reply, never before it: the Event is best effort.
           if (result.previous !== result.desired) this.audit.record(command === 'start' ? 'Start' : 'Stop', run.note);
-          reply = replies.withSentence(replies.scaled(target, result), run.sentence);
+          const following = this.progress.enabled;
+          reply = replies.withSentence(replies.scaled(target, result, following), run.sentence);
+          if (following) progress = { action: command, suffix: run.sentence, noChange: result.previous === result.desired };
           break;
         }
       }
       this.#o.metrics.commands.inc({ command, outcome: 'ok' });
-      return reply;
+      return progress ? { reply, progress } : { reply };
     } catch (error) {
       // A start that surely failed leaves the run as it was; one whose outcome is unknown keeps its timer.
       if (plan && !(error instanceof KubeError && error.kind === 'unknown-outcome')) this.runs.startFailed(plan);
       this.#o.metrics.commands.inc({ command, outcome: 'error' });
       if (error instanceof KubeError) {
         log.error({ command, kind: error.kind, status: error.status, detail: error.cause instanceof Error ? error.cause.message : undefined }, `kubernetes: ${error.human}`);
-        return replies.kubeFailure(action, target, error);
+        return { reply: replies.kubeFailure(action, target, error) };
       }
       log.error({ command, err: error }, 'command failed');
-      return replies.internalFailure(action, target);
+      return { reply: replies.internalFailure(action, target) };
     }
   }
 }

@@ -82,6 +82,11 @@ export class Outbox {
     return true;
   }
 
+  /** Records the `n`th edit of the reply to the event `id` (purpose `edit.<n>`, so transaction id `<id>.edit.<n>`) without sending it. */
+  recordEdit(id: string, n: number, roomId: string, content: Record<string, unknown>): void {
+    this.#state.recordReply(id, `edit.${n}`, roomId, JSON.stringify(content));
+  }
+
   /**
    * Sends again, in order, every reply recorded for the event (after a crash or a failed send).
    * Returns the event ids the homeserver gave, by purpose (the same ones as the first time: same transaction ids).

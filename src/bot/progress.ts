@@ -21,6 +21,8 @@ export interface ProgressState {
   readonly text: string;
   /** Ready, off or failed: the last edit. */
   readonly final: boolean;
+  /** Ready or off: it got where it was asked to go. */
+  readonly done?: true;
 }
 
 /** Edits at most this often (the final one excepted): a phone shows every edit as a change. */
@@ -40,16 +42,34 @@ export function progressState(action: ProgressAction, target: DeploymentTarget, 
   const name = target.name;
   if (action === 'stop') {
     const r = view.pods ? stopProgress(view.pods) : countsStop(view.deployment);
-    if (r.phase === 'off') return { text: `⏹ Stopped ${name}: ✅ off after ${after}.`, final: true };
+    if (r.phase === 'off') return { text: `⏹ Stopped ${name}: ✅ off after ${after}.`, final: true, done: true };
     if (deadlinePassed) return { text: `⏹ Stopping ${name}: ⚠️ still not off after ${after}: ${r.reason ?? 'pods still there'}.`, final: true };
     return { text: `⏹ Stopping ${name}… ⏳ ${r.reason ?? 'pods shutting down'}`, final: false };
   }
   const r = view.pods ? startProgress(view.deployment, view.pods) : countsStart(view.deployment);
   const steps = r.steps.filter((s) => s !== 'ready');
-  if (r.phase === 'ready') return { text: `▶️ Started ${name}: ✅ ready after ${after}${steps.length ? ` (${steps.join(' · ')})` : ''}.`, final: true };
+  if (r.phase === 'ready') return { text: `▶️ Started ${name}: ✅ ready after ${after}${steps.length ? ` (${steps.join(' · ')})` : ''}.`, final: true, done: true };
   if (r.phase === 'failed') return { text: `▶️ Starting ${name}: ❌ ${r.reason ?? 'it failed'}.`, final: true };
   if (deadlinePassed) return { text: `▶️ Starting ${name}: ⚠️ still not ready after ${after}${r.reason ? `: ${r.reason}` : ''}.`, final: true };
   return { text: `▶️ Starting ${name}… ⏳ ${[...steps, ...(r.reason ? [r.reason] : [])].join(' · ') || 'waiting'}`, final: false };
+}
+
+/** The text of an earlier start or stop that a later command took over: final, and says where to look. */
+export function supersededText(action: ProgressAction, target: DeploymentTarget, by: ProgressAction): string {
+  const what = action === 'start' ? `▶️ Starting ${target.name}` : `⏹ Stopping ${target.name}`;
+  return `${what}: no longer followed here: a ${by} came after it (see below).`;
+}
+
+/** Final text when the deadline passed while the watch was down: nothing known to report. */
+export function lostText(action: ProgressAction, target: DeploymentTarget, elapsedMs: number): string {
+  const what = action === 'start' ? `▶️ Starting ${target.name}` : `⏹ Stopping ${target.name}`;
+  return `${what}: ⚠️ I could not follow it for ${elapsed(elapsedMs)}: the Kubernetes API did not answer. Say "status" to see where it stands.`;
+}
+
+/** A progress text with what else the reply said (a timed run's stop time) after it. */
+export function withSuffix(text: string, suffix: string): string {
+  if (!suffix) return text;
+  return `${/[.!?]$/.test(text) ? text : `${text}.`}${suffix}`;
 }
 
 /**

@@ -49,20 +49,22 @@ export function unknown(word: string, target: DeploymentTarget, prefix: string, 
   return { text: `Unknown command "${word}".\n${list.text}`, html: `Unknown command <code>${escapeHtml(word)}</code>.<br>${list.html}` };
 }
 
-export function scaled(target: DeploymentTarget, result: ScaleResult): Reply {
+/** `followed`: this message will be edited as the rollout moves, so it does not send the reader to `status`. */
+export function scaled(target: DeploymentTarget, result: ScaleResult, followed = false): Reply {
+  const whenReady = followed ? ' ⏳ This message follows it.' : ' Say "status" to see when it is ready.';
   if (result.readBack) {
     // The change is in place, but its "from" is unknown: say what holds now, and why it took a moment.
     const why = 'the Kubernetes API\'s answer was lost, so I read the Deployment back to check';
     return result.desired === 0
       ? plain(`⏹ ${target.name} is off (0 desired; ${why}).`)
-      : plain(`▶️ ${target.name} is on (${result.desired} desired; ${why}). Say "status" to see when it is ready.`);
+      : plain(`▶️ ${target.name} is on (${result.desired} desired; ${why}).${whenReady}`);
   }
   if (result.previous === result.desired) {
-    return plain(result.desired === 0 ? `${target.name} is already off (0 replicas).` : `${target.name} is already on (${result.desired} desired). Say "status" to see if it is ready.`);
+    return plain(result.desired === 0 ? `${target.name} is already off (0 replicas).` : `${target.name} is already on (${result.desired} desired).${followed ? '' : ' Say "status" to see if it is ready.'}`);
   }
   return result.desired === 0
     ? plain(`⏹ Stopping ${target.name}: replicas ${result.previous} → 0.`)
-    : plain(`▶️ Starting ${target.name}: replicas ${result.previous} → ${result.desired}. Say "status" to see when it is ready.`);
+    : plain(`▶️ Starting ${target.name}: replicas ${result.previous} → ${result.desired}.${whenReady}`);
 }
 
 const STATE_WORDS: Record<DeploymentStatus['state'], string> = {
@@ -118,4 +120,16 @@ export function gaveUp(): Reply {
 /** The m.notice content of a reply: bots answer with notices, in plain text and simple HTML. */
 export function noticeContent(reply: Reply): Record<string, unknown> {
   return { msgtype: 'm.notice', body: reply.text, format: 'org.matrix.custom.html', formatted_body: reply.html };
+}
+
+/**
+ * An edit of the bot's message `messageId` (`m.replace`): clients with edits show `m.new_content` in
+ * its place; the others show this event's own body, the new text marked with "* " as edits are.
+ */
+export function editContent(messageId: string, reply: Reply): Record<string, unknown> {
+  return {
+    msgtype: 'm.notice', body: `* ${reply.text}`, format: 'org.matrix.custom.html', formatted_body: `* ${reply.html}`,
+    'm.new_content': noticeContent(reply),
+    'm.relates_to': { rel_type: 'm.replace', event_id: messageId },
+  };
 }

@@ -33,6 +33,9 @@ export interface Config {
     readonly trust: TrustPolicy;
     /** ms; undefined: a bare start has no automatic stop (unless maxRunMs is set). */
     readonly defaultRunMs: number | undefined;
+    /** Start/stop replies edited as the rollout moves (bot.progress), and for how long at most (bot.progressDeadline). */
+    readonly progress: boolean;
+    readonly progressDeadlineMs: number | undefined;
     /** ms; undefined: no limit. */
     readonly maxRunMs: number | undefined;
     /** IANA name of the zone of clock times in chat. */
@@ -295,6 +298,8 @@ export function loadConfig(options: LoadOptions): Config {
       defaultRunMs,
       maxRunMs,
       timeZone,
+      progress: values.get('bot.progress')?.value as boolean,
+      progressDeadlineMs: values.get('bot.progressDeadline')?.value as number | undefined,
     },
     appservice: {
       registration,
@@ -378,6 +383,8 @@ export function describeConfig(config: Config): Record<string, unknown> {
     defaultRunTime: config.bot.defaultRunMs === undefined ? undefined : compactDuration(config.bot.defaultRunMs),
     maxRunTime: config.bot.maxRunMs === undefined ? undefined : compactDuration(config.bot.maxRunMs),
     timeZone: config.bot.timeZone,
+    progress: config.bot.progress,
+    progressDeadline: config.bot.progressDeadlineMs === undefined ? undefined : compactDuration(config.bot.progressDeadlineMs),
     registration: config.appservice.registrationPath,
     appserviceId: config.appservice.registration?.id,
     listen: `${config.http.bind}:${config.http.port}`,

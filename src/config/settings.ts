@@ -79,6 +79,14 @@ export const SETTINGS: readonly Setting[] = [
     doc: 'The longest run anyone may ask for: `start 12h` beyond it is refused, and no `extend` may make a run end further ahead than this from now. Unset: no limit.',
   },
   {
+    key: 'bot.progress', env: ['PROGRESS_MESSAGES'], kind: 'bool', default: true,
+    doc: 'Edit the reply to `start` and `stop` in place as the rollout moves (pod scheduled, pulling the image, ready; or why it fails), at most every 2 s, until ready, off, failed or `bot.progressDeadline`. Off: the reply is sent once, as the old bot did.',
+  },
+  {
+    key: 'bot.progressDeadline', env: ['PROGRESS_DEADLINE'], kind: 'duration',
+    doc: 'How long a start or stop is followed before its message says "still not ready" and stops changing. Unset: the Deployment\'s own `progressDeadlineSeconds` (Kubernetes\' default: 10 min).',
+  },
+  {
     key: 'bot.timeZone', env: ['BOT_TIME_ZONE'], kind: 'string', default: 'UTC',
     doc: 'Time zone of the clock times in chat (`stops at 16:02 CEST`), an IANA name such as `Europe/Berlin`; the zone is named in each message. Any zone but UTC costs about 8 MiB of memory (the ICU time-zone data).',
   },

@@ -83,6 +83,8 @@ export function confirmWrites(kube: Kube, options: ConfirmOptions = {}): Kube {
     ping: (target) => kube.ping(target),
     // An Event is not worth a read-back: a lost answer means at worst a missing or a doubled audit line.
     ...(kube.recordEvent ? { recordEvent: kube.recordEvent.bind(kube) } : {}),
+    ...(kube.checkPods ? { checkPods: kube.checkPods.bind(kube) } : {}),
+    ...(kube.follow ? { follow: kube.follow.bind(kube) } : {}),
   };
 }
 

@@ -28,6 +28,8 @@ export interface WatchOptions {
   /** A watch silent for this long is taken as dead (default 90 s: the server sends a bookmark every minute). */
   readonly idleTimeoutMs?: number;
   readonly backoff?: { readonly initialMs: number; readonly maxMs: number };
+  /** Called after each change the watch delivers (a list, or an event on the Deployment). */
+  readonly onChange?: () => void;
 }
 
 const SEEN_KEPT = 32;
@@ -53,10 +55,12 @@ export class DeploymentWatch {
         reset: (items) => {
           const item = items.find((i) => nameOf(i) === name);
           this.#cache = item === undefined ? { exists: false } : cached(item);
+          options.onChange?.();
         },
         apply: (type, object) => {
           if (nameOf(object) !== name) return;
           this.#cache = type === 'DELETED' ? { exists: false } : cached(object);
+          options.onChange?.();
         },
       },
       hooks: {

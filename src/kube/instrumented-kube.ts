@@ -25,5 +25,7 @@ export function instrumentKube(kube: Kube, metrics: Metrics, health: Health): Ku
     status: (target) => timed('status', () => kube.status(target)),
     ping: (target) => timed('ping', () => kube.ping(target)),
     ...(kube.recordEvent ? { recordEvent: (target, event, options) => timed('event', () => kube.recordEvent!(target, event, options)) } : {}),
+    ...(kube.checkPods ? { checkPods: (target) => timed('pods-check', () => kube.checkPods!(target)) } : {}),
+    ...(kube.follow ? { follow: kube.follow.bind(kube) } : {}),
   };
 }

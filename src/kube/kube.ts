@@ -1,4 +1,5 @@
 /** The one seam between the bot and Kubernetes: everything the commands need, nothing more. */
+import type { DeploymentObject, PodObject } from './rollout.ts';
 
 export interface DeploymentTarget {
   readonly namespace: string;
@@ -50,6 +51,26 @@ export interface Kube {
    * storing it. Optional: a client that cannot (a test's fake) leaves it out, and nothing is recorded.
    */
   recordEvent?(target: DeploymentTarget, event: KubeEvent, options?: { readonly dryRun?: boolean }): Promise<void>;
+  /**
+   * Follows the Deployment and, where the Role allows, its pods: `changed` is called after each change
+   * of either. Optional: a client without a watch leaves it out, and replies are not edited.
+   */
+  follow?(target: DeploymentTarget, changed: () => void): RolloutFollow;
+  /** At start-up: throws the KubeError a list of the namespace's pods gets (forbidden: progress comes from the Deployment alone). */
+  checkPods?(target: DeploymentTarget): Promise<void>;
+}
+
+/** Where a Deployment's rollout stands: the Deployment as last watched, and its pods (undefined when they cannot be watched). */
+export interface RolloutView {
+  readonly deployment: DeploymentObject;
+  readonly pods: readonly PodObject[] | undefined;
+}
+
+/** A rollout being followed (progress messages): read it on each change, close it when done. */
+export interface RolloutFollow {
+  /** Undefined while the watch is down or the Deployment is not known to exist. */
+  view(): RolloutView | undefined;
+  close(): void;
 }
 
 export type KubeErrorKind =

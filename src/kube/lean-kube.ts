@@ -22,8 +22,7 @@ import { mayHaveApplied } from './confirmed-kube.ts';
 import { Credentials } from './credentials.ts';
 import { DeploymentWatch, notFoundError, statusOf, type CachedDeployment, type WatchStats } from './deployment-watch.ts';
 import { labelSelector, PodWatch } from './pod-watch.ts';
-import type { DeploymentObject, PodObject } from './rollout.ts';
-import { KubeError, type DeploymentStatus, type DeploymentTarget, type Kube, type KubeEvent, type ScaleResult } from './kube.ts';
+import { KubeError, type DeploymentStatus, type DeploymentTarget, type Kube, type KubeEvent, type RolloutFollow, type RolloutView, type ScaleResult } from './kube.ts';
 import { KubeHttp, RequestTimeout, type RequestListener } from './kube-http.ts';
 import { loadClusterConfig, type ClusterConfig } from './kubeconfig.ts';
 
@@ -58,14 +57,13 @@ export interface LeanKube extends Kube {
    * Undefined when `target` is not the watched Deployment, the watch is down or it does not exist.
    */
   rollout(target: DeploymentTarget): RolloutView | undefined;
+  follow(target: DeploymentTarget, changed: () => void): RolloutFollow;
+  checkPods(target: DeploymentTarget): Promise<void>;
   /** Stops the watch and closes every connection. */
   close(): Promise<void>;
 }
 
-export interface RolloutView {
-  readonly deployment: DeploymentObject;
-  readonly pods: PodObject[] | undefined;
-}
+export type { RolloutView };
 
 /** How long a status or scale waits for the watch to deliver the bot's own last write before asking the API instead. */
 const CATCH_UP_MS = 1_000;
@@ -84,15 +82,37 @@ export function createKube(options: LeanKubeOptions): LeanKube {
     toKubeError(e, { target, verb, resource, server: cluster.server, timeoutMs, timedOut: e instanceof RequestTimeout });
 
   const watched = options.watch;
+  /** Progress messages following the rollout: told of each change of the Deployment or its pods. */
+  const followers = new Set<() => void>();
+  const notify = (): void => { for (const f of [...followers]) f(); };
   const watch = watched === undefined ? undefined : new DeploymentWatch({
     http, target: watched, requestTimeoutMs: timeoutMs, logger: log,
+    onChange: () => {
+      if (followers.size > 0) watchPods();
+      notify();
+    },
     toKubeError: (e, verb) => mapError(e, watched, verb, 'deployments'),
     ...(options.watchIdleTimeoutMs !== undefined ? { idleTimeoutMs: options.watchIdleTimeoutMs } : {}),
     ...(options.watchBackoff !== undefined ? { backoff: options.watchBackoff } : {}),
   });
   watch?.start();
-  /** The watched Deployment's pods: watched from the first `rollout` on, by its label selector (re-made if that changes). */
+  /**
+   * The watched Deployment's pods, by its label selector (re-made if that changes): watched while a
+   * rollout is followed (and from the first `rollout` call on), so an idle bot holds one watch only.
+   */
   let pods: PodWatch | undefined;
+  /** A list of pods was refused at start-up (checkPods): the pod watch's own warning would only repeat it. */
+  let podsRefused = false;
+  function watchPods(): void {
+    const cached = watch?.cached;
+    if (!watched || !cached?.exists) return;
+    const selector = labelSelector(cached.object.spec?.selector);
+    if (selector === undefined || pods?.selector === selector) return;
+    void pods?.close();
+    pods = new PodWatch({ http, namespace: watched.namespace, selector, requestTimeoutMs: timeoutMs, logger: podsRefused ? undefined : log,
+      toKubeError: (e, verb) => mapError(e, watched, verb, 'pods'), onChange: notify });
+    pods.start();
+  }
   /** The Deployments' uids (an Event names its object by uid too), learnt from the scale answers. */
   const uids = new Map<string, string>();
   const keyOf = (t: DeploymentTarget): string => `${t.namespace}/${t.name}`;
@@ -129,6 +149,13 @@ export function createKube(options: LeanKubeOptions): LeanKube {
       if (!seen) return undefined;
     }
     return watch.cached;
+  }
+
+  function rolloutOf(target: DeploymentTarget): RolloutView | undefined {
+    const cached = watch && sameTarget(watched, target) ? watch.cached : undefined;
+    if (!cached?.exists) return undefined;
+    watchPods();
+    return { deployment: cached.object, pods: pods?.pods() };
   }
 
   async function readDeployment(target: DeploymentTarget, op: string): Promise<DeploymentStatus> {
@@ -197,16 +224,31 @@ export function createKube(options: LeanKubeOptions): LeanKube {
         body: eventBody(target, event, uid, new Date()), contentType: 'application/json', timeoutMs,
       }));
     },
-    rollout(target: DeploymentTarget): RolloutView | undefined {
-      const cached = watch && watched && sameTarget(watched, target) ? watch.cached : undefined;
-      if (!cached?.exists || !watched) return undefined;
-      const selector = labelSelector(cached.object.spec?.selector);
-      if (selector !== undefined && pods?.selector !== selector) {
-        void pods?.close();
-        pods = new PodWatch({ http, namespace: watched.namespace, selector, requestTimeoutMs: timeoutMs, logger: log, toKubeError: (e, verb) => mapError(e, watched, verb, 'pods') });
-        pods.start();
+    rollout: rolloutOf,
+    follow(target: DeploymentTarget, changed: () => void): RolloutFollow {
+      const listener = (): void => changed();
+      if (watch && sameTarget(watched, target)) {
+        followers.add(listener);
+        watchPods();
       }
-      return { deployment: cached.object, pods: pods?.pods() };
+      return {
+        view: () => rolloutOf(target),
+        close: () => {
+          if (!followers.delete(listener) || followers.size > 0) return;
+          // Nothing followed any more: the pods' watch goes, until the next start or stop.
+          void pods?.close();
+          pods = undefined;
+        },
+      };
+    },
+    async checkPods(target: DeploymentTarget): Promise<void> {
+      try {
+        await call('pods-check', target, 'list', 'pods', () => http.json({
+          method: 'GET', path: `/api/v1/namespaces/${encodeURIComponent(target.namespace)}/pods?limit=1`, timeoutMs }));
+      } catch (error) {
+        if (error instanceof KubeError && error.kind === 'forbidden') podsRefused = true;
+        throw error;
+      }
     },
     async close(): Promise<void> {
       const stopped = Promise.all([watch?.close(), pods?.close()]);

@@ -26,6 +26,8 @@ export interface ProgressRecord {
   readonly lastEditAt: number;
   /** Edits recorded so far: the next is `edit.<edits + 1>`. */
   readonly edits: number;
+  /** The last recorded edit is the final one: only its delivery is left. */
+  readonly finished: boolean;
 }
 
 const SCHEMA = `
@@ -41,7 +43,8 @@ const SCHEMA = `
     deadline_ms INTEGER,
     last_text TEXT NOT NULL,
     last_edit_at INTEGER NOT NULL,
-    edits INTEGER NOT NULL
+    edits INTEGER NOT NULL,
+    finished INTEGER NOT NULL DEFAULT 0
   ) WITHOUT ROWID;`;
 
 /** Progress messages being followed; a row goes when its final edit has been sent. */
@@ -64,9 +67,9 @@ export class ProgressTable {
   }
 
   put(p: ProgressRecord): void {
-    this.#db.prepare(`INSERT OR REPLACE INTO progress (event_id, target, room_id, action, message_id, started_at, suffix, no_change, deadline_ms, last_text, last_edit_at, edits)
-      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(p.eventId, p.target, p.roomId, p.action, p.messageId ?? null, p.startedAt, p.suffix, p.noChange ? 1 : 0,
-      p.deadlineMs ?? null, p.lastText, p.lastEditAt, p.edits);
+    this.#db.prepare(`INSERT OR REPLACE INTO progress (event_id, target, room_id, action, message_id, started_at, suffix, no_change, deadline_ms, last_text, last_edit_at, edits, finished)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(p.eventId, p.target, p.roomId, p.action, p.messageId ?? null, p.startedAt, p.suffix, p.noChange ? 1 : 0,
+      p.deadlineMs ?? null, p.lastText, p.lastEditAt, p.edits, p.finished ? 1 : 0);
   }
 
   delete(eventId: string): void {
@@ -81,6 +84,6 @@ function fromRow(r: Row): ProgressRecord {
     eventId: String(r['event_id']), target: String(r['target']), roomId: String(r['room_id']), action: r['action'] === 'stop' ? 'stop' : 'start',
     messageId: r['message_id'] === null ? undefined : String(r['message_id']), startedAt: Number(r['started_at']), suffix: String(r['suffix']),
     noChange: r['no_change'] === 1, deadlineMs: r['deadline_ms'] === null ? undefined : Number(r['deadline_ms']),
-    lastText: String(r['last_text']), lastEditAt: Number(r['last_edit_at']), edits: Number(r['edits']),
+    lastText: String(r['last_text']), lastEditAt: Number(r['last_edit_at']), edits: Number(r['edits']), finished: r['finished'] === 1,
   };
 }

@@ -18,7 +18,7 @@ describe('progress text', () => {
     assert.deepEqual(progressState('start', target, { deployment: deployment(), pods: [running(false)] }, 9_000, false),
       { text: '▶️ Starting openclaw… ⏳ pod scheduled on node-3 · container running · waiting for the container to pass its readiness probe (0 of 1 ready)', final: false });
     assert.deepEqual(progressState('start', target, { deployment: deployment({ readyReplicas: 1, updatedReplicas: 1 }), pods: [running(true)] }, 42_400, false),
-      { text: '▶️ Started openclaw: ✅ ready after 42 s (pod scheduled on node-3 · container running).', final: true });
+      { text: '▶️ Started openclaw: ✅ ready after 42 s (pod scheduled on node-3 · container running).', final: true, done: true });
   });
 
   test('a failure is final at once; past the deadline a start still moving is final too', () => {
@@ -35,13 +35,13 @@ describe('progress text', () => {
     const quota = deployment({ conditions: [{ type: 'ReplicaFailure', status: 'True', message: 'pods "openclaw-1" is forbidden: exceeded quota: q' }] });
     assert.equal(progressState('start', target, { deployment: quota, pods: undefined }, 3_000, false).text, '▶️ Starting openclaw: ❌ the cluster refused to create the pod: pods "openclaw-1" is forbidden: exceeded quota: q.');
     assert.deepEqual(progressState('start', target, { deployment: deployment({ readyReplicas: 1, updatedReplicas: 1 }), pods: undefined }, 65_000, false),
-      { text: '▶️ Started openclaw: ✅ ready after 1 min 5 s.', final: true });
+      { text: '▶️ Started openclaw: ✅ ready after 1 min 5 s.', final: true, done: true });
   });
 
   test('a stop: until no pod is left (or, without pods, until the Deployment counts none)', () => {
     const leaving: PodObject = { ...running(true), metadata: { name: 'openclaw-1', deletionTimestamp: '2026-11-30T00:00:00Z' } };
     assert.deepEqual(progressState('stop', target, { deployment: deployment({}, 0), pods: [leaving] }, 2_000, false), { text: '⏹ Stopping openclaw… ⏳ 1 pod shutting down', final: false });
-    assert.deepEqual(progressState('stop', target, { deployment: deployment({}, 0), pods: [] }, 8_000, false), { text: '⏹ Stopped openclaw: ✅ off after 8 s.', final: true });
+    assert.deepEqual(progressState('stop', target, { deployment: deployment({}, 0), pods: [] }, 8_000, false), { text: '⏹ Stopped openclaw: ✅ off after 8 s.', final: true, done: true });
     assert.deepEqual(progressState('stop', target, { deployment: deployment({ replicas: 1 }, 0), pods: undefined }, 2_000, false), { text: '⏹ Stopping openclaw… ⏳ 1 pod still there', final: false });
     assert.equal(progressState('stop', target, { deployment: deployment({ replicas: 0 }, 0), pods: undefined }, 3_000, false).final, true);
   });
