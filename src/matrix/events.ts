@@ -28,9 +28,13 @@ export function messageText(event: RoomEvent): string | undefined {
   if (typeof body !== 'string') return undefined;
   if (msgtype !== 'm.text' && msgtype !== 'm.notice' && msgtype !== 'm.emote') return undefined;
   // An edit (m.replace) repeats an older command; acting on it would run that command twice.
-  const relates = event.content['m.relates_to'] as { rel_type?: unknown } | undefined;
-  if (relates?.rel_type === 'm.replace') return undefined;
+  if (isEdit(event.content)) return undefined;
   return body;
+}
+
+/** An edit (`m.replace`) of an earlier message: its body is the new text marked with "* ". */
+export function isEdit(content: Record<string, unknown>): boolean {
+  return (content['m.relates_to'] as { rel_type?: unknown } | undefined)?.rel_type === 'm.replace';
 }
 
 /**

@@ -71,7 +71,7 @@ describe('crashes where something leaves the process, judged by independent clie
         OPENCLAW_FAULT_POINT: fault,
         ...(mode === 'password' ? { AS_REGISTRATION_FILE: undefined, MATRIX_USER: 'toggle', MATRIX_PASSWORD: BOT_PASSWORD, CRYPTO_STORE_PATH: join(stack.dir, 'bot-data-password') } : {}),
       });
-    const fromBot = (m: Message): boolean => m.sender === botUser;
+    const fromBot = (m: Message): boolean => m.sender === botUser && m.relatesTo?.['rel_type'] !== 'm.replace'; // edits (progress) aside
 
     async function startBot(fault?: string): Promise<BotProcess> {
       const child = await startBotProcess({ env: env(fault), logDir: stack.dir, logName: `bot-${mode}.log`, readyUrl: `http://127.0.0.1:${stack.botPort}` });

@@ -26,7 +26,7 @@ describe('end-to-end encryption against a real Synapse', { timeout: 600_000 }, (
   let children = 0;
 
   const patches = (): number => stack.sim.requests.filter((r) => r.method === 'PATCH').length;
-  const fromBot = (m: Message): boolean => m.sender === bot;
+  const fromBot = (m: Message): boolean => m.sender === bot && m.relatesTo?.['rel_type'] !== 'm.replace'; // edits (progress) aside
 
   /** Sends a command as `who` and returns the bot's next `replies` messages as alice sees them. */
   async function command(text: string, replies = 2, who: E2eeHuman = alice): Promise<{ eventId: string; messages: Message[] }> {
@@ -132,7 +132,7 @@ describe('end-to-end encryption against a real Synapse', { timeout: 600_000 }, (
     const patchesBefore = patches();
     // As Element Web sends it: in plaintext, even in an encrypted room (matrix-js-sdk does not encrypt reactions).
     const started = await press(status, '▶️', false);
-    assert.deepEqual(bodies(started), ['🦞 start (button)', '▶️ Starting openclaw: replicas 0 → 1. Say "status" to see when it is ready.']);
+    assert.deepEqual(bodies(started), ['🦞 start (button)', '▶️ Starting openclaw: replicas 0 → 1. ⏳ This message follows it.']);
     assert.equal(stack.sim.replicas(NAMESPACE, DEPLOYMENT), 1);
     assert.equal(patches(), patchesBefore + 1);
     // The result carries the buttons too. As Element X sends it: encrypted, decrypted and trust-judged

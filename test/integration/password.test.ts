@@ -35,7 +35,7 @@ describe('password mode against a real Synapse', { timeout: 600_000 }, () => {
     stack.botEnv({ AS_REGISTRATION_FILE: undefined, MATRIX_USER: 'toggle', MATRIX_PASSWORD: BOT_PASSWORD, ...extra });
   const startBot = async (): Promise<App> => (await stack.startBot({ env: env(), deps: { onFatal: (error) => (fatal = error) } })).app;
   const patches = (): number => stack.sim.requests.filter((r) => r.method === 'PATCH').length;
-  const fromBot = (m: Message): boolean => m.sender === botUser;
+  const fromBot = (m: Message): boolean => m.sender === botUser && m.relatesTo?.['rel_type'] !== 'm.replace'; // edits (progress) aside
   const session = (): { accessToken: string; deviceId: string } => {
     const state = StateDb.open(join(stack.dir, 'bot-data'));
     try {
@@ -153,7 +153,7 @@ describe('password mode against a real Synapse', { timeout: 600_000 }, () => {
     const status = await plainAlice.send(oldRoom, 'status');
     await plainAlice.waitFor(oldRoom, isReply, { count: repliesBefore + 4, timeoutMs: 30_000 });
     assert.deepEqual(plainAlice.noticesFrom(oldRoom, botUser, start).slice(0, 2),
-      ['🦞 start', '▶️ Starting openclaw: replicas 0 → 1. Say "status" to see when it is ready.']);
+      ['🦞 start', '▶️ Starting openclaw: replicas 0 → 1. ⏳ This message follows it.']);
     assert.equal(plainAlice.events.filter((e) => e.room_id === oldRoom && isReply(e)).length, repliesBefore + 4, `only start and status were answered (${status})`);
     assert.equal(patches(), patchesBefore + 1);
     assert.equal(stack.sim.replicas(NAMESPACE, DEPLOYMENT), 1);
@@ -186,7 +186,7 @@ describe('password mode against a real Synapse', { timeout: 600_000 }, () => {
     const status = await command('status');
     assert.match(status[1]?.body ?? '', /openclaw is/);
     const replies = alice.messages(room).filter(fromBot).slice(repliesBefore);
-    assert.deepEqual(replies.map((m) => m.body).slice(0, 2), ['🦞 start', '▶️ Starting openclaw: replicas 0 → 1. Say "status" to see when it is ready.'],
+    assert.deepEqual(replies.map((m) => m.body).slice(0, 2), ['🦞 start', '▶️ Starting openclaw: replicas 0 → 1. ⏳ This message follows it.'],
       `the replies to ${start}`);
     assert.equal(replies.length, 4, 'only start and status were answered');
     assert.ok(replies.every((m) => m.encrypted && !m.decryptionFailed));
