@@ -132,10 +132,9 @@ function podFailure(pod: PodObject): string | undefined {
   for (const c of [...(pod.status?.initContainerStatuses ?? []), ...(pod.status?.containerStatuses ?? [])]) {
     const waiting = c.state?.waiting;
     const image = c.image ?? pod.spec?.containers?.find((s) => s.name === c.name)?.image;
-    // The back-off's message only repeats the image name; the pull error's says what the registry answered.
-    if (waiting?.reason && PULL_FAILURES.has(waiting.reason)) return `the image ${image ? `${image} ` : ''}cannot be pulled (${waiting.reason}${waiting.message && waiting.reason !== 'ImagePullBackOff' ? `: ${clean(waiting.message)}` : ''})`;
+    if (waiting?.reason && PULL_FAILURES.has(waiting.reason)) return `the image ${image ? `${image} ` : ''}cannot be pulled (${pullError(waiting.reason, waiting.message)})`;
     const container = c.name ? `the container ${c.name}` : 'the container';
-    if (waiting?.reason === 'CrashLoopBackOff') return `${container} keeps crashing (${exitOf(c.lastState?.terminated)}, ${c.restartCount ?? 0} restarts)`;
+    if (waiting?.reason === 'CrashLoopBackOff') return `${container} keeps crashing (${exitOf(c.lastState?.terminated)}, ${plural(c.restartCount ?? 0, 'restart')})`;
     if (waiting?.reason && CONFIG_FAILURES.has(waiting.reason)) return `${container} cannot start (${waiting.reason}${waiting.message ? `: ${clean(waiting.message)}` : ''})`;
   }
   if (pod.status?.phase === 'Failed') return 'the pod failed';
@@ -152,6 +151,28 @@ function waitingFor(pods: readonly PodObject[], desired: number, ready: number):
   if (waiting?.reason === 'ContainerCreating' || containers.length === 0) return 'waiting for the container to start (pulling the image)';
   if (containers.some((c) => c.state?.running && !c.ready)) return `waiting for the container to pass its readiness probe (${ready} of ${desired} ready)`;
   return `${ready} of ${desired} ready`;
+}
+
+/**
+ * The pull error the kubelet reports, as `Reason: what the registry answered`. A back-off since
+ * kubelet 1.31 wraps the error that caused it (`Back-off pulling image "x": ErrImagePull: …`):
+ * that error is given, so the text stays the same while the kubelet alternates between the two; an
+ * older back-off only repeats the image name. The gRPC wrapper (`rpc error: code = NotFound desc =`)
+ * says nothing to a reader and would push the registry's answer past the length limit.
+ */
+function pullError(reason: string, message: string | undefined): string {
+  let text = message;
+  if (reason === 'ImagePullBackOff') {
+    const wrapped = /^Back-off pulling image "(?:[^"\\]|\\.)*": (\w+): ([\s\S]*)$/.exec(message ?? '');
+    if (!wrapped) return reason;
+    [reason, text] = [wrapped[1]!, wrapped[2]];
+  }
+  text = text?.replace(/^rpc error: code = \w+ desc = /, '');
+  return text ? `${reason}: ${clean(text)}` : reason;
+}
+
+function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? '' : 's'}`;
 }
 
 function exitOf(t: Terminated | undefined): string {

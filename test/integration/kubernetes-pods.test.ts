@@ -2,8 +2,9 @@
  * The lean client's view of a rollout on the real control plane (src/dev/kube-testbed): the watched
  * Deployment and, through a second watch by its label selector, its pods, read by rollout.ts. Issue
  * 11's progress messages build on this. A start that gets ready, a stop until no pod is left, a pod
- * the scheduler cannot place (its own message), and a Role that may not watch pods (the project's
- * Role as it is today): one warning, and the view without pods.
+ * the scheduler cannot place (its own message), pods that kwok plays as a kubelet would report them
+ * (stages.ts: slow to start, never ready, image pull failure, crash loop), and a Role that may not
+ * watch pods: one warning, and the view without pods.
  */
 import assert from 'node:assert/strict';
 import { mkdtemp } from 'node:fs/promises';
@@ -11,7 +12,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
-import { applyBotRbac, requestPodToken, targetDeployment, writeServiceAccountFiles } from '../../src/dev/kube-testbed/project-manifests.ts';
+import { applyBotRbac, requestPodToken, targetDeployment, writeServiceAccountFiles, type TestPods } from '../../src/dev/kube-testbed/project-manifests.ts';
+import type { KubeObject } from '../../src/dev/kube-testbed/api-client.ts';
 import { sharedKubeTestbed, type KubeTestbed } from '../../src/dev/kube-testbed/testbed.ts';
 import type { DeploymentTarget } from '../../src/kube/kube.ts';
 import { createKube, type LeanKube } from '../../src/kube/lean-kube.ts';
@@ -49,6 +51,28 @@ describe('the rollout view on a real Kubernetes control plane', { timeout: SETUP
     });
     return seen;
   };
+
+  const progress = (kube: LeanKube, target: DeploymentTarget): Rollout | undefined => {
+    const v = kube.rollout(target);
+    return v?.pods ? startProgress(v.deployment, v.pods) : undefined;
+  };
+  /** A Deployment whose pods behave as `pods` says, scaled to 1: its client, and every rollout text until `done`. */
+  const start = async (name: string, pods: TestPods, done: (r: Rollout) => boolean) => {
+    const target = { namespace: NAMESPACE, name };
+    await tb.admin.apply(targetDeployment(NAMESPACE, name, 0, pods));
+    const kube = watching(target);
+    await until('listed', () => kube.rollout(target)?.pods);
+    const t0 = Date.now();
+    await kube.scale(target, 1);
+    const seen = await follow(() => progress(kube, target), done);
+    return { target, kube, seen, ms: Date.now() - t0 };
+  };
+  /** Scales back to 0 and waits until no pod is left: kwok's pod-delete works for labelled pods too. */
+  const stop = async (kube: LeanKube, target: DeploymentTarget): Promise<void> => {
+    await kube.scale(target, 0);
+    await follow(() => { const v = kube.rollout(target); return v?.pods ? stopProgress(v.pods) : undefined; }, (r) => r.phase === 'off');
+  };
+  const texts = (seen: readonly Rollout[]): string => seen.map((r) => `${r.phase}${r.reason ? `: ${r.reason}` : ''} [${r.steps.join(', ')}]`).join(' → ');
 
   before(async () => {
     tb = await sharedKubeTestbed();
@@ -90,9 +114,54 @@ describe('the rollout view on a real Kubernetes control plane', { timeout: SETUP
     await kube.scale(target, 0);
   });
 
-  it('the project\'s Role, which may not watch pods: one warning, and the view without pods', async () => {
+  it('slow to start: ContainerCreating for the delay, then running and ready', async () => {
+    const { target, kube, seen, ms } = await start('agent-slow', { behaviour: 'slow', delayMs: 2_000 }, (r) => r.phase !== 'moving');
+    console.log(`# slow (${ms} ms): ${texts(seen)}`);
+    const creating = seen.find((r) => r.steps.includes('pulling image and starting container'));
+    assert.deepEqual(creating, { phase: 'moving', steps: [`pod scheduled on ${tb.nodeName}`, 'pulling image and starting container'], reason: 'waiting for the container to start (pulling the image)' }, texts(seen));
+    assert.deepEqual(seen.at(-1), { phase: 'ready', steps: [`pod scheduled on ${tb.nodeName}`, 'container running', 'ready'] }, texts(seen));
+    assert.ok(ms >= 2_000, `ready after ${ms} ms, before the 2 s delay`);
+    await stop(kube, target);
+  });
+
+  it('never ready: running, still moving, waiting for the readiness probe', async () => {
+    const { target, kube, seen } = await start('agent-never-ready', { behaviour: 'never-ready' }, (r) => r.steps.includes('container running'));
+    await new Promise((r) => setTimeout(r, 2_000)); // still not ready after a while
+    const now = progress(kube, target);
+    console.log(`# never-ready: ${texts([...seen, now!])}`);
+    assert.deepEqual(now, { phase: 'moving', steps: [`pod scheduled on ${tb.nodeName}`, 'container running'], reason: 'waiting for the container to pass its readiness probe (0 of 1 ready)' });
+    await stop(kube, target);
+  });
+
+  it('an image that cannot be pulled: failed, naming the image and the registry\'s answer, the same during the back-off', async () => {
+    const image = 'ghcr.io/openclaw/openclaw:no-such-tag';
+    const { target, kube, seen } = await start('agent-image-pull', { behaviour: 'image-pull', image }, (r) => r.phase === 'failed');
+    console.log(`# image-pull: ${texts(seen)}`);
+    const expected = `the image ${image} cannot be pulled (ErrImagePull: failed to pull and unpack image "${image}": failed to resolve reference "${image}": ${image}: not found)`;
+    assert.equal(seen.at(-1)?.reason, expected);
+    const pod = () => kube.rollout(target)?.pods?.[0]?.status?.containerStatuses?.[0]?.state?.waiting;
+    const backoff = await until('ImagePullBackOff', () => pod()?.reason === 'ImagePullBackOff' && pod(), 10_000);
+    console.log(`# image-pull, back-off: ${JSON.stringify(backoff)} → ${progress(kube, target)?.reason}`);
+    assert.equal(progress(kube, target)?.reason, expected);
+    await stop(kube, target);
+  });
+
+  it('a crash loop: failed, with the last exit code and the restarts', async () => {
+    const { target, kube, seen, ms } = await start('agent-crash', { behaviour: 'crash' }, (r) => r.phase === 'failed');
+    console.log(`# crash (${ms} ms): ${texts(seen)}`);
+    assert.equal(seen.at(-1)?.reason, 'the container agent-crash keeps crashing (last exit code 1, 1 restart)');
+    // After the 10 s back-off it runs, exits again, and waits 20 s: the count goes on.
+    const again = await until('the second back-off', () => { const r = progress(kube, target); return r?.reason?.includes('2 restarts') && r; }, 20_000);
+    console.log(`# crash, later: ${again.reason}`);
+    assert.equal(again.reason, 'the container agent-crash keeps crashing (last exit code 1, 2 restarts)');
+    await stop(kube, target);
+  });
+
+  it('a Role without pods rules (the project\'s minus those): one warning, and the view without pods', async () => {
     const target = { namespace: NAMESPACE, name: 'agent' };
-    await applyBotRbac(tb, target);
+    // The project's Role may grant pods (list/watch for progress); this case is about a Role that does not.
+    const role = (await applyBotRbac(tb, target)).find((o) => o.kind === 'Role') as KubeObject & { rules: Array<{ resources?: string[] }> };
+    await tb.admin.apply({ ...role, rules: role.rules.filter((r) => !(r.resources ?? []).some((x) => x === 'pods' || x.startsWith('pods/'))) });
     const root = join(await mkdtemp(join(tmpdir(), 'openclaw-pods-')), 'pod-root');
     await writeServiceAccountFiles(root, tb, (await requestPodToken(tb)).token);
     const lines: string[] = [];

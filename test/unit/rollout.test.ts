@@ -31,20 +31,28 @@ describe('start progress', () => {
     assert.deepEqual(startProgress(deployment(), [p]), { phase: 'failed', steps: [], reason: 'the pod cannot be scheduled: 0/3 nodes are available: 3 Insufficient memory. preemption: 0/3 nodes are available: 3 No preemption victims found for incoming pod' });
   });
 
-  test('image pull failures name the image; the registry\'s answer is quoted, the back-off\'s repetition is not', () => {
-    const backoff = pod({ node: 'n', containers: [{ name: 'openclaw', image: 'ghcr.io/openclaw/openclaw:typo', state: { waiting: { reason: 'ImagePullBackOff', message: 'Back-off pulling image "ghcr.io/openclaw/openclaw:typo"' } } }] });
-    assert.equal(startProgress(deployment(), [backoff]).reason, 'the image ghcr.io/openclaw/openclaw:typo cannot be pulled (ImagePullBackOff)');
-    const err = pod({ node: 'n', containers: [{ name: 'openclaw', image: 'ghcr.io/openclaw/openclaw:typo', state: { waiting: { reason: 'ErrImagePull', message: `rpc error: code = NotFound desc = failed to pull and unpack image "x": ${'not found '.repeat(40)}` } } }] });
-    const r = startProgress(deployment(), [err]);
-    assert.equal(r.phase, 'failed');
-    assert.match(r.reason ?? '', /^the image ghcr\.io\/openclaw\/openclaw:typo cannot be pulled \(ErrImagePull: rpc error: code = NotFound .*…\)$/);
-    assert.ok((r.reason ?? '').length < 320, 'long registry errors are cut');
+  test('image pull failures name the image and quote the registry\'s answer, during the back-off too', () => {
+    const typo = 'ghcr.io/openclaw/openclaw:typo';
+    const answer = `failed to pull and unpack image "${typo}": failed to resolve reference "${typo}": ${typo}: not found`;
+    const waitingPod = (reason: string, message: string) => pod({ node: 'n', containers: [{ name: 'openclaw', image: typo, state: { waiting: { reason, message } } }] });
+    const expected = `the image ${typo} cannot be pulled (ErrImagePull: ${answer})`;
+    // kubelet v1.37: the CRI's error as it comes (gRPC wrapper included), then a back-off wrapping it.
+    assert.deepEqual(startProgress(deployment(), [waitingPod('ErrImagePull', `rpc error: code = NotFound desc = ${answer}`)]), { phase: 'failed', steps: ['pod scheduled on n'], reason: expected });
+    assert.equal(startProgress(deployment(), [waitingPod('ImagePullBackOff', `Back-off pulling image "${typo}": ErrImagePull: rpc error: code = NotFound desc = ${answer}`)]).reason, expected);
+    // Kubelets before 1.31: the back-off only repeated the image name.
+    assert.equal(startProgress(deployment(), [waitingPod('ImagePullBackOff', `Back-off pulling image "${typo}"`)]).reason, `the image ${typo} cannot be pulled (ImagePullBackOff)`);
+    const long = startProgress(deployment(), [waitingPod('ErrImagePull', `rpc error: code = NotFound desc = failed to pull and unpack image "x": ${'not found '.repeat(40)}`)]);
+    assert.equal(long.phase, 'failed');
+    assert.match(long.reason ?? '', /^the image ghcr\.io\/openclaw\/openclaw:typo cannot be pulled \(ErrImagePull: failed to pull and unpack image "x": not found .*…\)$/);
+    assert.ok((long.reason ?? '').length < 320, 'long registry errors are cut');
   });
 
   test('a crash loop gives the last exit code and reason', () => {
     const crash = (terminated: { exitCode: number; reason: string }) => pod({ node: 'n', phase: 'Running', containers: [{ name: 'openclaw', image: IMAGE, restartCount: 4, state: { waiting: { reason: 'CrashLoopBackOff', message: 'back-off 1m20s restarting failed container' } }, lastState: { terminated } }] });
     assert.equal(startProgress(deployment(), [crash({ exitCode: 1, reason: 'Error' })]).reason, 'the container openclaw keeps crashing (last exit code 1, 4 restarts)');
     assert.equal(startProgress(deployment(), [crash({ exitCode: 137, reason: 'OOMKilled' })]).reason, 'the container openclaw keeps crashing (last exit code 137, OOMKilled, 4 restarts)');
+    const once = pod({ node: 'n', phase: 'Running', containers: [{ name: 'openclaw', image: IMAGE, restartCount: 1, state: { waiting: { reason: 'CrashLoopBackOff' } }, lastState: { terminated: { exitCode: 1, reason: 'Error' } } }] });
+    assert.equal(startProgress(deployment(), [once]).reason, 'the container openclaw keeps crashing (last exit code 1, 1 restart)');
   });
 
   test('a quota or admission refusal: the Deployment\'s ReplicaFailure message', () => {

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { parseManifests, type KubeObject } from './api-client.ts';
+import { POD_BEHAVIOUR_LABEL, POD_DELAY_ANNOTATION, type PodBehaviour } from './stages.ts';
 import type { KubeTestbed } from './testbed.ts';
 
 const run = promisify(execFile);
@@ -58,15 +59,27 @@ export async function applyBotRbac(tb: KubeTestbed, target: { namespace: string;
   return rbac;
 }
 
+/** How the pods of a test Deployment behave on kwok (stages.ts), and their image. */
+export interface TestPods {
+  readonly behaviour?: PodBehaviour;
+  /** For `slow`: how long the container stays in ContainerCreating (default 3000). */
+  readonly delayMs?: number;
+  readonly image?: string;
+}
+
 /** A minimal Deployment standing in for OpenClaw: the test creates it, the bot scales it. */
-export function targetDeployment(namespace: string, name: string, replicas = 0): KubeObject {
+export function targetDeployment(namespace: string, name: string, replicas = 0, pods: TestPods = {}): KubeObject {
   const labels = { app: name }; // as the simulator's Deployments, so that both answer alike
+  const container: Record<string, unknown> = { name, image: pods.image ?? 'ghcr.io/openclaw/openclaw:latest' };
+  // kwok probes nothing; the probe makes the spec say what the staged status shows (never ready, crash).
+  if (pods.behaviour) container['readinessProbe'] = { httpGet: { path: '/healthz', port: 8080 } };
+  const podMetadata = {
+    labels: pods.behaviour ? { ...labels, [POD_BEHAVIOUR_LABEL]: pods.behaviour } : labels,
+    ...(pods.delayMs !== undefined ? { annotations: { [POD_DELAY_ANNOTATION]: String(pods.delayMs) } } : {}),
+  };
   return {
     apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name, namespace, labels },
-    spec: {
-      replicas, selector: { matchLabels: labels },
-      template: { metadata: { labels }, spec: { containers: [{ name, image: 'ghcr.io/openclaw/openclaw:latest' }] } },
-    },
+    spec: { replicas, selector: { matchLabels: labels }, template: { metadata: podMetadata, spec: { containers: [container] } } },
   };
 }
 

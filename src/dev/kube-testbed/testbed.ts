@@ -22,6 +22,7 @@ import { ensureKubeTestbedBinaries, type BuildLogger, type TestbedBinaries } fro
 import { Component } from './component.ts';
 import { apiServerArgs, controllerManagerArgs, etcdArgs, fakeNode, kwokArgs, schedulerArgs } from './flags.ts';
 import { makePki, writeKubeconfig } from './pki.ts';
+import { stagesFile } from './stages.ts';
 import { KUBERNETES_VERSION, KWOK_STAGE_FILES } from './versions.ts';
 
 export interface KubeTestbedOptions {
@@ -163,7 +164,10 @@ async function nodeReady(admin: ApiClient, name: string): Promise<boolean> {
   return conditions.some((c) => c.type === 'Ready' && c.status === 'True');
 }
 
-/** kwok's stage files from its module, as one multi-document YAML. */
+/**
+ * kwok's stage files from its module plus our own (stages.ts: pods labelled to misbehave), as one
+ * multi-document YAML. Ours are generated here, not cached: they are not part of the build.
+ */
 async function kwokStages(stagesDir: string): Promise<string> {
   const docs: string[] = [];
   for (const f of KWOK_STAGE_FILES) {
@@ -171,7 +175,7 @@ async function kwokStages(stagesDir: string): Promise<string> {
     if (!existsSync(path)) throw new Error(`kwok stage file ${path} is missing: rebuild with node src/dev/kube-testbed/build.ts`);
     docs.push(await readFile(path, 'utf8'));
   }
-  return docs.join('\n---\n');
+  return stagesFile(docs);
 }
 
 let shared: Promise<KubeTestbed> | undefined;

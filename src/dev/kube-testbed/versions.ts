@@ -39,7 +39,10 @@ export const BINARIES: Readonly<Record<TestbedBinary, { module: string; pkg: str
   };
 })();
 
-/** kwok refuses to start without Stage objects; these come from the kwok module itself. */
+/**
+ * kwok refuses to start without Stage objects; these come from the kwok module itself (copied into
+ * the cache). stages.ts adds our own at start-up (pods that misbehave) and narrows pod-ready.
+ */
 export const KWOK_STAGE_FILES: readonly string[] = [
   'kustomize/stage/node/fast/node-initialize.yaml',
   'kustomize/stage/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml',
