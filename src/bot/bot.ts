@@ -45,8 +45,12 @@ export interface BotOptions {
   readonly now?: () => number;
   /** Timed runs: default and maximum run time (none: no limit), the zone of times in chat, and their clock. */
   readonly runs?: { readonly limits?: RunLimits; readonly time?: TimeText; readonly clock?: Clock };
-  /** Start/stop replies edited as the rollout moves (default on, when the Kubernetes client can follow one), and the deadline. */
-  readonly progress?: { readonly enabled: boolean; readonly deadlineMs: number | undefined };
+  /**
+   * Start/stop replies edited as the rollout moves (default on, when the Kubernetes client can follow
+   * one), the deadline, and their clock (the system's: a rollout is real time even when a demo or test
+   * moves the timed runs' clock).
+   */
+  readonly progress?: { readonly enabled: boolean; readonly deadlineMs: number | undefined; readonly clock?: Clock };
 }
 
 /** Turns room events into joins, Kubernetes calls and replies. Knows nothing of transports or crypto. */

@@ -39,7 +39,7 @@ export class CommandRunner {
       time: options.runs?.time ?? new TimeText('UTC'), prefix: options.commandPrefix, outbox, changed: () => this.timers.reschedule(), logger,
     });
     this.progress = new ProgressTracker({
-      target, state, outbox, kube, clock, logger, enabled: options.progress?.enabled ?? true, deadlineMs: options.progress?.deadlineMs,
+      target, state, outbox, kube, clock: options.progress?.clock ?? systemClock, logger, enabled: options.progress?.enabled ?? true, deadlineMs: options.progress?.deadlineMs,
     });
     this.timers = new RunScheduler({ target, key: this.runs.key, state, clock, kube, outbox, audit: this.audit, words: () => this.runs.words(), metrics, logger });
   }

@@ -42,21 +42,37 @@ async function demo(real: boolean): Promise<void> {
     out('');
 
     const bot = app.userId;
-    const fromBot = (m: Message): boolean => m.sender === bot;
+    const edit = (m: Message): string | undefined => (m.relatesTo?.['rel_type'] === 'm.replace' ? String(m.relatesTo['event_id']) : undefined);
+    const fromBot = (m: Message): boolean => m.sender === bot && edit(m) === undefined;
+    const lockOf = (m: Message): string => (m.encrypted && !m.decryptionFailed ? '🔒' : '  ');
     let shown = 0;
-    const showReplies = async (room: string, count: number): Promise<void> => {
+    const showReplies = async (room: string, count: number): Promise<Message[]> => {
       const replies = await alice.waitForMessages(room, fromBot, { count: shown + count, timeoutMs: 30_000 });
       for (const m of replies.slice(shown)) {
-        const lock = m.encrypted && !m.decryptionFailed ? '🔒' : '  ';
-        (m.body ?? '').split('\n').forEach((line, i) => out(`${time()}  ${i === 0 ? `bot ${lock}` : '       '} ${line}`));
+        (m.body ?? '').split('\n').forEach((line, i) => out(`${time()}  ${i === 0 ? `bot ${lockOf(m)}` : '       '} ${line}`));
       }
+      const fresh = replies.slice(shown);
       shown = replies.length;
+      return fresh;
     };
-    const say = async (room: string, text: string, replies = 2): Promise<void> => {
+    /** A start's or stop's reply is edited as the rollout moves: each edit as alice's client receives it, until the last. */
+    const showProgress = async (room: string, reply: Message | undefined): Promise<void> => {
+      if (!reply) return;
+      const newText = (m: Message): string => String((m.content['m.new_content'] as { body?: unknown } | undefined)?.body ?? m.body);
+      for (let seen = 0; ;) {
+        const edits = await alice.waitForMessages(room, (m) => m.sender === bot && edit(m) === reply.eventId, { count: seen + 1, timeoutMs: 60_000 });
+        for (const m of edits.slice(seen)) out(`${time()}  bot ${lockOf(m)} ✏️ ${newText(m)}`);
+        seen = edits.length;
+        if (/✅|❌|⚠️/.test(newText(edits.at(-1)!))) return;
+      }
+    };
+    const say = async (room: string, text: string, replies = 2): Promise<Message[]> => {
       out(`${time()}  alice🔒 ${text}`);
       await alice.send(room, text);
-      await showReplies(room, replies);
+      return showReplies(room, replies);
     };
+    /** A start or stop, then its progress edits (the result is the reply after the echo). */
+    const act = async (room: string, text: string): Promise<void> => showProgress(room, (await say(room, text)).at(-1));
 
     out(`${time()}  alice creates an encrypted DM and invites ${bot}`);
     const room = await alice.createEncryptedRoom([bot], { name: 'OpenClaw', isDirect: true });
@@ -65,14 +81,10 @@ async function demo(real: boolean): Promise<void> {
     out(`${time()}  alice's client sees the bot's device ${app.deviceId} as ${trust.signedByOwner ? 'verified by its owner (cross-signed)' : 'NOT verified by its owner'}`);
     await say(room, 'help');
     await say(room, 'status');
-    await say(room, 'start');
-    // Wait for the cluster to make the pod ready, as a person would.
-    const deadline = Date.now() + 15_000;
-    while ((await cluster.readyReplicas()) < 1 && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    // The reply to a start follows the rollout: alice sees it edited until the pod is ready.
+    await act(room, 'start');
     await say(room, 'status');
-    await say(room, 'stop');
+    await act(room, 'stop');
     // Buttons for phones: the bot's status and result replies carry ▶️ ⏹️ 🔄, and a tap is a command.
     const press = async (key: string): Promise<void> => {
       const last = alice.messages(room).filter(fromBot).at(-1);
@@ -80,13 +92,13 @@ async function demo(real: boolean): Promise<void> {
       const buttons = await alice.waitForReactions(room, (r) => r.sender === bot && r.target === last.eventId, { count: 3, timeoutMs: 30_000 });
       out(`${time()}  (the bot's last reply carries ${buttons.map((b) => `[${String(b.key)}]`).join(' ')}; alice taps ${key})`);
       await alice.react(room, last.eventId, key);
-      await showReplies(room, 2);
+      await showProgress(room, (await showReplies(room, 2)).at(-1));
     };
     await press('▶️');
     await press('⏹️');
     // A timed run: it stops by itself, with a warning 10 minutes before.
     const started = clock.now();
-    await say(room, 'start 2h');
+    await act(room, 'start 2h');
     await say(room, 'extend 30m');
     await say(room, 'status');
     for (const [minutes, what] of [[140, 'the warning'], [150, 'the automatic stop']] as const) {

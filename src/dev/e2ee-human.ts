@@ -76,8 +76,10 @@ export interface Message {
   decryptionFailed: boolean;
   /** The SDK's `DecryptionFailureCode` when `decryptionFailed`. */
   decryptionFailureReason: string | undefined;
-  /** `m.relates_to` (threads, replies). */
+  /** `m.relates_to` (threads, replies, edits). */
   relatesTo: Record<string, unknown> | undefined;
+  /** The body this client shows for it now: the latest edit's (`m.replace`) when it has applied one, else `body`. */
+  shown: string | undefined;
   /** The sending device: from the encrypted content, or the device owning the Megolm sender key. */
   senderDeviceId: string | undefined;
   content: Record<string, unknown>;
@@ -384,7 +386,9 @@ class Person implements E2eeHuman {
       if (event.getType() !== EventType.RoomMessage) continue;
       const type = event.getType();
       ids.add(eventId);
-      const content = event.getContent();
+      // As sent: getContent() would give the latest edit's content once the SDK has applied one.
+      const content = event.getOriginalContent();
+      const latest = event.getContent();
       const wire = event.getWireContent();
       const relatesTo = (content['m.relates_to'] ?? wire['m.relates_to']) as Record<string, unknown> | undefined;
       const wireDevice = typeof wire['device_id'] === 'string' ? wire['device_id'] : undefined;
@@ -394,6 +398,7 @@ class Person implements E2eeHuman {
         sender: event.getSender() ?? '',
         type,
         body: typeof content['body'] === 'string' ? content['body'] : undefined,
+        shown: typeof latest['body'] === 'string' ? latest['body'] : undefined,
         msgtype: typeof content['msgtype'] === 'string' ? content['msgtype'] : undefined,
         encrypted: event.isEncrypted(),
         decryptionFailed: event.isDecryptionFailure(),

@@ -93,6 +93,15 @@ describe('crashes where something leaves the process, judged by independent clie
     async function settle(sent: { eventId: string; word: 'start' | 'stop'; finalsBefore: number }, patchesBefore: number): Promise<string> {
       const seen = await alice.waitForMessages(room, (m) => fromBot(m) && FINAL.test(m.body ?? ''), { count: sent.finalsBefore + 1, timeoutMs: 60_000 });
       const answer = seen.at(-1)?.body ?? '';
+      // A scale's reply is edited as its rollout moves (issue 11): its last edit must arrive, readable,
+      // whatever the crash cut short. (And the next round's clean stop then leaves nothing to resume.)
+      const reply = seen.at(-1);
+      if (reply && /^(▶️ Starting|⏹ Stopping)/.test(answer)) {
+        const edits = await alice.waitForMessages(room, (m) => m.sender === botUser && m.relatesTo?.['rel_type'] === 'm.replace' && m.relatesTo['event_id'] === reply.eventId
+          && /✅|❌|⚠️/.test(String((m.content['m.new_content'] as { body?: unknown } | undefined)?.body)), { timeoutMs: 30_000 });
+        assert.ok(edits.every((e) => e.encrypted && !e.decryptionFailed), 'the final edit decrypts');
+        assert.match(String((edits.at(-1)!.content['m.new_content'] as { body: string }).body), /✅ (ready|off) after/);
+      }
       const ran = patches() - patchesBefore;
       assert.ok(ran <= 1, `"${sent.word}" ran ${ran} times`);
       executed += ran;

@@ -96,7 +96,7 @@ function setUp(options: { dir?: string; clock?: FakeClock; world?: ReturnType<ty
     userId: BOT, allowedUsers: [ALICE], target: { namespace: 'agents', name: 'openclaw' }, echo: false, commandPrefix: '', maxCommandAgeSeconds: 0,
     reactionButtons: false, kube: world.kube, rooms, state, metrics: new Metrics({ defaultMetrics: false }), logger: silentLogger(),
     runs: { limits: { defaultMs: undefined, maxMs: undefined }, time: new TimeText('UTC'), clock },
-    progress: options.progress ?? { enabled: true, deadlineMs: undefined },
+    progress: { ...(options.progress ?? { enabled: true, deadlineMs: undefined }), clock },
   });
   let tail: Promise<unknown> = Promise.resolve();
   const serialize = <T>(work: () => Promise<T>): Promise<T> => {
