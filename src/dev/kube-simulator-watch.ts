@@ -1,13 +1,13 @@
 /**
- * List and watch of Deployments in the kube simulator, answering as kube-apiserver v1.37 does
- * (read off the testbed):
+ * List and watch in the kube simulator (of Deployments, and of Pods: one instance each, as the real
+ * server keeps a watch cache per resource), answering as kube-apiserver v1.37 does (read off the testbed):
  * - a list carries the collection's resourceVersion (the latest revision, not the item's); its
  *   items have no kind/apiVersion;
  * - a watch is a 200 `application/json` stream of one JSON event per line: ADDED, MODIFIED,
  *   DELETED with the whole object; without a resourceVersion (or "0") it starts with an ADDED
  *   per existing object; from a resourceVersion older than the history it keeps, the answer is
  *   200 with a single ERROR event (a 410 `Expired` Status) and the end of the stream;
- * - with `allowWatchBookmarks`, a BOOKMARK (an empty Deployment with only metadata.resourceVersion)
+ * - with `allowWatchBookmarks`, a BOOKMARK (an empty object of the kind with only metadata.resourceVersion)
  *   about once a minute and 2 s before `timeoutSeconds` runs out; at `timeoutSeconds` the stream
  *   ends cleanly.
  * Simulator faults: every open watch dropped (as an API server restart does), the history forgotten
@@ -17,8 +17,10 @@ import type { ServerResponse } from 'node:http';
 
 export interface WatchRequest {
   readonly namespace: string;
-  /** From `fieldSelector=metadata.name=<name>`; undefined: every Deployment of the namespace. */
+  /** From `fieldSelector=metadata.name=<name>`; undefined: every object of the namespace. */
   readonly name: string | undefined;
+  /** From `labelSelector`; undefined: any labels. */
+  readonly selector?: readonly LabelRequirement[] | undefined;
   readonly resourceVersion: string | undefined;
   readonly bookmarks: boolean;
   readonly timeoutSeconds: number | undefined;
@@ -48,10 +50,12 @@ export class SimulatorWatches {
   readonly #watchers = new Set<Watcher>();
   readonly #bookmarkIntervalMs: number;
   readonly #revision: () => number;
+  readonly #kind: WatchedKind;
 
-  constructor(options: { bookmarkIntervalMs: number; revision: () => number }) {
+  constructor(options: { bookmarkIntervalMs: number; revision: () => number; kind: WatchedKind }) {
     this.#bookmarkIntervalMs = options.bookmarkIntervalMs;
     this.#revision = options.revision;
+    this.#kind = options.kind;
     this.#historyStart = options.revision();
   }
 
@@ -59,7 +63,7 @@ export class SimulatorWatches {
     return this.#watchers.size;
   }
 
-  /** A change to a Deployment, at revision `rv`, with its object as a GET would show it then. */
+  /** A change to an object, at revision `rv`, with its object as a GET would show it then. */
   record(type: Recorded['type'], namespace: string, name: string, rv: number, object: Record<string, unknown>): void {
     const event = { rv, type, namespace, name, object };
     this.#history.push(event);
@@ -70,7 +74,7 @@ export class SimulatorWatches {
   /** The list answer for `namespace` (narrowed to `name`): items are the current objects. */
   list(items: ReadonlyArray<Record<string, unknown>>): Record<string, unknown> {
     return {
-      kind: 'DeploymentList', apiVersion: 'apps/v1', metadata: { resourceVersion: String(this.#revision()) },
+      kind: `${this.#kind.kind}List`, apiVersion: this.#kind.apiVersion, metadata: { resourceVersion: String(this.#revision()) },
       items: items.map(({ kind: _kind, apiVersion: _apiVersion, ...rest }) => rest),
     };
   }
@@ -110,8 +114,7 @@ export class SimulatorWatches {
     later(timeoutMs, () => { end(); res.end(); });
     if (request.bookmarks) {
       const bookmark = (): void => this.#send(watcher, 'BOOKMARK', {
-        kind: 'Deployment', apiVersion: 'apps/v1', metadata: { resourceVersion: String(this.#revision()) },
-        spec: { replicas: 0, selector: null, template: { metadata: {}, spec: { containers: null } }, strategy: {} }, status: {},
+        kind: this.#kind.kind, apiVersion: this.#kind.apiVersion, metadata: { resourceVersion: String(this.#revision()) }, ...this.#kind.empty,
       });
       const every = (): void => later(this.#bookmarkIntervalMs, () => { bookmark(); every(); });
       every();
@@ -149,8 +152,67 @@ export class SimulatorWatches {
   }
 }
 
-function matches(request: WatchRequest, e: { namespace: string; name: string }): boolean {
-  return e.namespace === request.namespace && (request.name === undefined || request.name === e.name);
+function matches(request: WatchRequest, e: { namespace: string; name: string; object: Record<string, unknown> }): boolean {
+  const labels = (e.object['metadata'] as { labels?: Record<string, string> } | undefined)?.labels ?? {};
+  return e.namespace === request.namespace && (request.name === undefined || request.name === e.name) && labelsMatch(request.selector, labels);
+}
+
+/** What a kind's empty object (a bookmark) carries besides metadata, as the real server serialises it. */
+export interface WatchedKind {
+  readonly kind: string;
+  readonly apiVersion: string;
+  readonly empty: Record<string, unknown>;
+}
+
+export const DEPLOYMENTS: WatchedKind = { kind: 'Deployment', apiVersion: 'apps/v1',
+  empty: { spec: { replicas: 0, selector: null, template: { metadata: {}, spec: { containers: null } }, strategy: {} }, status: {} } };
+export const PODS: WatchedKind = { kind: 'Pod', apiVersion: 'v1', empty: { spec: { containers: null }, status: {} } };
+
+export interface LabelRequirement {
+  readonly key: string;
+  readonly op: 'in' | 'notin' | 'exists' | '!';
+  readonly values: readonly string[];
+}
+
+/**
+ * A `labelSelector` as the server parses it (`k=v`, `k==v`, `k!=v`, `k in (a,b)`, `k notin (a,b)`,
+ * `k`, `!k`, comma-separated); null when it cannot be parsed.
+ */
+export function parseLabelSelector(text: string | null): LabelRequirement[] | undefined | null {
+  if (text === null || text.trim() === '') return undefined;
+  const parts = text.match(/[^,(]+(\([^)]*\))?/g) ?? [];
+  const key = '([A-Za-z0-9][-A-Za-z0-9_./]*)';
+  const out: LabelRequirement[] = [];
+  for (const raw of parts) {
+    const p = raw.trim();
+    let m: RegExpExecArray | null;
+    if ((m = new RegExp(`^${key}\\s*(==|=|!=)\\s*([-A-Za-z0-9_.]*)$`).exec(p))) out.push({ key: m[1]!, op: m[2] === '!=' ? 'notin' : 'in', values: [m[3]!] });
+    else if ((m = new RegExp(`^${key}\\s+(in|notin)\\s*\\(([^)]*)\\)$`).exec(p))) out.push({ key: m[1]!, op: m[2] as 'in' | 'notin', values: m[3]!.split(',').map((v) => v.trim()) });
+    else if ((m = new RegExp(`^!\\s*${key}$`).exec(p))) out.push({ key: m[1]!, op: '!', values: [] });
+    else if ((m = new RegExp(`^${key}$`).exec(p))) out.push({ key: m[1]!, op: 'exists', values: [] });
+    else return null;
+  }
+  return out;
+}
+
+export function labelsMatch(selector: readonly LabelRequirement[] | undefined, labels: Readonly<Record<string, string>>): boolean {
+  return (selector ?? []).every((r) => {
+    const value = labels[r.key];
+    switch (r.op) {
+      case 'in': return value !== undefined && r.values.includes(value);
+      case 'notin': return value === undefined || !r.values.includes(value);
+      case 'exists': return value !== undefined;
+      case '!': return value === undefined;
+    }
+  });
+}
+
+/** A list or watch request's parameters (`watch` is `1` or `true`); undefined when it is a list. */
+export function watchRequestOf(url: URL, namespace: string, name: string | undefined, selector?: readonly LabelRequirement[]): WatchRequest | undefined {
+  if (!['1', 'true'].includes(url.searchParams.get('watch') ?? '')) return undefined;
+  const timeout = url.searchParams.get('timeoutSeconds');
+  return { namespace, name, ...(selector !== undefined ? { selector } : {}), resourceVersion: url.searchParams.get('resourceVersion') ?? undefined,
+    bookmarks: url.searchParams.get('allowWatchBookmarks') === 'true', timeoutSeconds: timeout === null ? undefined : Number(timeout) };
 }
 
 /** `metadata.name=x` or `metadata.name==x` from a fieldSelector; null for any other selector. */

@@ -2,167 +2,34 @@
  * A **simulated** Kubernetes API server, for tests and the local demo. It is not Kubernetes.
  *
  * It speaks the real HTTPS API for the few endpoints this project uses (apps/v1 Deployment and its
- * autoscaling/v1 `scale` subresource, list and watch of Deployments (kube-simulator-watch.ts), the
- * creation of events.k8s.io/v1 Events (kube-simulator-events.ts), plus
+ * autoscaling/v1 `scale` subresource, list and watch of Deployments (kube-simulator-watch.ts) and of
+ * their pods by label selector (kube-simulator-pods.ts), the creation of events.k8s.io/v1 Events
+ * (kube-simulator-events.ts), plus
  * `/version` and `/apis/apps/v1` discovery), answers with real `Status` objects
  * (401/403/404/409/415/422), checks bearer tokens and client certificates the way RBAC would, and
- * runs a tiny controller that makes the ready counts follow `spec.replicas` after `readyDelayMs`.
+ * runs a tiny controller that makes the ready counts, and the pods, follow `spec.replicas` after `readyDelayMs`.
  * TLS uses a CA and server certificate generated at start with the `openssl` CLI, and
  * `kubeconfigPath` is a real kubeconfig naming that CA, so a client talks to it exactly as to a cluster.
  */
-import { execFile } from 'node:child_process';
 import { randomUUID, X509Certificate } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:https';
 import type { TLSSocket } from 'node:tls';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { stringify as toYaml } from 'yaml';
 import { createEvent, eventsForbidden } from './kube-simulator-events.ts';
 import { HttpStatus, invalidReplicas, patchScale } from './kube-simulator-patch.ts';
-import { nameFromFieldSelector, SimulatorWatches, type WatchRequest } from './kube-simulator-watch.ts';
+import { ensureCertificates, issueClientCertificate } from './kube-simulator-tls.ts';
+import type { KubeSimulator, KubeSimulatorOptions, SimulatedDeployment, SimulatedIdentity, SimulatorChange, SimulatorFailure, SimulatorRequest } from './kube-simulator-types.ts';
+import { deploymentObject as render, labelsOf, scaleJson, scaleObject, type DeploymentState } from './kube-simulator-deployment.ts';
+import { SimulatedPods, templateHash, type PodOwner } from './kube-simulator-pods.ts';
+import { DEPLOYMENTS, nameFromFieldSelector, PODS, SimulatorWatches, watchRequestOf, type WatchRequest } from './kube-simulator-watch.ts';
 
-export interface SimulatedDeployment {
-  readonly namespace: string;
-  readonly name: string;
-  readonly replicas: number;
-  readonly image?: string;
-}
+// The public types live in their own module; importers keep importing them from here.
+export type * from './kube-simulator-types.ts';
 
-/** What a bearer token may do: `get` on deployments(/scale), `patch`/`update` on deployments/scale. */
-export interface SimulatedIdentity {
-  /** e.g. `system:serviceaccount:ns:sa` */
-  readonly user: string;
-  readonly canGet: boolean;
-  readonly canPatch: boolean;
-  /** `list` and `watch` on deployments (narrowed to one name by a fieldSelector, as RBAC's resourceNames allow). */
-  readonly canWatch?: boolean;
-  /** As a Role's resourceNames: every verb only on these Deployments. Unset: any Deployment. */
-  readonly resourceNames?: readonly string[];
-  /** `create` on events.k8s.io events in any namespace (resourceNames cannot narrow a create). */
-  readonly canCreateEvents?: boolean;
-}
-
-export interface KubeSimulatorOptions {
-  readonly deployments: readonly SimulatedDeployment[];
-  /** bearer token → identity; unknown or missing tokens get 401. */
-  readonly tokens: Readonly<Record<string, SimulatedIdentity>>;
-  /** Client certificate common name → identity (certificates from `issueClientCertificate`). */
-  readonly certificates?: Readonly<Record<string, SimulatedIdentity>>;
-  /** How often an open watch with bookmarks gets one (the real server: about once a minute). */
-  readonly bookmarkIntervalMs?: number;
-  /** How long the simulated controller takes to make pods ready (or gone) after a scale. */
-  readonly readyDelayMs: number;
-  readonly host?: string;
-  readonly port?: number;
-  /** Where the CA, server certificate and kubeconfig are written. */
-  readonly dir: string;
-}
-
-export interface SimulatorRequest {
-  readonly method: string;
-  readonly path: string;
-  readonly contentType: string | undefined;
-  readonly user: string | undefined;
-  /** 0 while unanswered (or for hung / closed requests, and answers the client was gone for). */
-  status: number;
-}
-
-/**
- * Makes the next `count` (default 1) requests that `match` (default: all but `/version` and the
- * list/watch of the collection, which a watching client makes at times of its own) fail:
- * with an HTTP status (a `Status` body), by never answering (`hang`), or by closing the socket.
- * Three simulator faults model writes whose answer is lost, each as a real API server can show it:
- * - `answer-late`: the request is applied at once, its answer leaves `delayMs` later (an overloaded
- *   server or a slow proxy after the etcd commit); a client that gave up meanwhile gets nothing.
- * - `apply-then-close`: the request is applied, then the connection drops without an answer (the
- *   server or a load balancer restarting just after the commit).
- * - `apply-late`: the request waits `delayMs` before it is applied; if its client disconnected by then
- *   it is never applied, as the real server cancels a request's context when its client goes away.
- */
-export type SimulatorFailure = {
-  readonly count?: number;
-  readonly match?: (request: { method: string; path: string }) => boolean;
-} & (
-  | { readonly status: number; readonly message?: string; readonly reason?: string }
-  | { readonly mode: 'hang' | 'close' | 'apply-then-close' }
-  | { readonly mode: 'answer-late' | 'apply-late'; readonly delayMs: number }
-);
-
-export type SimulatorChange =
-  | { readonly type: 'scaled'; readonly namespace: string; readonly name: string; readonly from: number; readonly to: number }
-  | { readonly type: 'settled'; readonly namespace: string; readonly name: string; readonly ready: number; readonly desired: number };
-
-export interface KubeSimulator {
-  readonly url: string;
-  readonly kubeconfigPath: string;
-  readonly caPem: string;
-  /** Every request received, in order. */
-  readonly requests: SimulatorRequest[];
-  replicas(namespace: string, name: string): number | undefined;
-  /** The Deployment object as `GET` would return it, or undefined. */
-  deployment(namespace: string, name: string): Record<string, unknown> | undefined;
-  onChange(listener: (change: SimulatorChange) => void): () => void;
-  setFailure(failure: SimulatorFailure): void;
-  clearFailures(): void;
-  /** Sets spec.replicas as another client would (`kubectl scale`), behind the bot's back. */
-  scale(namespace: string, name: string, replicas: number): void;
-  /** Watches open now. */
-  readonly openWatches: number;
-  /** The Events created (not dry-run) in a namespace, oldest first, as the server stored them. */
-  events(namespace: string): Array<Record<string, unknown>>;
-  /** Closes every open watch; with `compact`, older resourceVersions then get 410 (an API server restart). */
-  dropWatches(options?: { compact?: boolean }): void;
-  /** Open watches receive nothing more, without being closed (a half-open connection). */
-  freezeWatches(): void;
-  /** A client certificate and key (PEM) for `cn`, signed by the simulator's CA. */
-  issueClientCertificate(cn: string): Promise<{ cert: string; key: string }>;
-  writeKubeconfig(path: string, token: string, namespace?: string): Promise<void>;
-  addDeployment(deployment: SimulatedDeployment): void;
-  deleteDeployment(namespace: string, name: string): boolean;
-  stop(): Promise<void>;
-}
-
-interface DeploymentState {
-  readonly namespace: string;
-  readonly name: string;
-  readonly uid: string;
-  readonly created: string;
-  readonly image: string;
-  resourceVersion: string;
-  generation: number;
-  replicas: number;
-  observed: { generation: number; replicas: number; ready: number; available: number; updated: number };
-  timer: NodeJS.Timeout | undefined;
-}
-
-const run = promisify(execFile);
 const MAX_BODY = 1 << 20;
-
-/** Generates (once per dir) an EC P-256 CA and a server certificate for 127.0.0.1 / localhost. */
-async function ensureCertificates(dir: string): Promise<{ ca: string; key: string; cert: string }> {
-  const file = (name: string): string => join(dir, name);
-  try {
-    const [ca, key, cert] = await Promise.all(['ca.crt', 'server.key', 'server.crt'].map((n) => readFile(file(n), 'utf8')));
-    return { ca: ca!, key: key!, cert: cert! };
-  } catch {
-    // not there yet: generate below
-  }
-  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
-  await run('openssl', ['req', '-x509', ...ec, '-keyout', file('ca.key'), '-out', file('ca.crt'), '-days', '30',
-    '-subj', '/CN=kube-simulator-ca', '-addext', 'basicConstraints=critical,CA:TRUE',
-    '-addext', 'keyUsage=critical,keyCertSign,cRLSign']);
-  await run('openssl', ['req', ...ec, '-keyout', file('server.key'), '-out', file('server.csr'), '-subj', '/CN=kube-simulator']);
-  await writeFile(file('server.ext'), [
-    'basicConstraints=CA:FALSE', 'keyUsage=critical,digitalSignature', 'extendedKeyUsage=serverAuth',
-    'subjectAltName=IP:127.0.0.1,DNS:localhost', 'authorityKeyIdentifier=keyid', 'subjectKeyIdentifier=hash', '',
-  ].join('\n'));
-  await run('openssl', ['x509', '-req', '-in', file('server.csr'), '-CA', file('ca.crt'), '-CAkey', file('ca.key'),
-    '-CAcreateserial', '-days', '30', '-extfile', file('server.ext'), '-out', file('server.crt')]);
-  const [ca, key, cert] = await Promise.all(['ca.crt', 'server.key', 'server.crt'].map((n) => readFile(file(n), 'utf8')));
-  return { ca: ca!, key: key!, cert: cert! };
-}
 
 export async function startKubeSimulator(options: KubeSimulatorOptions): Promise<KubeSimulator> {
   await mkdir(options.dir, { recursive: true });
@@ -174,7 +41,12 @@ export async function startKubeSimulator(options: KubeSimulatorOptions): Promise
   const events = new Map<string, Record<string, unknown>>();
   let revision = 1000;
   let stopped = false;
-  const watches = new SimulatorWatches({ bookmarkIntervalMs: options.bookmarkIntervalMs ?? 60_000, revision: () => revision });
+  const bookmarkIntervalMs = options.bookmarkIntervalMs ?? 60_000;
+  const watches = new SimulatorWatches({ bookmarkIntervalMs, revision: () => revision, kind: DEPLOYMENTS });
+  // A watch cache of its own (as the real server keeps per resource), on the same resourceVersion counter.
+  const podWatches = new SimulatorWatches({ bookmarkIntervalMs, revision: () => revision, kind: PODS });
+  const allWatches = [watches, podWatches];
+  const pods = new SimulatedPods({ watches: podWatches, nextRevision: () => ++revision, momentMs: Math.min(1_000, options.readyDelayMs / 4) });
 
   const keyOf = (ns: string, name: string): string => `${ns}/${name}`;
   /** Every change gets the next revision and goes to the watches, with the object as it is now. */
@@ -185,14 +57,20 @@ export async function startKubeSimulator(options: KubeSimulatorOptions): Promise
   const emit = (change: SimulatorChange): void => { for (const l of listeners) l(change); };
 
   function addDeployment(spec: SimulatedDeployment): void {
+    const image = spec.image ?? 'ghcr.io/example/agent:latest';
+    const owner: PodOwner = { namespace: spec.namespace, name: spec.name, image, labels: labelsOf(spec.name),
+      templateHash: templateHash(`${spec.name}/${image}`), replicaSetUid: randomUUID() };
     const d: DeploymentState = {
       namespace: spec.namespace, name: spec.name, uid: randomUUID(), created: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
-      image: spec.image ?? 'ghcr.io/example/agent:latest', resourceVersion: '', generation: 1, replicas: spec.replicas,
+      image, owner, resourceVersion: '', generation: 1, replicas: spec.replicas,
       observed: { generation: 1, replicas: spec.replicas, ready: spec.replicas, available: spec.replicas, updated: spec.replicas },
       timer: undefined,
     };
     deployments.set(keyOf(spec.namespace, spec.name), d);
     bump(d, 'ADDED');
+    // Present from the start, already running.
+    pods.scaled(owner, spec.replicas);
+    pods.settled(owner);
   }
 
   /** The simulated deployment controller: status follows spec after `readyDelayMs`. */
@@ -204,9 +82,14 @@ export async function startKubeSimulator(options: KubeSimulatorOptions): Promise
     d.observed.generation = d.generation;
     bump(d);
     emit({ type: 'scaled', namespace: d.namespace, name: d.name, from, to: replicas });
+    pods.scaled(d.owner, replicas);
+    // The controller's status update for the pods now going away (status.terminatingReplicas).
+    if (pods.terminating(d.owner) > 0) bump(d);
     clearTimeout(d.timer);
     d.timer = setTimeout(() => {
       d.timer = undefined;
+      // Pods first: the counts report what the pods have become.
+      pods.settled(d.owner);
       d.observed = { generation: d.generation, replicas, ready: replicas, available: replicas, updated: replicas };
       bump(d);
       emit({ type: 'settled', namespace: d.namespace, name: d.name, ready: replicas, desired: replicas });
@@ -214,60 +97,7 @@ export async function startKubeSimulator(options: KubeSimulatorOptions): Promise
     d.timer.unref();
   }
 
-  const labels = (d: DeploymentState): Record<string, string> => ({ app: d.name });
-  const omitZero = (o: Record<string, number>): Record<string, number> =>
-    Object.fromEntries(Object.entries(o).filter(([, v]) => v !== 0));
-  const meta = (d: DeploymentState): Record<string, unknown> => ({
-    name: d.name, namespace: d.namespace, uid: d.uid, resourceVersion: d.resourceVersion, creationTimestamp: d.created,
-  });
-
-  function deploymentObject(d: DeploymentState): Record<string, unknown> {
-    const o = d.observed;
-    const available = o.available >= d.replicas;
-    return {
-      kind: 'Deployment', apiVersion: 'apps/v1',
-      metadata: { ...meta(d), generation: d.generation, labels: labels(d), annotations: { 'deployment.kubernetes.io/revision': '1' } },
-      spec: {
-        replicas: d.replicas,
-        selector: { matchLabels: labels(d) },
-        template: {
-          metadata: { labels: labels(d) },
-          spec: { containers: [{ name: d.name, image: d.image, resources: {}, imagePullPolicy: 'IfNotPresent' }], restartPolicy: 'Always' },
-        },
-        strategy: { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: '25%', maxSurge: '25%' } },
-        revisionHistoryLimit: 10, progressDeadlineSeconds: 600,
-      },
-      status: {
-        observedGeneration: o.generation,
-        ...omitZero({ replicas: o.replicas, updatedReplicas: o.updated, readyReplicas: o.ready, availableReplicas: o.available,
-          unavailableReplicas: Math.max(0, d.replicas - o.available) }),
-        // v1.37 always reports it, 0 included (pods that are going away); the simulator has none.
-        terminatingReplicas: 0,
-        conditions: [
-          { type: 'Progressing', status: 'True', lastUpdateTime: d.created, lastTransitionTime: d.created, reason: 'NewReplicaSetAvailable',
-            message: `ReplicaSet "${d.name}-5d4f8c7b9" has successfully progressed.` },
-          { type: 'Available', status: available ? 'True' : 'False', lastUpdateTime: d.created, lastTransitionTime: d.created,
-            reason: available ? 'MinimumReplicasAvailable' : 'MinimumReplicasUnavailable',
-            message: available ? 'Deployment has minimum availability.' : 'Deployment does not have minimum availability.' },
-        ],
-      },
-    };
-  }
-
-  /** The patched Scale as the server quotes it in a decoding error (its key order). */
-  function scaleJson(d: DeploymentState, replicas: unknown): string {
-    return JSON.stringify({ apiVersion: 'autoscaling/v1', kind: 'Scale', metadata: meta(d), spec: { replicas },
-      status: { replicas: d.observed.replicas, selector: `app=${d.name}` } });
-  }
-
-  function scaleObject(d: DeploymentState): Record<string, unknown> {
-    // autoscaling/v1 ScaleSpec.replicas is `omitempty`: a Deployment at 0 answers `"spec": {}`.
-    return {
-      kind: 'Scale', apiVersion: 'autoscaling/v1', metadata: meta(d),
-      spec: d.replicas === 0 ? {} : { replicas: d.replicas },
-      status: { replicas: d.observed.replicas, selector: `app=${d.name}` },
-    };
-  }
+  const deploymentObject = (d: DeploymentState): Record<string, unknown> => render(d, pods.terminating(d.owner));
 
   const notFound = (name: string): HttpStatus =>
     new HttpStatus(404, 'NotFound', `deployments.apps "${name}" not found`, { name, group: 'apps', kind: 'deployments' });
@@ -298,7 +128,7 @@ export async function startKubeSimulator(options: KubeSimulatorOptions): Promise
     const who = identify(req);
     if (!who) throw new HttpStatus(401, 'Unauthorized', 'Unauthorized');
     const named = who.resourceNames === undefined || (name !== undefined && who.resourceNames.includes(name));
-    const allowed = named && (verb === 'get' ? who.canGet : verb === 'list' || verb === 'watch' ? who.canWatch === true && name !== undefined : who.canPatch);
+    const allowed = inNamespace(who, ns) && named && (verb === 'get' ? who.canGet : verb === 'list' || verb === 'watch' ? who.canWatch === true && name !== undefined : who.canPatch);
     if (!allowed) {
       const subject = name === undefined ? 'deployments.apps' : `deployments.apps "${name}"`;
       throw new HttpStatus(403, 'Forbidden', `${subject} is forbidden: User "${who.user}" cannot ${verb} resource "${resource}" in API group "apps" in the namespace "${ns}"`,
@@ -318,17 +148,13 @@ export async function startKubeSimulator(options: KubeSimulatorOptions): Promise
     return match ? options.tokens[match[1]!] : undefined;
   }
 
-  /** GET of the collection: a list, or with `watch` a watch (answered by `serveWatch`). */
-  function listOrWatch(req: IncomingMessage, url: URL, ns: string): Record<string, unknown> | WatchRequest {
+  /** GET of the collection: a list, or with `watch` a watch. */
+  function listOrWatch(req: IncomingMessage, url: URL, ns: string): Record<string, unknown> | ServeWatch {
     const name = nameFromFieldSelector(url.searchParams.get('fieldSelector'));
     if (name === null) throw new HttpStatus(400, 'BadRequest', `unable to parse requirement: field selector ${url.searchParams.get('fieldSelector')} is not supported by the simulator`);
-    const watch = ['1', 'true'].includes(url.searchParams.get('watch') ?? '');
+    const watch = watchRequestOf(url, ns, name);
     authorize(req, watch ? 'watch' : 'list', 'deployments', ns, name);
-    if (watch) {
-      const timeout = url.searchParams.get('timeoutSeconds');
-      return { namespace: ns, name, resourceVersion: url.searchParams.get('resourceVersion') ?? undefined,
-        bookmarks: url.searchParams.get('allowWatchBookmarks') === 'true', timeoutSeconds: timeout === null ? undefined : Number(timeout) };
-    }
+    if (watch) return { watch, on: watches, current: () => current(ns, name) };
     return watches.list(current(ns, name).map((c) => c.object));
   }
 
@@ -358,10 +184,18 @@ export async function startKubeSimulator(options: KubeSimulatorOptions): Promise
       const ns = decodeURIComponent(eventsPath[1]!);
       const who = identify(req);
       if (!who) throw new HttpStatus(401, 'Unauthorized', 'Unauthorized');
-      if (!who.canCreateEvents) throw eventsForbidden(who.user, ns);
+      if (!who.canCreateEvents || !inNamespace(who, ns)) throw eventsForbidden(who.user, ns);
       const event = createEvent({ namespace: ns, text: await readBody(req), dryRun, exists: (name) => events.has(`${ns}/${name}`), resourceVersion: () => String(++revision) });
       if (!dryRun) events.set(`${ns}/${String((event['metadata'] as { name: string }).name)}`, event);
       return new Created(event);
+    }
+    const podsPath = /^\/api\/v1\/namespaces\/([^/]+)\/pods(?:\/([^/]+))?$/.exec(path);
+    if (podsPath && method === 'GET') {
+      const who = identify(req);
+      if (!who) throw new HttpStatus(401, 'Unauthorized', 'Unauthorized');
+      const ns = decodeURIComponent(podsPath[1]!);
+      return pods.answer(url, ns, podsPath[2] === undefined ? undefined : decodeURIComponent(podsPath[2]),
+        { user: who.user, canList: who.canListPods === true && inNamespace(who, ns) });
     }
     const collection = /^\/apis\/apps\/v1\/namespaces\/([^/]+)\/deployments$/.exec(path);
     if (collection && method === 'GET') return listOrWatch(req, url, decodeURIComponent(collection[1]!));
@@ -438,7 +272,7 @@ export async function startKubeSimulator(options: KubeSimulatorOptions): Promise
         if (body instanceof Created) return then(201, body.object);
         if (!isWatch(body)) return then(200, body);
         entry.status = 200;
-        watches.serve(res, body, () => current(body.namespace, body.name));
+        body.on.serve(res, body.watch, body.current);
       },
       (e: unknown) => {
         req.resume();
@@ -449,7 +283,7 @@ export async function startKubeSimulator(options: KubeSimulatorOptions): Promise
   }
 
   for (const d of options.deployments) addDeployment(d);
-  const isCollection = (path: string): boolean => /^\/apis\/apps\/v1\/namespaces\/[^/]+\/deployments$/.test(path);
+  const isCollection = (path: string): boolean => /^\/apis\/apps\/v1\/namespaces\/[^/]+\/deployments$|^\/api\/v1\/namespaces\/[^/]+\/pods$/.test(path);
 
   // Client certificates are asked for, not required: tokens work too. Only one the CA signed identifies
   // (checked by hand: a `ca` option would make the server send its CA in the chain, which the real one does not).
@@ -539,10 +373,10 @@ export async function startKubeSimulator(options: KubeSimulatorOptions): Promise
       if (!d) throw new Error(`kube simulator: no deployment ${ns}/${name}`);
       setReplicas(d, replicas);
     },
-    get openWatches() { return watches.open; },
+    get openWatches() { return watches.open + podWatches.open; },
     events: (ns) => [...events.entries()].filter(([key]) => key.startsWith(`${ns}/`)).map(([, event]) => event),
-    dropWatches: (o) => { watches.drop(); if (o?.compact) watches.compact(); },
-    freezeWatches: () => watches.freeze(),
+    dropWatches: (o) => { for (const w of allWatches) { w.drop(); if (o?.compact) w.compact(); } },
+    freezeWatches: () => { for (const w of allWatches) w.freeze(); },
     issueClientCertificate: (cn) => issueClientCertificate(options.dir, cn),
     writeKubeconfig,
     addDeployment,
@@ -551,6 +385,7 @@ export async function startKubeSimulator(options: KubeSimulatorOptions): Promise
       if (!d) return false;
       clearTimeout(d.timer);
       deployments.delete(keyOf(ns, name));
+      pods.removeAll(d.owner);
       d.resourceVersion = String(++revision);
       watches.record('DELETED', ns, name, revision, deploymentObject(d));
       return true;
@@ -560,7 +395,8 @@ export async function startKubeSimulator(options: KubeSimulatorOptions): Promise
       stopped = true;
       for (const d of deployments.values()) clearTimeout(d.timer);
       for (const timer of pending) clearTimeout(timer);
-      watches.stop();
+      for (const w of allWatches) w.stop();
+      pods.stop();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeAllConnections();
       await closed;
@@ -574,21 +410,15 @@ class Created {
   constructor(object: Record<string, unknown>) { this.object = object; }
 }
 
-const isWatch = (body: unknown): body is WatchRequest =>
-  typeof body === 'object' && body !== null && 'bookmarks' in body && 'resourceVersion' in body && !('kind' in body);
-
-let certificateSerial = 0;
-
-/** A client certificate for `cn` (clientAuth), signed by the CA that `ensureCertificates` made in `dir`. */
-async function issueClientCertificate(dir: string, cn: string): Promise<{ cert: string; key: string }> {
-  const base = join(dir, `client-${cn.replace(/[^a-z0-9-]/gi, '_')}-${++certificateSerial}`);
-  await run('openssl', ['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', `${base}.key`, '-out', `${base}.csr`, '-subj', `/CN=${cn}/O=simulated`]);
-  await writeFile(`${base}.ext`, 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n');
-  await run('openssl', ['x509', '-req', '-in', `${base}.csr`, '-CA', join(dir, 'ca.crt'), '-CAkey', join(dir, 'ca.key'),
-    '-CAcreateserial', '-days', '2', '-extfile', `${base}.ext`, '-out', `${base}.crt`]);
-  const [cert, key] = await Promise.all([readFile(`${base}.crt`, 'utf8'), readFile(`${base}.key`, 'utf8')]);
-  return { cert, key };
+/** A watch to answer: what it asks for, on which resource's watches, and the objects it starts from. */
+interface ServeWatch {
+  readonly watch: WatchRequest;
+  readonly on: SimulatorWatches;
+  readonly current: () => ReadonlyArray<{ name: string; object: Record<string, unknown> }>;
 }
+
+const isWatch = (body: unknown): body is ServeWatch => typeof body === 'object' && body !== null && 'watch' in body && 'on' in body && !('kind' in body);
+const inNamespace = (who: SimulatedIdentity, ns: string): boolean => who.namespace === undefined || who.namespace === ns;
 
 function defaultReason(status: number): string {
   const reasons: Record<number, string> = {

@@ -71,7 +71,8 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     dir: join(dir, 'kube'),
     deployments: [{ namespace: NAMESPACE, name: DEPLOYMENT, replicas: 0, image: 'ghcr.io/openclaw/openclaw:latest' }],
     tokens: {
-      [SA_TOKEN]: { user: `system:serviceaccount:${NAMESPACE}:openclaw-toggle`, canGet: true, canPatch: true, canWatch: true, canCreateEvents: true },
+      // As the project's Role (config/kubernetes/role.yaml) grants it, in the target namespace.
+      [SA_TOKEN]: { user: `system:serviceaccount:${NAMESPACE}:openclaw-toggle`, canGet: true, canPatch: true, canWatch: true, canCreateEvents: true, canListPods: true, namespace: NAMESPACE },
       [READ_ONLY_TOKEN]: { user: `system:serviceaccount:${NAMESPACE}:read-only`, canGet: true, canPatch: false },
     },
     readyDelayMs: options.readyDelayMs ?? 300,

@@ -3,8 +3,9 @@
  * Deployment and, through a second watch by its label selector, its pods, read by rollout.ts. Issue
  * 11's progress messages build on this. A start that gets ready, a stop until no pod is left, a pod
  * the scheduler cannot place (its own message), pods that kwok plays as a kubelet would report them
- * (stages.ts: slow to start, never ready, image pull failure, crash loop), and a Role that may not
- * watch pods: one warning, and the view without pods.
+ * (stages.ts: slow to start, never ready, image pull failure, crash loop); the project's Role, which
+ * may list and watch pods: the view with them; a Role from before that rule: one warning, and the
+ * view without pods.
  */
 import assert from 'node:assert/strict';
 import { mkdtemp } from 'node:fs/promises';
@@ -13,7 +14,6 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { applyBotRbac, requestPodToken, targetDeployment, writeServiceAccountFiles, type TestPods } from '../../src/dev/kube-testbed/project-manifests.ts';
-import type { KubeObject } from '../../src/dev/kube-testbed/api-client.ts';
 import { sharedKubeTestbed, type KubeTestbed } from '../../src/dev/kube-testbed/testbed.ts';
 import type { DeploymentTarget } from '../../src/kube/kube.ts';
 import { createKube, type LeanKube } from '../../src/kube/lean-kube.ts';
@@ -157,20 +157,27 @@ describe('the rollout view on a real Kubernetes control plane', { timeout: SETUP
     await stop(kube, target);
   });
 
-  it('a Role without pods rules (the project\'s minus those): one warning, and the view without pods', async () => {
+  it('the project\'s Role: the view with the pods; a Role from before the pods rule: one warning, and the view without pods', async () => {
     const target = { namespace: NAMESPACE, name: 'agent' };
-    // The project's Role may grant pods (list/watch for progress); this case is about a Role that does not.
-    const role = (await applyBotRbac(tb, target)).find((o) => o.kind === 'Role') as KubeObject & { rules: Array<{ resources?: string[] }> };
-    await tb.admin.apply({ ...role, rules: role.rules.filter((r) => !(r.resources ?? []).some((x) => x === 'pods' || x.startsWith('pods/'))) });
+    const rbac = await applyBotRbac(tb, target);
     const root = join(await mkdtemp(join(tmpdir(), 'openclaw-pods-')), 'pod-root');
     await writeServiceAccountFiles(root, tb, (await requestPodToken(tb)).token);
     const lines: string[] = [];
     const logger = createLogger({ level: 'warn' }, new Writable({ write(chunk: Buffer, _e, done) { lines.push(chunk.toString()); done(); } }));
-    const kube = watching(target, {
+    const asBot = (): LeanKube => watching(target, {
       kubeconfigPath: undefined, serviceAccountRoot: root, logger,
       env: { KUBERNETES_SERVICE_HOST: '127.0.0.1', KUBERNETES_SERVICE_PORT: String(tb.port) },
       watchBackoff: { initialMs: 50, maxMs: 200 },
     });
+    const allowed = asBot();
+    assert.deepEqual(await until('the pods listed with the project\'s Role', () => allowed.rollout(target)?.pods), []);
+    await allowed.close();
+    assert.equal(lines.length, 0, lines.join(''));
+    // The Role as it was before the pods rule.
+    const role = rbac.find((o) => o.kind === 'Role');
+    assert.ok(role);
+    await tb.admin.apply({ ...role, rules: (role['rules'] as Array<{ resources: string[] }>).filter((r) => !r.resources.includes('pods')) });
+    const kube = asBot();
     const view = await until('the Deployment watched', () => kube.rollout(target));
     await until('the pod watch refused', () => lines.some((l) => l.includes('cannot watch the Deployment')));
     await new Promise((r) => setTimeout(r, 1_000)); // refused again meanwhile, at least once

@@ -22,6 +22,10 @@ const NAME = 'openclaw';
 const BOT_USER = `system:serviceaccount:${BOT_NAMESPACE}:${BOT_SERVICE_ACCOUNT}`;
 const SETUP_TIMEOUT_MS = testbedBuilt() ? 180_000 : 60 * 60_000;
 const apps = (ns: string, rest = ''): string => `/apis/apps/v1/namespaces/${ns}/deployments${rest}`;
+const core = (ns: string, rest: string): string => `/api/v1/namespaces/${ns}/${rest}`;
+/** The refusal of a core-group ("") resource: no `.group` after the resource, `API group ""`. */
+const forbiddenCore = (resource: string, verb: string, ns: string, name?: string): string =>
+  `${resource.split('/')[0]}${name === undefined ? '' : ` "${name}"`} is forbidden: User "${BOT_USER}" cannot ${verb} resource "${resource}" in API group "" in the namespace "${ns}"`;
 const forbidden = (resource: string, verb: string, ns: string, name?: string): string =>
   `${name === undefined ? resource.split('/')[0] + '.apps' : `${resource.split('/')[0]}.apps "${name}"`} is forbidden: User "${BOT_USER}" cannot ${verb} resource "${resource}" in API group "apps" in the namespace "${ns}"`;
 
@@ -41,12 +45,13 @@ describe('least privilege and the simulator, against a real API server', { timeo
     });
   }, { timeout: SETUP_TIMEOUT_MS });
 
-  it('the Role is exactly: get, list and watch the Deployment, get and patch its scale, that one Deployment only; create Events', async () => {
+  it('the Role is exactly: get, list and watch the Deployment, get and patch its scale, that one Deployment only; create Events; list and watch pods', async () => {
     const role = await tb.admin.ok('GET', `/apis/rbac.authorization.k8s.io/v1/namespaces/${NS}/roles/openclaw-toggle`);
     assert.deepEqual(role['rules'], [
       { apiGroups: ['apps'], resources: ['deployments'], resourceNames: [NAME], verbs: ['get', 'list', 'watch'] },
       { apiGroups: ['apps'], resources: ['deployments/scale'], resourceNames: [NAME], verbs: ['get', 'patch'] },
       { apiGroups: ['events.k8s.io'], resources: ['events'], verbs: ['create'] },
+      { apiGroups: [''], resources: ['pods'], verbs: ['list', 'watch'] },
     ]);
     const binding = await tb.admin.ok('GET', `/apis/rbac.authorization.k8s.io/v1/namespaces/${NS}/rolebindings/openclaw-toggle`);
     assert.deepEqual(binding['subjects'], [{ kind: 'ServiceAccount', name: BOT_SERVICE_ACCOUNT, namespace: BOT_NAMESPACE }]);
@@ -68,6 +73,7 @@ describe('least privilege and the simulator, against a real API server', { timeo
       { apiGroups: ['apps'], resources: ['deployments'], resourceNames: [NAME], verbs: ['get', 'list', 'watch'] },
       { apiGroups: ['apps'], resources: ['deployments/scale'], resourceNames: [NAME], verbs: ['get', 'patch'] },
       { apiGroups: ['events.k8s.io'], resources: ['events'], verbs: ['create'] },
+      { apiGroups: [''], resources: ['pods'], verbs: ['list', 'watch'] },
     ]);
   });
 
@@ -82,9 +88,19 @@ describe('least privilege and the simulator, against a real API server', { timeo
     assert.equal((await as('PATCH', apps(NS, `/${NAME}/scale?dryRun=All`), { spec: { replicas: 1 } })).status, 200);
     const event = eventBody({ namespace: NS, name: NAME }, { reason: 'ScaledByChat', action: 'Check', note: 'allowed?' }, undefined, new Date());
     assert.equal((await as('POST', `/apis/events.k8s.io/v1/namespaces/${NS}/events?dryRun=All`, event, 'application/json')).status, 201);
+    // The pods, by the Deployment's selector as src/kube/pod-watch.ts asks, or of the whole namespace (resourceNames cannot narrow pods).
+    for (const query of [`?labelSelector=${encodeURIComponent(`app=${NAME}`)}`, '']) {
+      const pods = await as('GET', core(NS, `pods${query}`));
+      assert.equal(pods.status, 200, `list pods${query}`);
+      assert.equal(pods.body['kind'], 'PodList');
+      assert.match(String((pods.body['metadata'] as { resourceVersion?: unknown }).resourceVersion), /^\d+$/);
+      const rv = String((pods.body['metadata'] as { resourceVersion: string }).resourceVersion);
+      const watch = await as('GET', core(NS, `pods${query}${query ? '&' : '?'}watch=1&allowWatchBookmarks=true&timeoutSeconds=1&resourceVersion=${rv}`));
+      assert.equal(watch.status, 200, `watch pods${query}`);
+    }
   });
 
-  it('everything else is 403: another Deployment, listing or watching the namespace or another name, pods, the Deployment object itself, update, delete, other namespaces, reading events', async () => {
+  it('everything else is 403: another Deployment, listing or watching the namespace or another name, the Deployment object itself, update, delete, other namespaces, reading events; a pod by name, its log, exec, deleting pods, pods elsewhere, secrets', async () => {
     const refused: Array<[string, string, unknown, string]> = [
       ['GET', apps(NS, '/other'), undefined, forbidden('deployments', 'get', NS, 'other')],
       ['PATCH', apps(NS, '/other/scale'), { spec: { replicas: 1 } }, forbidden('deployments/scale', 'patch', NS, 'other')],
@@ -98,6 +114,18 @@ describe('least privilege and the simulator, against a real API server', { timeo
         forbidden('deployments/scale', 'update', NS, NAME)],
       ['DELETE', apps(NS, `/${NAME}`), undefined, forbidden('deployments', 'delete', NS, NAME)],
       ['GET', apps(BOT_NAMESPACE, `/${NAME}`), undefined, forbidden('deployments', 'get', BOT_NAMESPACE, NAME)],
+      // Pods: list and watch only, only here.
+      ['GET', core(NS, 'pods/some-pod'), undefined, forbiddenCore('pods', 'get', NS, 'some-pod')],
+      ['GET', core(NS, 'pods/some-pod/log'), undefined, forbiddenCore('pods/log', 'get', NS, 'some-pod')],
+      ['POST', core(NS, 'pods/some-pod/exec?command=true&stdout=true'), undefined, forbiddenCore('pods/exec', 'create', NS, 'some-pod')],
+      ['DELETE', core(NS, 'pods/some-pod'), undefined, forbiddenCore('pods', 'delete', NS, 'some-pod')],
+      ['DELETE', core(NS, 'pods'), undefined, forbiddenCore('pods', 'deletecollection', NS)],
+      ['PATCH', core(NS, 'pods/some-pod'), { metadata: { labels: { x: 'y' } } }, forbiddenCore('pods', 'patch', NS, 'some-pod')],
+      ['GET', core(BOT_NAMESPACE, 'pods'), undefined, forbiddenCore('pods', 'list', BOT_NAMESPACE)],
+      ['GET', core(BOT_NAMESPACE, `pods?watch=1&labelSelector=app%3D${NAME}`), undefined, forbiddenCore('pods', 'watch', BOT_NAMESPACE)],
+      ['GET', core(NS, 'secrets'), undefined, forbiddenCore('secrets', 'list', NS)],
+      ['GET', core(NS, 'secrets/some-secret'), undefined, forbiddenCore('secrets', 'get', NS, 'some-secret')],
+      ['GET', core(NS, 'configmaps'), undefined, forbiddenCore('configmaps', 'list', NS)],
     ];
     for (const [method, path, body, message] of refused) {
       const res = await as(method, path, body, method === 'PUT' ? 'application/json' : undefined);
@@ -111,9 +139,6 @@ describe('least privilege and the simulator, against a real API server', { timeo
     assert.equal(events.body['message'], `events.events.k8s.io is forbidden: User "${BOT_USER}" cannot list resource "events" in API group "events.k8s.io" in the namespace "${NS}"`);
     const event = eventBody({ namespace: BOT_NAMESPACE, name: NAME }, { reason: 'ScaledByChat', action: 'Check', note: 'elsewhere' }, undefined, new Date());
     assert.equal((await as('POST', `/apis/events.k8s.io/v1/namespaces/${BOT_NAMESPACE}/events?dryRun=All`, event, 'application/json')).status, 403);
-    const pods = await as('GET', `/api/v1/namespaces/${NS}/pods`);
-    assert.equal(pods.status, 403);
-    assert.equal(pods.body['message'], `pods is forbidden: User "${BOT_USER}" cannot list resource "pods" in API group "" in the namespace "${NS}"`);
   });
 
   describe('the simulator answers as the real API server does', () => {
@@ -138,7 +163,7 @@ describe('least privilege and the simulator, against a real API server', { timeo
         body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenRequest', spec: { expirationSeconds: 600 } } });
       simDir = await mkdtemp(join(tmpdir(), 'sim-vs-real-'));
       sim = await startKubeSimulator({ dir: simDir, readyDelayMs: 200, deployments: [{ namespace: NS, name: NAME, replicas: 0 }], tokens: {
-        'sim-rw': { user: BOT_USER, canGet: true, canPatch: true, canWatch: true, resourceNames: [NAME], canCreateEvents: true },
+        'sim-rw': { user: BOT_USER, canGet: true, canPatch: true, canWatch: true, resourceNames: [NAME], canCreateEvents: true, canListPods: true, namespace: NS },
         'sim-ro': { user: `system:serviceaccount:${BOT_NAMESPACE}:viewer`, canGet: true, canPatch: false },
       } });
       real = new ApiClient(tb.server, tb.caPem, botToken);
@@ -163,12 +188,18 @@ describe('least privilege and the simulator, against a real API server', { timeo
           for (let i = 0; i < 100 && (await tb.admin.request('GET', apps(NS, `/${NAME}`))).status !== 404; i++) await new Promise((r) => setTimeout(r, 50));
         },
         settle: async () => {
-          // Both controllers done with the last scale: the real one reports observedGeneration = generation and no pods.
+          // Both controllers done with the last scale: the real one reports observedGeneration = generation, every
+          // replica ready, and exactly that many pods, all Ready (none terminating).
           for (let i = 0; i < 200; i++) {
             const d = await tb.admin.ok('GET', apps(NS, `/${NAME}`));
             const meta = d['metadata'] as { generation: number };
-            const status = d['status'] as { observedGeneration?: number; replicas?: number };
-            if (status.observedGeneration === meta.generation && status.replicas === undefined) break;
+            const spec = d['spec'] as { replicas?: number };
+            const status = d['status'] as { observedGeneration?: number; replicas?: number; readyReplicas?: number };
+            const pods = (await tb.admin.ok('GET', core(NS, `pods?labelSelector=app%3D${NAME}`)))['items'] as Array<{ metadata: { deletionTimestamp?: string };
+              status?: { conditions?: Array<{ type: string; status: string }> } }>;
+            const want = spec.replicas ?? 0;
+            const podsReady = pods.length === want && pods.every((p) => !p.metadata.deletionTimestamp && p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'));
+            if (status.observedGeneration === meta.generation && (status.replicas ?? 0) === want && (status.readyReplicas ?? 0) === want && podsReady) break;
             await new Promise((r) => setTimeout(r, 50));
           }
           await new Promise((r) => setTimeout(r, 300));

@@ -124,13 +124,20 @@ describe('kustomization', () => {
 describe('RBAC', () => {
   const role = one('Role');
   const rules = role['rules'] as Obj[];
-  /** The rules on the Deployment (apps), each limited to it by name; the audit's rule on events cannot be (a create has no name yet). */
+  /**
+   * The rules on the Deployment (apps), each limited to it by name; the audit's rule on events cannot be (a create has no name yet),
+   * nor the one on pods (their names are generated).
+   */
   const appsRules = rules.filter((r) => (r['apiGroups'] as string[]).includes('apps'));
   const granted = new Set(rules.flatMap((r) => (r['resources'] as string[]).flatMap((res) => (r['verbs'] as string[]).map((v) => `${v} ${res}`))));
 
-  test('a namespaced Role: get/list/watch on the Deployment, get/patch on its scale, in apps, create on events, nothing else, no wildcards', () => {
+  test('a namespaced Role: get/list/watch on the Deployment, get/patch on its scale, in apps, create on events, list/watch on pods, nothing else, no wildcards', () => {
     assert.equal(role['kind'], 'Role');
-    assert.deepEqual(rules.filter((r) => !appsRules.includes(r)), [{ apiGroups: ['events.k8s.io'], resources: ['events'], verbs: ['create'] }]);
+    assert.deepEqual(rules.filter((r) => !appsRules.includes(r)), [
+      { apiGroups: ['events.k8s.io'], resources: ['events'], verbs: ['create'] },
+      // Not get: the bot never reads one pod by name; nor pods/log, pods/exec or a delete.
+      { apiGroups: [''], resources: ['pods'], verbs: ['list', 'watch'] },
+    ]);
     for (const rule of appsRules) {
       assert.deepEqual(rule['apiGroups'], ['apps']);
       for (const res of rule['resources'] as string[]) assert.ok(['deployments', 'deployments/scale'].includes(res), res);
@@ -146,7 +153,7 @@ describe('RBAC', () => {
   test('the Role grants exactly what src/kube sends (every request the client makes, watch included, against the simulator)', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'manifests-rbac-'));
     const sim = await startKubeSimulator({ dir, readyDelayMs: 0, deployments: [{ namespace: 'agents', name: targetName, replicas: 0 }],
-      tokens: { t: { user: 'system:serviceaccount:openclaw:openclaw-toggle', canGet: true, canPatch: true, canWatch: true, canCreateEvents: true } } });
+      tokens: { t: { user: 'system:serviceaccount:openclaw:openclaw-toggle', canGet: true, canPatch: true, canWatch: true, canCreateEvents: true, canListPods: true } } });
     const target = { namespace: 'agents', name: targetName };
     const sent: Array<{ method: string; path: string }> = [];
     const onRequest = (method: string, path: string): void => void sent.push({ method, path });
@@ -163,6 +170,11 @@ describe('RBAC', () => {
       for (let i = 0; i < 100 && !(watching.watchStats?.watches ?? 0); i++) await new Promise((r) => setTimeout(r, 20));
       await watching.scale(target, 0);
       await watching.status(target);
+      // Following a rollout: the pods by the Deployment's selector, listed then watched.
+      for (let i = 0; i < 100 && !sent.some((r) => r.path.includes('/pods?') && r.path.includes('watch=1')); i++) {
+        watching.rollout(target);
+        await new Promise((r) => setTimeout(r, 20));
+      }
       await Promise.all([plain.close(), watching.close()]);
     } finally {
       await sim.stop();
@@ -173,6 +185,11 @@ describe('RBAC', () => {
       const url = new URL(path, 'https://x');
       if (/^\/apis\/events\.k8s\.io\/v1\/namespaces\/agents\/events$/.test(url.pathname) && method === 'POST') {
         needed.add('create events');
+        continue;
+      }
+      if (url.pathname === '/api/v1/namespaces/agents/pods' && method === 'GET') {
+        assert.equal(url.searchParams.get('labelSelector'), `app=${targetName}`, 'the pods of the Deployment, by its selector');
+        needed.add(`${url.searchParams.get('watch') ? 'watch' : 'list'} pods`);
         continue;
       }
       const m = /^\/apis\/apps\/v1\/namespaces\/[^/]+\/deployments(?:\/([^/]+)(\/scale)?)?$/.exec(url.pathname);

@@ -1,7 +1,7 @@
 /**
  * The same requests, in the same order, to the real API server and to the simulator; each answer
  * reduced to what a client can depend on (status, Status reason/message/details, and the fields of
- * a Scale or Deployment the adapter reads). Used by kubernetes-rbac.test.ts.
+ * a Scale, Deployment or Pod the adapter reads). Used by kubernetes-rbac.test.ts.
  */
 import type { ApiResponse } from '../../../src/dev/kube-testbed/api-client.ts';
 import { eventBody } from '../../../src/kube/lean-kube.ts';
@@ -26,6 +26,11 @@ const SCALE = `${DEPLOYMENT}/scale`;
 const MERGE = 'application/merge-patch+json';
 const JSON_PATCH = 'application/json-patch+json';
 const EVENTS = `/apis/events.k8s.io/v1/namespaces/${NS}/events`;
+const PODS = `/api/v1/namespaces/${NS}/pods`;
+/** The Deployment's pods, as src/kube/pod-watch.ts asks for them. */
+const OWN_PODS = `${PODS}?labelSelector=app%3D${NAME}`;
+/** A watch the server ends after a second: its whole answer is the events for the pods there are (none, or one ADDED). */
+const POD_WATCH = `${OWN_PODS}&watch=1&timeoutSeconds=1`;
 /** An Event as the bot sends it (src/kube/lean-kube.ts), under a fixed name so both servers see the same. */
 const event = (name: string, extra: Record<string, unknown> = {}): Record<string, unknown> => ({
   ...eventBody({ namespace: NS, name: NAME }, { reason: 'ScaledByChat', action: 'Start', note: 'start by @alice:example.org in !room:example.org (timed 2h)' }, undefined, new Date()),
@@ -39,8 +44,19 @@ export const SIMULATOR_CASES: readonly SimulatorCase[] = [
   { name: 'merge patch to 1', method: 'PATCH', path: SCALE, body: { spec: { replicas: 1 } }, contentType: MERGE, as: 'rw' },
   { name: 'GET the Scale at 1', method: 'GET', path: SCALE, as: 'rw' },
   { name: 'GET the Deployment at 1, settled', method: 'GET', path: DEPLOYMENT, as: 'rw', first: 'settle' },
+  { name: 'list its pods at 1: one, Running and Ready', method: 'GET', path: OWN_PODS, as: 'rw' },
+  { name: 'watch its pods at 1: one ADDED, then the end', method: 'GET', path: POD_WATCH, as: 'rw' },
   { name: 'JSON patch to 0', method: 'PATCH', path: SCALE, body: [{ op: 'replace', path: '/spec/replicas', value: 0 }], contentType: JSON_PATCH, as: 'rw' },
   { name: 'GET the Deployment back at 0, settled', method: 'GET', path: DEPLOYMENT, as: 'rw', first: 'settle' },
+  { name: 'list its pods at 0: none', method: 'GET', path: OWN_PODS, as: 'rw' },
+  { name: 'watch its pods at 0: nothing, then the end', method: 'GET', path: POD_WATCH, as: 'rw' },
+  { name: 'list the pods of the namespace (no selector)', method: 'GET', path: PODS, as: 'rw' },
+  { name: 'list pods by an identity without list on pods', method: 'GET', path: OWN_PODS, as: 'ro' },
+  { name: 'watch pods by an identity without watch on pods', method: 'GET', path: POD_WATCH, as: 'ro' },
+  { name: 'GET one pod by name', method: 'GET', path: `${PODS}/${NAME}-abc`, as: 'rw' },
+  { name: 'list pods in another namespace', method: 'GET', path: `/api/v1/namespaces/openclaw/pods?labelSelector=app%3D${NAME}`, as: 'rw' },
+  { name: 'watch pods in another namespace', method: 'GET', path: `/api/v1/namespaces/openclaw/pods?labelSelector=app%3D${NAME}&watch=1`, as: 'rw' },
+  { name: 'list pods with an unknown token', method: 'GET', path: OWN_PODS, as: 'none' },
   { name: 'strategic merge patch to 1', method: 'PATCH', path: SCALE, body: { spec: { replicas: 1 } }, contentType: 'application/strategic-merge-patch+json', as: 'rw' },
   { name: 'merge patch with replicas null', method: 'PATCH', path: SCALE, body: { spec: { replicas: null } }, contentType: MERGE, as: 'rw' },
   { name: 'empty merge patch', method: 'PATCH', path: SCALE, body: {}, contentType: MERGE, as: 'rw' },
@@ -99,6 +115,15 @@ export function essence(res: ApiResponse): Record<string, unknown> {
     return { status: res.status, kind: 'DeploymentList', apiVersion: b['apiVersion'], resourceVersion: typeof rv === 'string' && /^\d+$/.test(rv),
       items: items.map((i) => ({ name: (i['metadata'] as { name?: unknown }).name, kind: i['kind'], replicas: (i['spec'] as { replicas?: unknown }).replicas })) };
   }
+  if (b['kind'] === 'PodList') {
+    const rv = (b['metadata'] as { resourceVersion?: unknown }).resourceVersion;
+    return { status: res.status, kind: 'PodList', apiVersion: b['apiVersion'], resourceVersion: typeof rv === 'string' && /^\d+$/.test(rv),
+      items: (b['items'] as Array<Record<string, unknown>>).map(pod) };
+  }
+  if (typeof b['type'] === 'string' && typeof b['object'] === 'object') {
+    // A watch that delivered exactly one event (more would not parse as one JSON body).
+    return { status: res.status, type: b['type'], object: pod(b['object'] as Record<string, unknown>) };
+  }
   if (b['kind'] === 'Event') {
     const meta = b['metadata'] as { name?: unknown; resourceVersion?: unknown };
     return { status: res.status, kind: 'Event', apiVersion: b['apiVersion'], name: meta.name, stored: meta.resourceVersion !== undefined,
@@ -111,6 +136,20 @@ export function essence(res: ApiResponse): Record<string, unknown> {
     return { status: res.status, kind: 'Deployment', apiVersion: b['apiVersion'], replicas: spec['replicas'], statusFields: Object.keys(status).sort() };
   }
   return { status: res.status, body: b };
+}
+
+/** What rollout.ts reads of a pod, and the shape of its name and labels. */
+function pod(p: Record<string, unknown>): Record<string, unknown> {
+  const meta = p['metadata'] as { name?: string; labels?: Record<string, string>; deletionTimestamp?: string };
+  const spec = p['spec'] as { nodeName?: string; containers?: Array<{ name?: string }> };
+  const status = (p['status'] ?? {}) as { phase?: string; conditions?: Array<{ type: string; status: string }>; containerStatuses?: Array<{ ready?: boolean; state?: Record<string, unknown> }> };
+  return {
+    kind: p['kind'], generatedName: /^[a-z0-9-]+-[a-z0-9]{9,10}-[a-z0-9]{5}$/.test(meta.name ?? ''), labels: Object.keys(meta.labels ?? {}).sort(),
+    terminating: meta.deletionTimestamp !== undefined, scheduled: typeof spec.nodeName === 'string', containers: spec.containers?.map((c) => c.name),
+    // kwok, the testbed's kubelet, does not report PodReadyToStartContainers; a real kubelet (v1.29 on) and the simulator do.
+    phase: status.phase, conditions: (status.conditions ?? []).filter((c) => c.type !== 'PodReadyToStartContainers').map((c) => `${c.type}=${c.status}`).sort(),
+    containerStatuses: (status.containerStatuses ?? []).map((c) => ({ ready: c.ready, state: Object.keys(c.state ?? {}) })),
+  };
 }
 
 export interface CompareOptions {
