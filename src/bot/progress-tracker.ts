@@ -37,7 +37,7 @@ export interface ProgressTrackerOptions {
   readonly clock: Clock;
   /** bot.progress: off, replies are sent once and never edited. */
   readonly enabled: boolean;
-  /** bot.progressDeadline; undefined: the Deployment's progressDeadlineSeconds, else 10 min. */
+  /** bot.progressDeadlineSeconds; undefined: the Deployment's progressDeadlineSeconds, else 10 min. */
   readonly deadlineMs: number | undefined;
   readonly logger: Logger;
 }

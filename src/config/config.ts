@@ -33,7 +33,7 @@ export interface Config {
     readonly trust: TrustPolicy;
     /** ms; undefined: a bare start has no automatic stop (unless maxRunMs is set). */
     readonly defaultRunMs: number | undefined;
-    /** Start/stop replies edited as the rollout moves (bot.progress), and for how long at most (bot.progressDeadline). */
+    /** Start/stop replies edited as the rollout moves (bot.progress), and for how long at most (bot.progressDeadlineSeconds). */
     readonly progress: boolean;
     readonly progressDeadlineMs: number | undefined;
     /** ms; undefined: no limit. */
@@ -299,7 +299,7 @@ export function loadConfig(options: LoadOptions): Config {
       maxRunMs,
       timeZone,
       progress: values.get('bot.progress')?.value as boolean,
-      progressDeadlineMs: values.get('bot.progressDeadline')?.value as number | undefined,
+      progressDeadlineMs: secondsToMs(values.get('bot.progressDeadlineSeconds')?.value as number | undefined),
     },
     appservice: {
       registration,
@@ -384,7 +384,7 @@ export function describeConfig(config: Config): Record<string, unknown> {
     maxRunTime: config.bot.maxRunMs === undefined ? undefined : compactDuration(config.bot.maxRunMs),
     timeZone: config.bot.timeZone,
     progress: config.bot.progress,
-    progressDeadline: config.bot.progressDeadlineMs === undefined ? undefined : compactDuration(config.bot.progressDeadlineMs),
+    progressDeadlineSeconds: config.bot.progressDeadlineMs === undefined ? undefined : config.bot.progressDeadlineMs / 1000,
     registration: config.appservice.registrationPath,
     appserviceId: config.appservice.registration?.id,
     listen: `${config.http.bind}:${config.http.port}`,
@@ -394,4 +394,8 @@ export function describeConfig(config: Config): Record<string, unknown> {
     storePassphraseGiven: config.storage.passphrase !== undefined,
     logLevel: config.log.level,
   };
+}
+
+function secondsToMs(seconds: number | undefined): number | undefined {
+  return seconds === undefined ? undefined : seconds * 1000;
 }

@@ -80,11 +80,11 @@ export const SETTINGS: readonly Setting[] = [
   },
   {
     key: 'bot.progress', env: ['PROGRESS_MESSAGES'], kind: 'bool', default: true,
-    doc: 'Edit the reply to `start` and `stop` in place as the rollout moves (pod scheduled, pulling the image, ready; or why it fails), at most every 2 s, until ready, off, failed or `bot.progressDeadline`. Off: the reply is sent once, as the old bot did.',
+    doc: 'Edit the reply to `start` and `stop` in place as the rollout moves (pod scheduled, pulling the image, ready; or why it fails), at most every 2 s, until ready, off, failed or `bot.progressDeadlineSeconds`. Off: the reply is sent once, as the old bot did.',
   },
   {
-    key: 'bot.progressDeadline', env: ['PROGRESS_DEADLINE'], kind: 'duration',
-    doc: 'How long a start or stop is followed before its message says "still not ready" and stops changing. Unset: the Deployment\'s own `progressDeadlineSeconds` (Kubernetes\' default: 10 min).',
+    key: 'bot.progressDeadlineSeconds', env: ['PROGRESS_DEADLINE_SECONDS'], kind: 'int', min: 1,
+    doc: 'How long a start or stop is followed, in seconds, before its message says "still not ready" and stops changing. Unset: the Deployment\'s own `progressDeadlineSeconds` (Kubernetes\' default: 600).',
   },
   {
     key: 'bot.timeZone', env: ['BOT_TIME_ZONE'], kind: 'string', default: 'UTC',

@@ -19,7 +19,7 @@ export interface ProgressRecord {
   readonly suffix: string;
   /** The scale changed nothing (already on or off): a rollout already settled is not reported again. */
   readonly noChange: boolean;
-  /** How long to follow it, once known (bot.progressDeadline, or the Deployment's own deadline). */
+  /** How long to follow it, once known (bot.progressDeadlineSeconds, or the Deployment's own deadline). */
   readonly deadlineMs: number | undefined;
   /** The text last sent (the reply's own before any edit), and when. */
   readonly lastText: string;

@@ -20,12 +20,21 @@ import { applyBotRbac, requestPodToken, targetDeployment, writeServiceAccountFil
 import { sharedKubeTestbed, type KubeTestbed } from '../../src/dev/kube-testbed/testbed.ts';
 import { DEPLOYMENT, NAMESPACE, startStack, type Stack } from '../../src/dev/stack.ts';
 import { createKube, type LeanKube } from '../../src/kube/lean-kube.ts';
+import type { PodObject } from '../../src/kube/rollout.ts';
 
 const SETUP_TIMEOUT_MS = testbedBuilt() ? 180_000 : 60 * 60_000;
-/** The bot follows a rollout this long (bot.progressDeadline): long enough for every staged start but the never-ready one. */
+/** The bot follows a rollout this long (bot.progressDeadlineSeconds): long enough for every staged start but the never-ready one. */
 const DEADLINE_S = 15;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const FINAL = /✅|❌|⚠️/;
+
+async function until(what: string, probe: () => boolean, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!probe()) {
+    if (Date.now() > deadline) assert.fail(`${what}: not within ${timeoutMs} ms`);
+    await sleep(10);
+  }
+}
 
 describe('start and stop progress on a real control plane, read by an encrypted client', { timeout: SETUP_TIMEOUT_MS + 400_000 }, () => {
   let tb: KubeTestbed;
@@ -43,7 +52,7 @@ describe('start and stop progress on a real control plane, read by an encrypted 
   const startBot = async (): Promise<void> => {
     await kube?.close();
     kube = createKube({ requestTimeoutMs: 5_000, serviceAccountRoot: saRoot, watch: { namespace: NAMESPACE, name: DEPLOYMENT } });
-    ({ app } = await stack.startBot({ env: { KUBE_TIMEOUT_SECONDS: '5', PROGRESS_DEADLINE: `${DEADLINE_S}s`, ECHO_MODE: 'false' }, deps: { kube } }));
+    ({ app } = await stack.startBot({ env: { KUBE_TIMEOUT_SECONDS: '5', PROGRESS_DEADLINE_SECONDS: String(DEADLINE_S), ECHO_MODE: 'false' }, deps: { kube } }));
     await stack.waitForAppserviceUp(30_000);
   };
 
@@ -111,21 +120,23 @@ describe('start and stop progress on a real control plane, read by an encrypted 
 
   it('a normal start ends "ready", the client shows the final text in place of the reply, and a stop ends "off"', async () => {
     await podsWill({});
-    // When the pod turns Ready, seen from outside the bot (an admin poll), against when the final edit reaches alice.
+    // When the pod turns Ready, seen from outside the bot: a watch of its own (the admin's), event-driven.
     let readyAt: number | undefined;
-    const watching = (async () => {
-      while (readyAt === undefined) {
-        const pods = (await tb.admin.ok('GET', `/api/v1/namespaces/${NAMESPACE}/pods?labelSelector=app%3D${DEPLOYMENT}`))['items'] as Array<{ status?: { conditions?: Array<{ type: string; status: string }> } }>;
-        if (pods.some((p) => p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'))) readyAt = Date.now();
-        else await sleep(10);
-      }
-    })();
+    const observer = createKube({ kubeconfigPath: tb.adminKubeconfig, requestTimeoutMs: 5_000, watch: { namespace: NAMESPACE, name: DEPLOYMENT } });
+    const isReady = (p: PodObject): boolean => p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
+    const following = observer.follow({ namespace: NAMESPACE, name: DEPLOYMENT }, () => {
+      if (readyAt === undefined && following.view()?.pods?.some(isReady)) readyAt = Date.now();
+    });
+    await until('the observer sees the pods', () => following.view()?.pods !== undefined);
     const { reply, texts } = await follow('start');
     const editSeenAt = Date.now();
-    await watching;
+    following.close();
+    await observer.close();
     assert.equal(reply.body, '▶️ Starting openclaw: replicas 0 → 1. ⏳ This message follows it.');
-    assert.match(texts.at(-1)!, /^▶️ Started openclaw: ✅ ready after \d+ s \(pod scheduled on kwok-node-0 · container running\)\.$/);
-    console.log(`# edit latency: pod Ready (admin poll, ±10 ms) → final edit decrypted at the client (poll, ±10 ms): ${editSeenAt - readyAt!} ms`);
+    // The steps in brackets when the pods' watch (opened for this start) had listed them before the Deployment counted the pod ready.
+    assert.match(texts.at(-1)!, /^▶️ Started openclaw: ✅ ready after \d+ s( \(pod scheduled on kwok-node-0 · container running\))?\.$/);
+    assert.ok(readyAt !== undefined, 'the observer saw the pod Ready');
+    console.log(`# edit latency: pod Ready (seen by a separate watch) → final edit decrypted at the client (10 ms poll): ${editSeenAt - readyAt} ms`);
     // What a person sees: the client applies the edit to the reply.
     const shown = alice.messages(room).find((m) => m.eventId === reply.eventId)?.shown;
     assert.equal(shown, texts.at(-1), 'the client shows the final text where the reply was');
