@@ -6,14 +6,15 @@
 import { faultPoint } from '../fault-points.ts';
 import type { Logger } from '../log.ts';
 import { KubeError } from '../kube/kube.ts';
+import { startProgress } from '../kube/rollout.ts';
 import type { RoomEvent } from '../matrix/events.ts';
 import type { BotOptions } from './bot.ts';
-import { systemClock } from './clock.ts';
+import { systemClock, type Clock } from './clock.ts';
 import type { Parsed } from './commands.ts';
 import type { Outbox } from './outbox.ts';
 import * as replies from './replies.ts';
 import type { Reply } from './replies.ts';
-import { badArgument } from './run-replies.ts';
+import { badArgument, upSince } from './run-replies.ts';
 import { ProgressTracker, type ProgressPlan } from './progress-tracker.ts';
 import { RunScheduler } from './run-scheduler.ts';
 import { ScaleAudit } from './scale-audit.ts';
@@ -28,6 +29,8 @@ export class CommandRunner {
   readonly timers: RunScheduler;
   readonly audit: ScaleAudit;
   readonly progress: ProgressTracker;
+  /** Real time (a rollout's), which tests may replace apart from the timed runs' clock. */
+  readonly #clock: Clock;
 
   constructor(options: BotOptions & { readonly outbox: Outbox }) {
     this.#o = options;
@@ -38,8 +41,9 @@ export class CommandRunner {
       target, state, clock, limits: options.runs?.limits ?? { defaultMs: undefined, maxMs: undefined },
       time: options.runs?.time ?? new TimeText('UTC'), prefix: options.commandPrefix, outbox, changed: () => this.timers.reschedule(), logger,
     });
+    this.#clock = options.progress?.clock ?? systemClock;
     this.progress = new ProgressTracker({
-      target, state, outbox, kube, clock: options.progress?.clock ?? systemClock, logger, enabled: options.progress?.enabled ?? true, deadlineMs: options.progress?.deadlineMs,
+      target, state, outbox, kube, clock: this.#clock, logger, enabled: options.progress?.enabled ?? true, deadlineMs: options.progress?.deadlineMs,
     });
     this.timers = new RunScheduler({ target, key: this.runs.key, state, clock, kube, outbox, audit: this.audit, words: () => this.runs.words(), metrics, logger });
   }
@@ -54,8 +58,19 @@ export class CommandRunner {
   }
 
   async #status(): Promise<Reply> {
-    const s = await this.#o.kube.status(this.#o.target);
-    return replies.status(this.#o.target, s, this.runs.describe(s));
+    const { kube, target } = this.#o;
+    let s = await kube.status(target);
+    let waiting: string | undefined;
+    // Not ready, and the Deployment itself does not say why: its pods may (an image, a crash loop, the scheduler).
+    if (s.desired > 0 && s.ready < s.desired && !s.problem && kube.rolloutNow) {
+      const view = await kube.rolloutNow(target).catch(() => undefined);
+      const r = view?.pods ? startProgress(view.deployment, view.pods) : undefined;
+      if (r?.phase === 'failed') s = { ...s, problem: r.reason };
+      else if (r?.phase === 'moving') waiting = r.reason;
+    }
+    // Not started from chat (or before the bot kept runs): how long it has been available, on the real clock (a rollout's).
+    const up = s.state === 'running' && s.availableSince !== undefined ? upSince({ ...this.runs.words(), now: this.#clock.now() }, s.availableSince) : undefined;
+    return replies.status(target, s, this.runs.describe(s) ?? up, waiting);
   }
 
   /** What to say for a start or stop cut short by a restart: not run again; the state now. */

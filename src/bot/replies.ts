@@ -75,9 +75,10 @@ const STATE_WORDS: Record<DeploymentStatus['state'], string> = {
 };
 
 /** `run`: a second line about the run started from chat (since when, by whom, when it stops). */
-export function status(target: DeploymentTarget, s: DeploymentStatus, run?: string): Reply {
+/** `waiting`: what a start not yet ready waits for (from its pods), said when nothing is wrong. */
+export function status(target: DeploymentTarget, s: DeploymentStatus, run?: string, waiting?: string): Reply {
   const counts = `desired ${s.desired}, ready ${s.ready}, available ${s.available}, updated ${s.updated}`;
-  const lines = [...(s.problem ? [`⚠️ It is not getting ready: ${s.problem}.`] : []), ...(run ? [run] : [])];
+  const lines = [...(s.problem ? [`⚠️ It is not getting ready: ${s.problem}.`] : waiting ? [`⏳ ${waiting[0]!.toUpperCase()}${waiting.slice(1)}.`] : []), ...(run ? [run] : [])];
   return {
     text: `${target.name} is ${STATE_WORDS[s.state]}: ${counts}.${lines.map((l) => `\n${l}`).join('')}`,
     html: `<b>${escapeHtml(target.name)}</b> is <b>${STATE_WORDS[s.state]}</b>: ${counts}.${lines.map((l) => `<br>${escapeHtml(l)}`).join('')}`,

@@ -34,6 +34,11 @@ export function stopsIn(w: Words, stopsAt: number, how: 'set' | 'default' | 'kep
 
 export const cancelled = (w: Words, stopsAt: number): string => ` ⏲ The automatic stop planned for ${w.time.timeWithZone(stopsAt, w.now)} is cancelled.`;
 
+/** The line `status` adds for a Deployment running without a run started from chat. */
+export function upSince(w: Words, since: number): string {
+  return `Up since ${w.time.timeWithZone(since, w.now)} (${formatDuration(Math.max(0, w.now - since))}).`;
+}
+
 /** The line `status` adds while a run started from chat is on. */
 export function runLine(w: Words, run: RunRecord, running: boolean): string {
   const lead = `${running ? 'Running' : 'On'} since`;

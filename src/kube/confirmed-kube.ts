@@ -85,6 +85,7 @@ export function confirmWrites(kube: Kube, options: ConfirmOptions = {}): Kube {
     ...(kube.recordEvent ? { recordEvent: kube.recordEvent.bind(kube) } : {}),
     ...(kube.checkPods ? { checkPods: kube.checkPods.bind(kube) } : {}),
     ...(kube.follow ? { follow: kube.follow.bind(kube) } : {}),
+    ...(kube.rolloutNow ? { rolloutNow: kube.rolloutNow.bind(kube) } : {}),
   };
 }
 

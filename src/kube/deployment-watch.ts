@@ -162,7 +162,12 @@ export function statusOf(o: unknown): DeploymentStatus {
   const desired = d.spec?.replicas ?? 0;
   const ready = d.status?.readyReplicas ?? 0;
   const problem = deploymentProblem(d);
-  return { desired, ready, available: d.status?.availableReplicas ?? 0, updated: d.status?.updatedReplicas ?? 0, state: summarise(desired, ready), ...(problem ? { problem } : {}) };
+  const available = d.status?.conditions?.find((c) => c.type === 'Available' && c.status === 'True');
+  const since = available?.lastTransitionTime ? Date.parse(available.lastTransitionTime) : NaN;
+  return {
+    desired, ready, available: d.status?.availableReplicas ?? 0, updated: d.status?.updatedReplicas ?? 0, state: summarise(desired, ready),
+    ...(problem ? { problem } : {}), ...(Number.isFinite(since) ? { availableSince: since } : {}),
+  };
 }
 
 /** The 404 a GET would have given, from a cache that knows the Deployment is gone. */

@@ -27,5 +27,6 @@ export function instrumentKube(kube: Kube, metrics: Metrics, health: Health): Ku
     ...(kube.recordEvent ? { recordEvent: (target, event, options) => timed('event', () => kube.recordEvent!(target, event, options)) } : {}),
     ...(kube.checkPods ? { checkPods: (target) => timed('pods-check', () => kube.checkPods!(target)) } : {}),
     ...(kube.follow ? { follow: kube.follow.bind(kube) } : {}),
+    ...(kube.rolloutNow ? { rolloutNow: (target) => timed('pods-list', () => kube.rolloutNow!(target)) } : {}),
   };
 }

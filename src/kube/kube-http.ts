@@ -148,6 +148,8 @@ export class KubeHttp {
         if (error === undefined || options.signal.aborted) resolve(); else reject(error);
       };
       const abort = (): void => { req.destroy(); finish(); };
+      // Before any destroy: a request destroyed without an error listener throws its "socket hang up" at the process.
+      req.on('error', finish);
       if (options.signal.aborted) return abort();
       options.signal.addEventListener('abort', abort, { once: true });
       // A watch does not keep a process alive on its own (the bot's HTTP server does).
@@ -155,7 +157,6 @@ export class KubeHttp {
       // The server answers a watch at once: its headers get the deadline of any request, its events the idle limit.
       let limit = options.answerTimeoutMs;
       req.setTimeout(limit, () => req.destroy(new RequestTimeout(`nothing received for ${limit} ms`)));
-      req.on('error', finish);
       req.once('response', (res) => {
         const status = res.statusCode ?? 0;
         if (status < 200 || status >= 300) {

@@ -17,6 +17,8 @@ export interface DeploymentStatus {
   readonly state: DeploymentState;
   /** One sentence when the Deployment's own conditions say it cannot get ready (a quota, the progress deadline). */
   readonly problem?: string | undefined;
+  /** Since when it has been available (its Available condition's last change to True), when it is. */
+  readonly availableSince?: number | undefined;
 }
 
 export interface ScaleResult {
@@ -56,6 +58,11 @@ export interface Kube {
    * of either. Optional: a client without a watch leaves it out, and replies are not edited.
    */
   follow?(target: DeploymentTarget, changed: () => void): RolloutFollow;
+  /**
+   * Where the rollout stands now, pods included: from the pods' watch when a rollout is followed, else
+   * one list of the Deployment's pods. Undefined when it cannot tell (no watch, pods not allowed).
+   */
+  rolloutNow?(target: DeploymentTarget): Promise<RolloutView | undefined>;
   /** At start-up: throws the KubeError a list of the namespace's pods gets (forbidden: progress comes from the Deployment alone). */
   checkPods?(target: DeploymentTarget): Promise<void>;
 }

@@ -22,6 +22,7 @@ import { mayHaveApplied } from './confirmed-kube.ts';
 import { Credentials } from './credentials.ts';
 import { DeploymentWatch, notFoundError, statusOf, type CachedDeployment, type WatchStats } from './deployment-watch.ts';
 import { labelSelector, PodWatch } from './pod-watch.ts';
+import type { PodObject } from './rollout.ts';
 import { KubeError, type DeploymentStatus, type DeploymentTarget, type Kube, type KubeEvent, type RolloutFollow, type RolloutView, type ScaleResult } from './kube.ts';
 import { KubeHttp, RequestTimeout, type RequestListener } from './kube-http.ts';
 import { loadClusterConfig, type ClusterConfig } from './kubeconfig.ts';
@@ -240,6 +241,17 @@ export function createKube(options: LeanKubeOptions): LeanKube {
           pods = undefined;
         },
       };
+    },
+    async rolloutNow(target: DeploymentTarget): Promise<RolloutView | undefined> {
+      const cached = watch && sameTarget(watched, target) ? watch.cached : undefined;
+      if (!cached?.exists || podsRefused) return undefined;
+      const live = pods?.pods();
+      if (live) return { deployment: cached.object, pods: live };
+      const selector = labelSelector(cached.object.spec?.selector);
+      if (selector === undefined) return undefined;
+      const list = await call<{ items?: PodObject[] }>('pods-list', target, 'list', 'pods', () => http.json({
+        method: 'GET', path: `/api/v1/namespaces/${encodeURIComponent(target.namespace)}/pods?labelSelector=${encodeURIComponent(selector)}`, timeoutMs }));
+      return { deployment: cached.object, pods: list.items ?? [] };
     },
     async checkPods(target: DeploymentTarget): Promise<void> {
       try {

@@ -121,7 +121,7 @@ async function main(): Promise<void> {
     const fromBot = (match: RegExp) => (m: Message): boolean => m.sender === s.botUserId && match.test(m.body ?? '');
 
     // ------------------------------------------------------------ commands
-    interface Round { kubeRequests: number; auditEvents: number; patchAt: number; sentAt: number; answeredAt: number; seenAt: number; sendToPatch: number; sendToSeen: number }
+    interface Round { kubeRequests: number; auditEvents: number; progress: number; patchAt: number; sentAt: number; answeredAt: number; seenAt: number; sendToPatch: number; sendToSeen: number }
     const command = async (word: 'start' | 'stop' | 'status'): Promise<Round> => {
       const match = fromBot(word === 'status' ? STATUS : RESULT);
       const before = human.messages(dm).filter(match).length;
@@ -139,9 +139,11 @@ async function main(): Promise<void> {
       // the audit Event each scale records (issue 11: who did what; sent alongside the reply, not awaited) is counted apart.
       const sent = s.sim.requests.slice(requests0).filter((r) => !/[?&]watch=/.test(r.path) && !(r.method === 'GET' && /\/deployments\?/.test(r.path)));
       const auditEvents = sent.filter((r) => r.method === 'POST' && /\/events$/.test(r.path)).length;
-      const kubeRequests = sent.length - auditEvents;
+      // Following a start or stop's progress (issue 11) lists the Deployment's pods, then watches them until the reply's last edit.
+      const progress = s.sim.requests.slice(requests0).filter((r) => r.method === 'GET' && /\/pods\?/.test(r.path)).length;
+      const kubeRequests = sent.length - auditEvents - sent.filter((r) => r.method === 'GET' && /\/pods\?/.test(r.path)).length;
       const reply = proxy!.sends.slice(sends0).find((x) => x.arrivedAt > patchAt);
-      return { kubeRequests, auditEvents, patchAt, sentAt: reply?.arrivedAt ?? NaN, answeredAt: reply?.answeredAt ?? NaN, seenAt, sendToPatch: patchAt - t0, sendToSeen: seenAt - t0 };
+      return { kubeRequests, auditEvents, progress, patchAt, sentAt: reply?.arrivedAt ?? NaN, answeredAt: reply?.answeredAt ?? NaN, seenAt, sendToPatch: patchAt - t0, sendToSeen: seenAt - t0 };
     };
     say(`commands: ${N.rounds} rounds of start, status, stop, status (encrypted DM, echo on: the default)`);
     await command('status'); // warm-up
@@ -230,7 +232,7 @@ async function main(): Promise<void> {
       { goal: 'start → /ready, fresh store (median)', target: '≤ 1500 ms', measured: `${Math.round(median(fresh))} ms (${fresh.map(Math.round).join(', ')})`, pass: median(fresh) <= 1500 },
       { goal: 'idle CPU', target: '≤ 0.02 CPU-s/min', measured: `${idleCpuPerMin.toFixed(3)} CPU-s/min over ${IDLE_S} s`, pass: idleCpuPerMin <= 0.02 },
       { goal: 'CPU per encrypted command (start/stop/status, echo on, own replies included)', target: '≤ 25 ms', measured: `${round1(commandCpuMs)} ms`, pass: commandCpuMs <= 25 },
-      { goal: 'Kubernetes requests per start/stop (besides its audit Event)', target: '1', measured: `${perScale.join(' or ')} (+ ${[...new Set(scales.map((r) => r.auditEvents))].join(' or ')} Event)`, pass: perScale.length === 1 && perScale[0] === 1 },
+      { goal: 'Kubernetes requests per start/stop (besides its audit Event and its progress)', target: '1', measured: `${perScale.join(' or ')} (+ ${[...new Set(scales.map((r) => r.auditEvents))].join(' or ')} Event, + ${[...new Set(scales.map((r) => r.progress))].sort().join(' or ')} pod list/watch for the progress, by the reply)`, pass: perScale.length === 1 && perScale[0] === 1 },
       { goal: 'Kubernetes requests per status', target: '0', measured: perStatus.join(' or '), pass: perStatus.length === 1 && perStatus[0] === 0 },
       { goal: 'PATCH → reply sent (bot side), p95', target: '≤ 30 ms', measured: `${fmt(patchToSent.p95)} ms (p50 ${fmt(patchToSent.p50)}, max ${fmt(patchToSent.max)})`, pass: patchToSent.p95 <= 30 },
       { goal: `RSS peak during Synapse's largest transactions (${big.transactions} × 100 events of ~64 KiB)`, target: '≤ 128 MiB', measured: `${peakDuringMiB('big-transactions')} MiB (${big.rssBeforeMiB} before, ${big.rssAfterMiB} after)`, pass: peakDuringMiB('big-transactions') <= 128 },

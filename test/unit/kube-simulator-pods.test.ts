@@ -222,6 +222,31 @@ describe('the lean client\'s pod watch against the simulator', () => {
     }
   });
 
+  test('follow(): told of each change of the Deployment and of its pods; closed at once, again and again, it throws nothing at the process', async () => {
+    const uncaught: unknown[] = [];
+    const record = (e: unknown): void => void uncaught.push(e);
+    process.on('uncaughtException', record);
+    const kube = createKube({ kubeconfigPath: join(dir, 'rw.kubeconfig'), requestTimeoutMs: 2_000, watch: target });
+    try {
+      await until('the Deployment watched', () => kube.rollout(target));
+      // A pod watch opened and closed before its request is under way (a rollout followed for an instant).
+      for (let i = 0; i < 20; i++) kube.follow(target, () => undefined).close();
+      let changes = 0;
+      const following = kube.follow(target, () => void changes++);
+      await until('the pods listed', () => following.view()?.pods);
+      await kube.scale(target, 1);
+      await until('ready, as the follower is told', () => { const v = following.view(); return v?.pods && startProgress(v.deployment, v.pods).phase === 'ready'; });
+      assert.ok(changes >= 3, `${changes} changes told`);
+      following.close();
+      await kube.scale(target, 0);
+      await new Promise((r) => setTimeout(r, 200));
+      assert.deepEqual(uncaught, []);
+    } finally {
+      process.off('uncaughtException', record);
+      await kube.close();
+    }
+  });
+
   test('a Role without pods: the view has no pods, and the pod watch is down as forbidden', async () => {
     const kube = createKube({ kubeconfigPath: join(dir, 'nopods.kubeconfig'), requestTimeoutMs: 2_000, watch: target, watchBackoff: { initialMs: 20, maxMs: 50 } });
     try {

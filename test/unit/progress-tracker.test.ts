@@ -44,7 +44,7 @@ const pod = (phase: 'creating' | 'running' | 'ready' | 'leaving'): PodObject => 
 
 /** A cluster whose rollout the test moves: `show` sets what the watch sees and tells the followers. */
 function cluster() {
-  const c = { replicas: 0, view: undefined as RolloutView | undefined, followers: new Set<() => void>(), follows: 0 };
+  const c = { replicas: 0, view: undefined as RolloutView | undefined, followers: new Set<() => void>(), follows: 0, since: undefined as number | undefined };
   const show = (view: RolloutView | undefined): void => {
     c.view = view;
     for (const f of [...c.followers]) f();
@@ -55,7 +55,11 @@ function cluster() {
       c.replicas = to;
       return { previous, desired: to };
     },
-    status: async () => ({ desired: c.replicas, ready: 0, available: 0, updated: 0, state: c.replicas ? 'starting' : 'off' }),
+    status: async () => {
+      const ready = c.view?.deployment.status?.readyReplicas ?? 0;
+      return { desired: c.replicas, ready, available: ready, updated: ready, state: c.replicas ? (ready >= c.replicas ? 'running' : 'starting') : 'off', ...(c.since !== undefined ? { availableSince: c.since } : {}) };
+    },
+    rolloutNow: async () => c.view,
     ping: async () => undefined,
     follow: (_t, changed) => {
       c.follows++;
@@ -298,5 +302,23 @@ describe('edits across failures and restarts', () => {
     assert.match(second.texts(reply.eventId).at(-1)!, /^▶️ Started openclaw: ✅ ready/);
     assert.equal(second.state.progress.all().length, 0);
     second.stop();
+  });
+});
+
+describe('status says why it is not ready, from the pods, and since when it is up', () => {
+  test('a crash loop, a wait, and a Deployment up since a time it was not started from chat', async () => {
+    const world = cluster();
+    const t = setUp({ world });
+    world.c.replicas = 1;
+    const crashing: PodObject = { ...pod('running'), status: { phase: 'Running', containerStatuses: [{ name: 'openclaw', ready: false, restartCount: 3, state: { waiting: { reason: 'CrashLoopBackOff' } }, lastState: { terminated: { exitCode: 137, reason: 'OOMKilled' } } }] } };
+    world.c.view = { deployment: deployment(1), pods: [crashing] };
+    const status = async (): Promise<string> => String((await t.say('status')).reply.content['body']);
+    assert.equal(await status(), 'openclaw is 🟡 starting: desired 1, ready 0, available 0, updated 0.\n⚠️ It is not getting ready: the container openclaw keeps crashing (last exit code 137, OOMKilled, 3 restarts).');
+    world.c.view = { deployment: deployment(1), pods: [pod('running')] };
+    assert.equal(await status(), 'openclaw is 🟡 starting: desired 1, ready 0, available 0, updated 0.\n⏳ Waiting for the container to pass its readiness probe (0 of 1 ready).');
+    world.c.view = { deployment: deployment(1, 1), pods: [pod('ready')] };
+    world.c.since = T0 - 72 * 60_000;
+    assert.equal(await status(), 'openclaw is 🟢 running: desired 1, ready 1, available 1, updated 1.\nUp since 12:50 UTC (1 h 12 min).');
+    t.stop();
   });
 });
