@@ -162,7 +162,8 @@ export function statusOf(o: unknown): DeploymentStatus {
   const desired = d.spec?.replicas ?? 0;
   const ready = d.status?.readyReplicas ?? 0;
   const problem = deploymentProblem(d);
-  const available = d.status?.conditions?.find((c) => c.type === 'Available' && c.status === 'True');
+  // A Deployment at 0 is "available" too (nothing is missing): only one with ready pods is up since then.
+  const available = ready > 0 ? d.status?.conditions?.find((c) => c.type === 'Available' && c.status === 'True') : undefined;
   const since = available?.lastTransitionTime ? Date.parse(available.lastTransitionTime) : NaN;
   return {
     desired, ready, available: d.status?.availableReplicas ?? 0, updated: d.status?.updatedReplicas ?? 0, state: summarise(desired, ready),

@@ -76,7 +76,9 @@ describe('the Kubernetes client without a watch (every call asks the API) agains
 
     assert.deepEqual(await kube.status(web), { desired: 1, ready: 0, available: 0, updated: 0, state: 'starting' });
     await delay(READY_DELAY + 100);
-    assert.deepEqual(await kube.status(web), { desired: 1, ready: 1, available: 1, updated: 1, state: 'running' });
+    const { availableSince, ...counts } = await kube.status(web);
+    assert.deepEqual(counts, { desired: 1, ready: 1, available: 1, updated: 1, state: 'running' });
+    assert.ok(availableSince !== undefined && Date.now() - availableSince < 5_000, 'up since its Available condition turned True (a second\'s precision, as the API gives it)');
   });
 
   test('stop: scale 1→0, stopping, then off', async () => {
