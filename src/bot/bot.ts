@@ -78,12 +78,12 @@ export class Bot {
     return this.#commands.timers;
   }
 
-  /** Kubernetes Events recording the bot's scales. */
   /** Resolves when work the bot does after acknowledging a transaction (the reaction buttons) is done. */
   settled(): Promise<void> {
     return this.#buttons.settled();
   }
 
+  /** Kubernetes Events recording the bot's scales. */
   get audit(): ScaleAudit {
     return this.#commands.audit;
   }

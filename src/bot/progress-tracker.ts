@@ -165,6 +165,7 @@ export class ProgressTracker {
 
   /** Inside the queue: edits what changed; returns when to look again without a change (undefined: only on a change). */
   async #look(): Promise<number | undefined> {
+    if (!this.#serialize) return undefined; // stopped while this look waited in the queue
     const rows = this.#mine();
     const now = this.#o.clock.now();
     const live = rows.filter((r) => r.messageId !== undefined);
