@@ -209,6 +209,11 @@ export class ProgressTracker {
         if (!state?.final) next = Math.min(next ?? Infinity, deadline);
       }
       if (!state) continue;
+      if (state.transient) {
+        // The Deployment's count follows in a moment and wakes the next look; the timer only in case it does not.
+        next = Math.min(next ?? Infinity, now + EDIT_INTERVAL_MS);
+        continue;
+      }
       const text = withSuffix(state.text, row.suffix);
       if (nextEdit(current.lastText, current.lastEditAt, { text, final: state.final }, now)) {
         if (!(await this.#edit(current, text, state.final, now))) continue;

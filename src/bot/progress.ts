@@ -23,6 +23,8 @@ export interface ProgressState {
   readonly final: boolean;
   /** Ready or off: it got where it was asked to go. */
   readonly done?: true;
+  /** Every pod is ready but the Deployment has not counted them yet (milliseconds apart): not worth an edit. */
+  readonly transient?: true;
 }
 
 /** Edits at most this often (the final one excepted): a phone shows every edit as a change. */
@@ -51,7 +53,10 @@ export function progressState(action: ProgressAction, target: DeploymentTarget, 
   if (r.phase === 'ready') return { text: `▶️ Started ${name}: ✅ ready after ${after}${steps.length ? ` (${steps.join(' · ')})` : ''}.`, final: true, done: true };
   if (r.phase === 'failed') return { text: `▶️ Starting ${name}: ❌ ${r.reason ?? 'it failed'}.`, final: true };
   if (deadlinePassed) return { text: `▶️ Starting ${name}: ⚠️ still not ready after ${after}${r.reason ? `: ${r.reason}` : ''}.`, final: true };
-  return { text: `▶️ Starting ${name}… ⏳ ${[...steps, ...(r.reason ? [r.reason] : [])].join(' · ') || 'waiting'}`, final: false };
+  const text = `▶️ Starting ${name}… ⏳ ${[...steps, ...(r.reason ? [r.reason] : [])].join(' · ') || 'waiting'}`;
+  const desired = view.deployment.spec?.replicas ?? 0;
+  const podsReady = view.pods?.filter((p) => p.metadata?.deletionTimestamp === undefined && p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')).length ?? 0;
+  return desired > 0 && podsReady >= desired ? { text, final: false, transient: true } : { text, final: false };
 }
 
 /** The text of an earlier start or stop that a later command took over: final, and says where to look. */

@@ -26,7 +26,8 @@ async function demo(real: boolean): Promise<void> {
   await ensureSynapseVenv({ logger: { info: (m: string) => out(`  ${m}`), warn: (m: string) => out(`  ${m}`) } });
   const dir = await mkdtemp(join(tmpdir(), 'openclaw-demo-'));
   let cluster: DemoCluster | undefined;
-  const stack = await startStack({ dir, readyDelayMs: 1500, harnessLogger: { info: () => undefined, warn: (m: string) => out(`  ${m}`) } });
+  // The simulated pod takes 5 s to get ready, so that the start's reply shows a step before "ready" (edits come at most every 2 s).
+  const stack = await startStack({ dir, readyDelayMs: 5000, harnessLogger: { info: () => undefined, warn: (m: string) => out(`  ${m}`) } });
   try {
     cluster = real ? await realCluster(dir, NAMESPACE, DEPLOYMENT, (m) => out(`  ${m}`)) : simulatedCluster(stack, NAMESPACE, DEPLOYMENT);
     if (real) out(`  Kubernetes: ${cluster.description}`);

@@ -21,6 +21,13 @@ describe('progress text', () => {
       { text: '▶️ Started openclaw: ✅ ready after 42 s (pod scheduled on node-3 · container running).', final: true, done: true });
   });
 
+  test('every pod ready but not yet counted by the Deployment (milliseconds apart): transient, not worth an edit', () => {
+    const state = progressState('start', target, { deployment: deployment({ readyReplicas: 0 }), pods: [{ ...running(true), status: { ...running(true).status, conditions: [{ type: 'Ready', status: 'True' }] } }] }, 5_000, false);
+    assert.equal(state.transient, true);
+    assert.equal(state.final, false);
+    assert.equal(progressState('start', target, { deployment: deployment(), pods: [running(false)] }, 5_000, false).transient, undefined);
+  });
+
   test('a failure is final at once; past the deadline a start still moving is final too', () => {
     const unschedulable: PodObject = { metadata: { name: 'p' }, spec: {}, status: { conditions: [{ type: 'PodScheduled', status: 'False', reason: 'Unschedulable', message: '0/3 nodes are available: 3 Insufficient memory.' }] } };
     assert.deepEqual(progressState('start', target, { deployment: deployment(), pods: [unschedulable] }, 5_000, false),
