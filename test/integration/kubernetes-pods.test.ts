@@ -16,6 +16,7 @@ import { after, before, describe, it } from 'node:test';
 import { applyBotRbac, requestPodToken, targetDeployment, writeServiceAccountFiles, type TestPods } from '../../src/dev/kube-testbed/project-manifests.ts';
 import { sharedKubeTestbed, type KubeTestbed } from '../../src/dev/kube-testbed/testbed.ts';
 import type { DeploymentTarget } from '../../src/kube/kube.ts';
+import { KubeError } from '../../src/kube/kube.ts';
 import { createKube, type LeanKube } from '../../src/kube/lean-kube.ts';
 import { startProgress, stopProgress, type Rollout } from '../../src/kube/rollout.ts';
 import { createLogger } from '../../src/log.ts';
@@ -171,6 +172,7 @@ describe('the rollout view on a real Kubernetes control plane', { timeout: SETUP
     });
     const allowed = asBot();
     assert.deepEqual(await until('the pods listed with the project\'s Role', () => allowed.rollout(target)?.pods), []);
+    await allowed.checkPods(target); // the bot's start-up check passes
     await allowed.close();
     assert.equal(lines.length, 0, lines.join(''));
     // The Role as it was before the pods rule.
@@ -186,5 +188,7 @@ describe('the rollout view on a real Kubernetes control plane', { timeout: SETUP
     const warnings = lines.filter((l) => l.includes("cannot watch the Deployment's pods"));
     assert.equal(warnings.length, 1, lines.join(''));
     assert.match(warnings[0] ?? '', /forbidden: the service account may not list pods in namespace rollouts/);
+    // The bot's start-up check (ProgressTracker.check) gets the same refusal, as a KubeError it can word once.
+    await assert.rejects(kube.checkPods(target), (e: unknown) => e instanceof KubeError && e.kind === 'forbidden' && /may not list pods in namespace rollouts/.test(e.human));
   });
 });

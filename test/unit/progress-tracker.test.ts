@@ -13,9 +13,10 @@ import { join } from 'node:path';
 import { Bot, type RoomActions } from '../../src/bot/bot.ts';
 import { TimeText } from '../../src/bot/time-text.ts';
 import { FakeClock } from '../../src/dev/fake-clock.ts';
-import type { Kube, RolloutView } from '../../src/kube/kube.ts';
+import { KubeError, type Kube, type RolloutView } from '../../src/kube/kube.ts';
 import type { DeploymentObject, PodObject } from '../../src/kube/rollout.ts';
-import { silentLogger } from '../../src/log.ts';
+import { createLogger, silentLogger, type Logger } from '../../src/log.ts';
+import { Writable } from 'node:stream';
 import type { IncomingEvent } from '../../src/matrix/incoming.ts';
 import { MatrixError } from '../../src/matrix/client.ts';
 import { Metrics } from '../../src/metrics.ts';
@@ -72,7 +73,7 @@ function cluster() {
 
 interface Sent { roomId: string; content: Record<string, unknown>; txnId: string; eventId: string }
 
-function setUp(options: { dir?: string; clock?: FakeClock; world?: ReturnType<typeof cluster>; progress?: { enabled: boolean; deadlineMs: number | undefined } } = {}) {
+function setUp(options: { dir?: string; clock?: FakeClock; world?: ReturnType<typeof cluster>; progress?: { enabled: boolean; deadlineMs: number | undefined }; logger?: Logger } = {}) {
   const dir = options.dir ?? join(root, `state-${++dirs}`);
   const state = StateDb.open(dir);
   const clock = options.clock ?? new FakeClock(T0);
@@ -98,7 +99,7 @@ function setUp(options: { dir?: string; clock?: FakeClock; world?: ReturnType<ty
   };
   const bot = new Bot({
     userId: BOT, allowedUsers: [ALICE], target: { namespace: 'agents', name: 'openclaw' }, echo: false, commandPrefix: '', maxCommandAgeSeconds: 0,
-    reactionButtons: false, kube: world.kube, rooms, state, metrics: new Metrics({ defaultMetrics: false }), logger: silentLogger(),
+    reactionButtons: false, kube: world.kube, rooms, state, metrics: new Metrics({ defaultMetrics: false }), logger: options.logger ?? silentLogger(),
     runs: { limits: { defaultMs: undefined, maxMs: undefined }, time: new TimeText('UTC'), clock },
     progress: { ...(options.progress ?? { enabled: true, deadlineMs: undefined }), clock },
   });
@@ -319,6 +320,26 @@ describe('status says why it is not ready, from the pods, and since when it is u
     world.c.view = { deployment: deployment(1, 1), pods: [pod('ready')] };
     world.c.since = T0 - 72 * 60_000;
     assert.equal(await status(), 'openclaw is 🟢 running: desired 1, ready 1, available 1, updated 1.\nUp since 12:50 UTC (1 h 12 min).');
+    t.stop();
+  });
+});
+
+describe('pods not allowed', () => {
+  test('one warning at start-up, naming the Role; progress then comes from the Deployment\'s counts', async () => {
+    const lines: string[] = [];
+    const world = cluster();
+    world.kube.checkPods = async () => { throw new KubeError('forbidden', 'forbidden: the service account may not list pods in namespace agents', 403); };
+    const logger = createLogger({ level: 'warn' }, new Writable({ write(chunk: Buffer, _e, done) { lines.push(chunk.toString()); done(); } }));
+    const t = setUp({ world, logger });
+    await t.bot.progress.check();
+    assert.equal(lines.length, 1);
+    assert.match(lines[0]!, /cannot list the Deployment's pods \(forbidden: the service account may not list pods in namespace agents\); start and stop progress comes from the Deployment's own status.*config\/kubernetes\/role.yaml/);
+    const { reply } = await t.say('start');
+    await t.show({ deployment: deployment(1), pods: undefined });
+    await t.advance(2 * S);
+    await t.show({ deployment: deployment(1, 1), pods: undefined });
+    assert.deepEqual(t.texts(reply.eventId), ['▶️ Starting openclaw… ⏳ 0 of 1 ready', '▶️ Started openclaw: ✅ ready after 2 s.']);
+    assert.equal(lines.length, 1, 'said once');
     t.stop();
   });
 });
