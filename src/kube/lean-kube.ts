@@ -245,8 +245,8 @@ export function createKube(options: LeanKubeOptions): LeanKube {
     async rolloutNow(target: DeploymentTarget): Promise<RolloutView | undefined> {
       const cached = watch && sameTarget(watched, target) ? watch.cached : undefined;
       if (!cached?.exists || podsRefused) return undefined;
-      const live = pods?.pods();
-      if (live) return { deployment: cached.object, pods: live };
+      // A rollout is followed: its pod watch answers (or will in a moment); no second request for the same pods.
+      if (pods) return { deployment: cached.object, pods: pods.pods() };
       const selector = labelSelector(cached.object.spec?.selector);
       if (selector === undefined) return undefined;
       const list = await call<{ items?: PodObject[] }>('pods-list', target, 'list', 'pods', () => http.json({

@@ -138,10 +138,12 @@ async function main(): Promise<void> {
       // The bot's API requests for the command; the watch's long-lived list/watch are not per command, and
       // the audit Event each scale records (issue 11: who did what; sent alongside the reply, not awaited) is counted apart.
       const sent = s.sim.requests.slice(requests0).filter((r) => !/[?&]watch=/.test(r.path) && !(r.method === 'GET' && /\/deployments\?/.test(r.path)));
+      if (process.env['BENCH_DEBUG']) console.log(word, sent.map((r) => `${r.method} ${r.path}`));
       const auditEvents = sent.filter((r) => r.method === 'POST' && /\/events$/.test(r.path)).length;
       // Following a start or stop's progress (issue 11) lists the Deployment's pods, then watches them until the reply's last edit.
-      const progress = s.sim.requests.slice(requests0).filter((r) => r.method === 'GET' && /\/pods\?/.test(r.path)).length;
-      const kubeRequests = sent.length - auditEvents - sent.filter((r) => r.method === 'GET' && /\/pods\?/.test(r.path)).length;
+      const progress = s.sim.requests.slice(requests0).filter((r) => r.method === 'GET' && /\/pods(\?|$)/.test(r.path)).length;
+      // (A status of a Deployment that is not ready lists its pods once to say why, when no rollout is followed: counted there too.)
+      const kubeRequests = sent.length - auditEvents - sent.filter((r) => r.method === 'GET' && /\/pods(\?|$)/.test(r.path)).length;
       const reply = proxy!.sends.slice(sends0).find((x) => x.arrivedAt > patchAt);
       return { kubeRequests, auditEvents, progress, patchAt, sentAt: reply?.arrivedAt ?? NaN, answeredAt: reply?.answeredAt ?? NaN, seenAt, sendToPatch: patchAt - t0, sendToSeen: seenAt - t0 };
     };
@@ -233,7 +235,7 @@ async function main(): Promise<void> {
       { goal: 'idle CPU', target: '≤ 0.02 CPU-s/min', measured: `${idleCpuPerMin.toFixed(3)} CPU-s/min over ${IDLE_S} s`, pass: idleCpuPerMin <= 0.02 },
       { goal: 'CPU per encrypted command (start/stop/status, echo on, own replies included)', target: '≤ 25 ms', measured: `${round1(commandCpuMs)} ms`, pass: commandCpuMs <= 25 },
       { goal: 'Kubernetes requests per start/stop (besides its audit Event and its progress)', target: '1', measured: `${perScale.join(' or ')} (+ ${[...new Set(scales.map((r) => r.auditEvents))].join(' or ')} Event, + ${[...new Set(scales.map((r) => r.progress))].sort().join(' or ')} pod list/watch for the progress, by the reply)`, pass: perScale.length === 1 && perScale[0] === 1 },
-      { goal: 'Kubernetes requests per status', target: '0', measured: perStatus.join(' or '), pass: perStatus.length === 1 && perStatus[0] === 0 },
+      { goal: 'Kubernetes requests per status (besides listing the pods of one not ready)', target: '0', measured: `${perStatus.join(' or ')} (+ ${[...new Set(statuses.map((r) => r.progress))].sort().join(' or ')} pod list/watch)`, pass: perStatus.length === 1 && perStatus[0] === 0 },
       { goal: 'PATCH → reply sent (bot side), p95', target: '≤ 30 ms', measured: `${fmt(patchToSent.p95)} ms (p50 ${fmt(patchToSent.p50)}, max ${fmt(patchToSent.max)})`, pass: patchToSent.p95 <= 30 },
       { goal: `RSS peak during Synapse's largest transactions (${big.transactions} × 100 events of ~64 KiB)`, target: '≤ 128 MiB', measured: `${peakDuringMiB('big-transactions')} MiB (${big.rssBeforeMiB} before, ${big.rssAfterMiB} after)`, pass: peakDuringMiB('big-transactions') <= 128 },
       { goal: 'a command after the big transactions (plaintext, encrypted)', target: 'reaches the API', measured: `${fmt(big.commandMs.plaintext)} ms, ${fmt(big.commandMs.encrypted)} ms to the PATCH`, pass: Number.isFinite(big.commandMs.plaintext) && Number.isFinite(big.commandMs.encrypted) },
