@@ -16,7 +16,9 @@ export type FaultPoint =
   /** The scale PATCH was answered; its result is not recorded yet. */
   | 'after-patch'
   /** A batch in which the bot acted on an event is durable; the homeserver has not been answered (or the sync token saved) yet. */
-  | 'before-ack';
+  | 'before-ack'
+  /** An edit of a start/stop reply (its progress) reached the homeserver; the message is still recorded as followed. */
+  | 'after-edit';
 
 const armed = parse(process.env['OPENCLAW_FAULT_POINT']);
 let hits = 0;

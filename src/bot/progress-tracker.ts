@@ -13,6 +13,7 @@
  * - The work runs in the pipeline's queue (`serialize`): edits are encrypted like any reply.
  */
 import { classify, errorMessage } from '../failure.ts';
+import { faultPoint } from '../fault-points.ts';
 import type { DeploymentTarget, Kube, RolloutFollow } from '../kube/kube.ts';
 import { KubeError } from '../kube/kube.ts';
 import type { Logger } from '../log.ts';
@@ -244,7 +245,10 @@ export class ProgressTracker {
       this.#sent.delete(row.eventId);
       throw error;
     }
-    if (sent !== undefined) return true;
+    if (sent !== undefined) {
+      faultPoint('after-edit');
+      return true;
+    }
     state.progress.delete(row.eventId);
     return false;
   }

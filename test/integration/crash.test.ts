@@ -21,9 +21,9 @@ const BOT_PASSWORD = 'toggle-crash-password';
 const RANDOM_ROUNDS = Number(process.env['CRASH_ROUNDS'] ?? 8);
 
 /** Each fault point, hit while a start or stop is handled; `:2` is the second time (the result, after the echo). */
-const POINTS = ['after-claim', 'after-encrypt:1', 'after-send:1', 'after-patch', 'after-encrypt:2', 'after-send:2', 'before-ack', 'after-to-device'] as const;
+const POINTS = ['after-claim', 'after-encrypt:1', 'after-send:1', 'after-patch', 'after-encrypt:2', 'after-send:2', 'before-ack', 'after-to-device', 'after-edit'] as const;
 /** Points after which the outcome was recorded: the redelivery re-sends it rather than saying "interrupted". */
-const OUTCOME_KNOWN = new Set(['after-encrypt:2', 'after-send:2', 'before-ack']);
+const OUTCOME_KNOWN = new Set(['after-encrypt:2', 'after-send:2', 'before-ack', 'after-edit']);
 
 const FINAL = /Starting openclaw|Stopping openclaw|is already (on|off)|restarted while handling|Could not/;
 
@@ -101,6 +101,11 @@ describe('crashes where something leaves the process, judged by independent clie
           && /✅|❌|⚠️/.test(String((m.content['m.new_content'] as { body?: unknown } | undefined)?.body)), { timeoutMs: 30_000 });
         assert.ok(edits.every((e) => e.encrypted && !e.decryptionFailed), 'the final edit decrypts');
         assert.match(String((edits.at(-1)!.content['m.new_content'] as { body: string }).body), /✅ (ready|off) after/);
+        // Re-sent after a crash under its transaction id: the homeserver kept one (never two final edits).
+        await new Promise((r) => setTimeout(r, 300));
+        const finalEdits = alice.messages(room).filter((m) => m.sender === botUser && m.relatesTo?.['rel_type'] === 'm.replace' && m.relatesTo['event_id'] === reply.eventId
+          && /✅|❌|⚠️/.test(String((m.content['m.new_content'] as { body?: unknown } | undefined)?.body)));
+        assert.equal(finalEdits.length, 1, 'one final edit');
       }
       const ran = patches() - patchesBefore;
       assert.ok(ran <= 1, `"${sent.word}" ran ${ran} times`);
