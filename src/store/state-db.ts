@@ -276,6 +276,8 @@ export class StateDb {
     this.#db.prepare('DELETE FROM failing_batches WHERE first_failed_at < ?').run(cutoff);
     this.#db.prepare('DELETE FROM dead_letters WHERE recorded_at < ?').run(cutoff);
     this.#db.prepare('DELETE FROM button_messages WHERE recorded_at < ?').run(cutoff);
+    // A followed message left behind (its Deployment no longer configured, say): its edits were pruned above.
+    this.#db.prepare('DELETE FROM progress WHERE started_at < ?').run(cutoff);
     return Number(this.#db.prepare('DELETE FROM handled_events WHERE handled_at < ?').run(cutoff).changes);
   }
 
