@@ -1,0 +1,54 @@
+/**
+ * Which target a command is for (issue 13), from the name after it (`start comfy`), the sender and
+ * the room: one target, all of them (a bare `status`), a question (a bare `start` when there are
+ * several: it never guesses), an unknown name, or a refusal with its reason. Pure, with the replies'
+ * texts; not wired into the bot yet (it serves one target).
+ */
+import type { Target } from '../config/targets.ts';
+import type { CommandName } from './commands.ts';
+import { plain, type Reply } from './replies.ts';
+
+export type TargetChoice =
+  | { readonly kind: 'one'; readonly target: Target }
+  | { readonly kind: 'all'; readonly targets: readonly Target[] }
+  | { readonly kind: 'ask' }
+  | { readonly kind: 'unknown'; readonly word: string }
+  | { readonly kind: 'refused'; readonly target: Target; readonly why: 'user' | 'room' };
+
+/** `word`: the name given after the command, if any (lower case). */
+export function chooseTarget(targets: readonly Target[], command: CommandName, word: string | undefined, sender: string, roomId: string): TargetChoice {
+  if (word === undefined) {
+    if (targets.length === 1) return check(targets[0]!, sender, roomId);
+    if (command === 'status' || command === 'help') return { kind: 'all', targets: targets.filter((t) => allowed(t, sender, roomId)) };
+    return { kind: 'ask' };
+  }
+  const target = targets.find((t) => t.name === word || t.aliases.includes(word));
+  return target ? check(target, sender, roomId) : { kind: 'unknown', word };
+}
+
+function allowed(t: Target, sender: string, roomId: string): boolean {
+  return (t.allowedUsers?.includes(sender) ?? true) && (t.rooms?.includes(roomId) ?? true);
+}
+
+function check(target: Target, sender: string, roomId: string): TargetChoice {
+  if (target.allowedUsers && !target.allowedUsers.includes(sender)) return { kind: 'refused', target, why: 'user' };
+  if (target.rooms && !target.rooms.includes(roomId)) return { kind: 'refused', target, why: 'room' };
+  return { kind: 'one', target };
+}
+
+const names = (targets: readonly Target[]): string =>
+  targets.map((t) => `${t.name}${t.aliases.length ? ` (${t.aliases.join(', ')})` : ''}`).join(', ');
+
+/** The answer to a choice that is not a target to act on. */
+export function choiceReply(choice: Exclude<TargetChoice, { kind: 'one' } | { kind: 'all' }>, command: string, targets: readonly Target[]): Reply {
+  switch (choice.kind) {
+    case 'ask':
+      return plain(`Which one? Say "${command} <name>"; the targets are: ${names(targets)}.`);
+    case 'unknown':
+      return plain(`There is no target "${choice.word}". The targets are: ${names(targets)}.`);
+    case 'refused':
+      return plain(choice.why === 'user'
+        ? `⛔ You may not control ${choice.target.name}: the operator allows only ${choice.target.allowedUsers!.join(', ')} for it.`
+        : `⛔ ${choice.target.name} cannot be controlled from this room (the operator set the rooms that may).`);
+  }
+}
