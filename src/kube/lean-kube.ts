@@ -1,12 +1,12 @@
 /**
  * The `Kube` interface over the project's own small client (kube-http.ts): the three calls the
- * bot makes and a watch on its Deployment.
+ * bot makes and a watch on its Deployment (or on each of its Deployments).
  *
  * - Config: a kubeconfig when given; else the pod's service account in a cluster; else
  *   ~/.kube/config (kubeconfig.ts). Credentials are read per request (credentials.ts).
- * - With `watch` set, that Deployment is watched (deployment-watch.ts) and, while the watch is
- *   live, `status` is answered from it, a scale is one PATCH (its "from" is the watched
- *   spec.replicas) and `ping` makes no request. Otherwise (no watch, watch down or not allowed)
+ * - With `watch` set, that Deployment (or each of several: issue 13) is watched (watched-target.ts,
+ *   deployment-watch.ts) and, while its watch is live, `status` is answered from it, a scale is
+ *   one PATCH (its "from" is the watched spec.replicas) and `ping` makes no request. Otherwise (no watch, watch down or not allowed)
  *   `status` and `ping` GET the Deployment, and a scale GETs the scale subresource, then PATCHes it.
  * - Scaling: a JSON merge patch `{spec:{replicas}}` of the `scale` subresource.
  * - Events (the audit of a scale): a POST of an events.k8s.io/v1 Event regarding the Deployment,
@@ -20,8 +20,9 @@ import type { Logger } from '../log.ts';
 import { toKubeError } from './api-errors.ts';
 import { mayHaveApplied } from './confirmed-kube.ts';
 import { Credentials } from './credentials.ts';
-import { DeploymentWatch, notFoundError, statusOf, type CachedDeployment, type WatchStats } from './deployment-watch.ts';
-import { labelSelector, PodWatch } from './pod-watch.ts';
+import { notFoundError, statusOf, type CachedDeployment, type WatchStats } from './deployment-watch.ts';
+import { labelSelector } from './pod-watch.ts';
+import { WatchedTarget } from './watched-target.ts';
 import type { PodObject } from './rollout.ts';
 import { KubeError, type DeploymentStatus, type DeploymentTarget, type Kube, type KubeEvent, type RolloutFollow, type RolloutView, type ScaleResult } from './kube.ts';
 import { KubeHttp, RequestTimeout, type RequestListener } from './kube-http.ts';
@@ -37,8 +38,8 @@ export interface LeanKubeOptions {
   readonly env?: NodeJS.ProcessEnv;
   /** Where the in-cluster files are read from instead of `/` (tests lay out a pod's directory elsewhere). */
   readonly serviceAccountRoot?: string;
-  /** The Deployment to watch and answer from; others are always asked for. */
-  readonly watch?: DeploymentTarget | undefined;
+  /** The Deployment(s) to watch and answer from; others are always asked for. */
+  readonly watch?: DeploymentTarget | readonly DeploymentTarget[] | undefined;
   readonly watchIdleTimeoutMs?: number;
   readonly watchBackoff?: { readonly initialMs: number; readonly maxMs: number };
   /** Sees every request sent (method and path; tests count them). */
@@ -66,12 +67,9 @@ export interface LeanKube extends Kube {
 
 export type { RolloutView };
 
-/** How long a status or scale waits for the watch to deliver the bot's own last write before asking the API instead. */
-const CATCH_UP_MS = 1_000;
 /** How long `ping` waits for a watch connection in flight before it asks the API itself. */
 const PING_WAIT_MS = 1_000;
 
-const sameTarget = (a: DeploymentTarget | undefined, b: DeploymentTarget): boolean => a?.namespace === b.namespace && a.name === b.name;
 
 /** Throws (a KubeconfigProblem or a file system error) when the configuration cannot be used; `kubeconfigError` words it. */
 export function createKube(options: LeanKubeOptions): LeanKube {
@@ -82,45 +80,18 @@ export function createKube(options: LeanKubeOptions): LeanKube {
   const mapError = (e: unknown, target: DeploymentTarget, verb: string, resource: string): KubeError =>
     toKubeError(e, { target, verb, resource, server: cluster.server, timeoutMs, timedOut: e instanceof RequestTimeout });
 
-  const watched = options.watch;
-  /** Progress messages following the rollout: told of each change of the Deployment or its pods. */
-  const followers = new Set<() => void>();
-  const notify = (): void => { for (const f of [...followers]) f(); };
-  const watch = watched === undefined ? undefined : new DeploymentWatch({
-    http, target: watched, requestTimeoutMs: timeoutMs, logger: log,
-    onChange: () => {
-      if (followers.size > 0) watchPods();
-      notify();
-    },
-    toKubeError: (e, verb) => mapError(e, watched, verb, 'deployments'),
-    ...(options.watchIdleTimeoutMs !== undefined ? { idleTimeoutMs: options.watchIdleTimeoutMs } : {}),
-    ...(options.watchBackoff !== undefined ? { backoff: options.watchBackoff } : {}),
-  });
-  watch?.start();
-  /**
-   * The watched Deployment's pods, by its label selector (re-made if that changes): watched while a
-   * rollout is followed (and from the first `rollout` call on), so an idle bot holds one watch only.
-   */
-  let pods: PodWatch | undefined;
-  /** A list of pods was refused at start-up (checkPods): the pod watch's own warning would only repeat it. */
-  let podsRefused = false;
-  function watchPods(): void {
-    const cached = watch?.cached;
-    if (!watched || !cached?.exists) return;
-    const selector = labelSelector(cached.object.spec?.selector);
-    if (selector === undefined || pods?.selector === selector) return;
-    void pods?.close();
-    pods = new PodWatch({ http, namespace: watched.namespace, selector, requestTimeoutMs: timeoutMs, logger: podsRefused ? undefined : log,
-      toKubeError: (e, verb) => mapError(e, watched, verb, 'pods'), onChange: notify });
-    pods.start();
-  }
+  const targets = options.watch === undefined ? [] : Array.isArray(options.watch) ? options.watch : [options.watch as DeploymentTarget];
+  const keyOf = (t: DeploymentTarget): string => `${t.namespace}/${t.name}`;
+  /** Namespaces whose pods the start-up check found may not be listed. */
+  const podsRefused = new Set<string>();
+  const watched = new Map(targets.map((t) => [keyOf(t), new WatchedTarget({
+    http, target: t, requestTimeoutMs: timeoutMs, logger: log, idleTimeoutMs: options.watchIdleTimeoutMs, backoff: options.watchBackoff,
+    toKubeError: (e, verb, resource) => mapError(e, t, verb, resource), podsRefused: () => podsRefused.has(t.namespace),
+  })]));
+  const first = targets[0] === undefined ? undefined : watched.get(keyOf(targets[0]));
+  const of = (t: DeploymentTarget): WatchedTarget | undefined => watched.get(keyOf(t));
   /** The Deployments' uids (an Event names its object by uid too), learnt from the scale answers. */
   const uids = new Map<string, string>();
-  const keyOf = (t: DeploymentTarget): string => `${t.namespace}/${t.name}`;
-  /** resourceVersion of the bot's own last write, until the watch has shown it. */
-  let written: string | undefined;
-  /** Until then a write's outcome is open (its answer was lost): read the API, not the cache. */
-  let doubtUntil = 0;
 
   async function call<T>(op: string, target: DeploymentTarget, verb: string, resource: string, send: () => Promise<unknown>): Promise<T> {
     const started = performance.now();
@@ -141,23 +112,8 @@ export function createKube(options: LeanKubeOptions): LeanKube {
     `/apis/apps/v1/namespaces/${encodeURIComponent(t.namespace)}/deployments/${encodeURIComponent(t.name)}${sub}`;
 
   /** The watched state when it can be trusted for `target` now; undefined: ask the API. */
-  async function fromWatch(target: DeploymentTarget): Promise<CachedDeployment | undefined> {
-    if (!watch || !sameTarget(watched, target) || !watch.live || Date.now() < doubtUntil) return undefined;
-    if (written !== undefined) {
-      const rv = written;
-      const seen = await watch.caughtUp(rv, CATCH_UP_MS);
-      if (written === rv) written = undefined;
-      if (!seen) return undefined;
-    }
-    return watch.cached;
-  }
-
-  function rolloutOf(target: DeploymentTarget): RolloutView | undefined {
-    const cached = watch && sameTarget(watched, target) ? watch.cached : undefined;
-    if (!cached?.exists) return undefined;
-    watchPods();
-    return { deployment: cached.object, pods: pods?.pods() };
-  }
+  const fromWatch = (target: DeploymentTarget): Promise<CachedDeployment | undefined> => of(target)?.trusted() ?? Promise.resolve(undefined);
+  const rolloutOf = (target: DeploymentTarget): RolloutView | undefined => of(target)?.rollout();
 
   async function readDeployment(target: DeploymentTarget, op: string): Promise<DeploymentStatus> {
     return statusOf(await call(op, target, 'get', 'deployments', () => http.json({ method: 'GET', path: path(target), timeoutMs })));
@@ -165,8 +121,8 @@ export function createKube(options: LeanKubeOptions): LeanKube {
 
   return {
     cluster,
-    get watchStats() { return watch?.stats; },
-    get watching() { return watch?.live ?? false; },
+    get watchStats() { return first?.watch.stats; },
+    get watching() { return first?.watch.live ?? false; },
     async scale(target: DeploymentTarget, replicas: number): Promise<ScaleResult> {
       if (!Number.isInteger(replicas) || replicas < 0) {
         throw new KubeError('invalid', `invalid: ${String(replicas)} is not a valid replica count`);
@@ -185,12 +141,12 @@ export function createKube(options: LeanKubeOptions): LeanKube {
           method: 'PATCH', path: path(target, '/scale'), body: { spec: { replicas } }, contentType: 'application/merge-patch+json', timeoutMs,
         }));
       } catch (error) {
-        if (error instanceof KubeError && mayHaveApplied(error)) doubtUntil = Date.now() + Math.max(10_000, 2 * timeoutMs);
+        if (error instanceof KubeError && mayHaveApplied(error)) of(target)?.doubt(Math.max(10_000, 2 * timeoutMs));
         throw error;
       }
       const rv = after.metadata?.resourceVersion;
       if (typeof after.metadata?.uid === 'string') uids.set(keyOf(target), after.metadata.uid);
-      if (watch && sameTarget(watched, target) && typeof rv === 'string') written = rv;
+      if (typeof rv === 'string') of(target)?.wrote(rv);
       const result = { previous, desired: after.spec?.replicas ?? 0 };
       log?.info({ namespace: target.namespace, name: target.name, ...result }, 'deployment scaled');
       return result;
@@ -204,7 +160,8 @@ export function createKube(options: LeanKubeOptions): LeanKube {
       return readDeployment(target, 'status');
     },
     async ping(target: DeploymentTarget): Promise<void> {
-      if (watch && sameTarget(watched, target) && await watch.answering(Math.min(PING_WAIT_MS, timeoutMs))) return;
+      const watch = of(target)?.watch;
+      if (watch && await watch.answering(Math.min(PING_WAIT_MS, timeoutMs))) return;
       await readDeployment(target, 'ping');
       // The API answers again: a watch waiting out a backoff after losing it may reconnect now.
       const down = watch?.lastError;
@@ -227,26 +184,16 @@ export function createKube(options: LeanKubeOptions): LeanKube {
     },
     rollout: rolloutOf,
     follow(target: DeploymentTarget, changed: () => void): RolloutFollow {
-      const listener = (): void => changed();
-      if (watch && sameTarget(watched, target)) {
-        followers.add(listener);
-        watchPods();
-      }
-      return {
-        view: () => rolloutOf(target),
-        close: () => {
-          if (!followers.delete(listener) || followers.size > 0) return;
-          // Nothing followed any more: the pods' watch goes, until the next start or stop.
-          void pods?.close();
-          pods = undefined;
-        },
-      };
+      // Not a watched Deployment: nothing to follow (its reply is never edited).
+      return of(target)?.follow(changed) ?? { view: () => undefined, close: () => undefined };
     },
     async rolloutNow(target: DeploymentTarget): Promise<RolloutView | undefined> {
-      const cached = watch && sameTarget(watched, target) ? watch.cached : undefined;
-      if (!cached?.exists || podsRefused) return undefined;
+      const w = of(target);
+      const cached = w?.watch.cached;
+      if (!w || !cached?.exists || podsRefused.has(target.namespace)) return undefined;
       // A rollout is followed: its pod watch answers (or will in a moment); no second request for the same pods.
-      if (pods) return { deployment: cached.object, pods: pods.pods() };
+      const followed = w.followedPods();
+      if (followed) return followed;
       const selector = labelSelector(cached.object.spec?.selector);
       if (selector === undefined) return undefined;
       const list = await call<{ items?: PodObject[] }>('pods-list', target, 'list', 'pods', () => http.json({
@@ -258,12 +205,12 @@ export function createKube(options: LeanKubeOptions): LeanKube {
         await call('pods-check', target, 'list', 'pods', () => http.json({
           method: 'GET', path: `/api/v1/namespaces/${encodeURIComponent(target.namespace)}/pods?limit=1`, timeoutMs }));
       } catch (error) {
-        if (error instanceof KubeError && error.kind === 'forbidden') podsRefused = true;
+        if (error instanceof KubeError && error.kind === 'forbidden') podsRefused.add(target.namespace);
         throw error;
       }
     },
     async close(): Promise<void> {
-      const stopped = Promise.all([watch?.close(), pods?.close()]);
+      const stopped = Promise.all([...watched.values()].map((w) => w.close()));
       http.close();
       await stopped;
     },
