@@ -3,7 +3,7 @@ import { faultPoint } from '../fault-points.ts';
 import type { Logger } from '../log.ts';
 import type { DeploymentTarget, Kube } from '../kube/kube.ts';
 import { messageText, type RoomEvent } from '../matrix/events.ts';
-import type { IncomingEvent, Notice } from '../matrix/incoming.ts';
+import type { DeviceApprover, IncomingEvent, Notice } from '../matrix/incoming.ts';
 import type { Metrics } from '../metrics.ts';
 import type { StateDb } from '../store/state-db.ts';
 import { Buttons } from './buttons.ts';
@@ -39,6 +39,8 @@ export interface BotOptions {
   readonly reactionButtons?: boolean;
   readonly kube: Kube;
   readonly rooms: RoomActions;
+  /** Carries out `approve DEVICEID` (the crypto step); without it, `approve` is answered as needing an encrypted room. */
+  readonly devices?: DeviceApprover;
   readonly state: StateDb;
   readonly metrics: Metrics;
   readonly logger: Logger;
@@ -66,7 +68,7 @@ export class Bot {
 
   constructor(options: BotOptions) {
     this.#o = options;
-    this.#policy = new Policy(options.userId, options.allowedUsers);
+    this.#policy = new Policy(options.userId, options.allowedUsers, options.commandPrefix);
     this.#outbox = new Outbox(options.state, (roomId, content, txnId, type) => options.rooms.send(roomId, content, txnId, type), options.logger);
     this.#buttons = new Buttons({ enabled: options.reactionButtons ?? true, state: options.state, outbox: this.#outbox, logger: options.logger });
     this.#now = options.now ?? Date.now;
@@ -245,7 +247,6 @@ export class Bot {
       if (this.#buttons.begun(event)) await this.#buttons.add(event, sent.get('result'));
       return;
     }
-    if (incoming.senderDevice?.announce) await this.#outbox.reply(event, 'device-pinned', replies.plain(incoming.senderDevice.announce));
     if (parsed.kind === 'unknown') {
       this.#o.metrics.commands.inc({ command: 'unknown', outcome: 'answered' });
       await this.#outbox.reply(event, 'result', replies.unknown(parsed.word, this.#o.target, this.#o.commandPrefix, this.#o.reactionButtons ?? true));
@@ -256,6 +257,7 @@ export class Bot {
       await this.#outbox.reply(event, 'result', this.#commands.badArgument(parsed));
       return;
     }
+    if (parsed.kind === 'approve') return this.#approve(incoming, parsed, log);
     const refusal = this.#policy.refusal(incoming);
     if (refusal) {
       this.#o.metrics.commands.inc({ command: parsed.name, outcome: 'refused' });
@@ -307,5 +309,20 @@ export class Bot {
     await this.#outbox.sendRecorded(event.event_id, RUN_ROOM_PURPOSE);
     // Last, so that neither the reply nor that notice waits for them.
     if (buttons) this.#buttons.later(event, replyId);
+  }
+
+  /**
+   * `approve DEVICEID` (claimed like every command): refused like any command from a device the
+   * policy does not obey, else the crypto step pins the device, which then is obeyed. Not subject to
+   * the age limit and not echoed: it changes nothing in the cluster.
+   */
+  async #approve(incoming: IncomingEvent, parsed: Extract<Parsed, { kind: 'approve' }>, log: Logger): Promise<void> {
+    const { event, senderDevice: device } = incoming;
+    const refusal = this.#policy.refusal(incoming, parsed);
+    const byDevice = incoming.encrypted ? device?.deviceId : undefined;
+    const outcome = refusal || !parsed.deviceId || !byDevice || !this.#o.devices ? undefined : await this.#o.devices.approve(event.sender, byDevice, parsed.deviceId);
+    this.#o.metrics.commands.inc({ command: 'approve', outcome: refusal || outcome?.kind !== 'approved' ? 'refused' : 'ok' });
+    log.info({ command: 'approve', device_id: byDevice, approving: parsed.deviceId, outcome: refusal ? 'untrusted-device' : outcome?.kind === 'refused' ? outcome.reason : outcome?.kind }, 'approve');
+    await this.#outbox.reply(event, 'result', refusal ?? replies.approval(parsed.deviceId, event.sender, this.#o.commandPrefix, outcome));
   }
 }
