@@ -119,6 +119,9 @@ const verifyCommand = (userId: string, deviceId: string): string => `openclaw-k8
 
 /** Both ways to approve `deviceId`: from a device the bot obeys (`approvers`), or by the operator. */
 function howToApprove(userId: string, deviceId: string, approvers: readonly string[], prefix: string): string {
+  if (approvers.length === 0) {
+    return `No device of yours that I obey is still logged in, so only the operator can approve ${deviceId}: ask them to run "${verifyCommand(userId, deviceId)}".`;
+  }
   const listed = approvers.slice(0, 3).join(' or ') + (approvers.length > 3 ? ' or another' : '');
   return `To approve ${deviceId}, send "${prefix ? `${prefix} ` : ''}approve ${deviceId}" from a device of yours I already obey (${listed}), ` +
     `or ask the operator to run "${verifyCommand(userId, deviceId)}".`;

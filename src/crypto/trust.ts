@@ -71,25 +71,43 @@ export class TrustJudge {
           : { deviceId, trusted: false, why: `device ${deviceId} is not signed by ${sender}'s identity (verify it from one of your other sessions)` };
       }
       identity?.free();
-      return this.#pinned(sender, deviceId, device.ed25519Key?.toBase64(), device.isLocallyTrusted());
+      return await this.#pinned(sender, deviceId, device.ed25519Key?.toBase64(), device.isLocallyTrusted());
     } finally {
       device.free();
     }
   }
 
   /** Trust on first use for users without cross-signing: the first device, then approved ones. */
-  #pinned(sender: string, deviceId: string, ed25519: string | undefined, operatorVerified: boolean): TrustVerdict {
+  async #pinned(sender: string, deviceId: string, ed25519: string | undefined, operatorVerified: boolean): Promise<TrustVerdict> {
     if (!ed25519) return { deviceId, trusted: false, why: `device ${deviceId} has no signing key` };
     const decision = decide(this.#pins.of(sender), sender, { deviceId, ed25519, operatorVerified });
     if (!decision.trusted) {
       this.#logger.warn({ user_id: sender, device_id: deviceId }, `not obeying a device of a user without cross-signing: ${decision.why}`);
-      return { deviceId, trusted: false, why: decision.why, approvers: decision.approvers };
+      return { deviceId, trusted: false, why: decision.why, approvers: await this.#loggedIn(sender, decision.approvers) };
     }
     if (decision.pin) {
       this.#pins.pin(sender, deviceId, ed25519);
       this.#logger.info({ user_id: sender, device_id: deviceId }, `pinned a device of a user without cross-signing (${decision.why})`);
     }
     return { deviceId, trusted: true, why: decision.why };
+  }
+
+  /**
+   * The pinned devices still logged in: only they can send an approval. A deleted one stays pinned,
+   * though (so deleting a user's devices does not make the next one a "first device" again).
+   */
+  async #loggedIn(userId: string, deviceIds: readonly string[]): Promise<string[]> {
+    const devices = await this.#machine.getUserDevices(new UserId(userId), 0);
+    try {
+      return deviceIds.filter((id) => {
+        const device = devices.get(new DeviceId(id));
+        const live = device !== undefined && !device.isDeleted();
+        device?.free();
+        return live;
+      });
+    } finally {
+      devices.free();
+    }
   }
 
   /**

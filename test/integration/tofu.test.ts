@@ -125,6 +125,26 @@ describe('trust on first use for users without cross-signing, against a real Syn
     assert.match((await command(fourth, 'status', 1))[0] ?? '', /^🔒 Not running this: device \S+ is a new device of @alice:localhost, not approved yet\./);
   });
 
+  it('when no device the bot obeys is logged in any more, the refusal says only the operator can approve', async (t) => {
+    const fifth = await another();
+    // Logged out, not merely stopped: the homeserver deletes them and tells the bot alice's device list changed.
+    for (const d of [first, second, third]) {
+      await d.client.logout(true);
+      await d.stop();
+    }
+    // The device-list change reaches the bot in its own transaction, which may come after the next message.
+    let refusal = '';
+    let attempts = 0;
+    while (attempts < 5 && !/only the operator can approve/.test(refusal)) {
+      attempts++;
+      refusal = (await command(fifth, 'status', 1, room, fifth))[0] ?? '';
+    }
+    t.diagnostic(`refusals until the bot knew the devices were gone: ${attempts}`);
+    assert.equal(refusal,
+      `🔒 Not running this: device ${fifth.deviceId} is a new device of @alice:localhost, not approved yet. I obey a further device of yours only once it is approved. ` +
+      `No device of yours that I obey is still logged in, so only the operator can approve ${fifth.deviceId}: ask them to run "openclaw-k8s-toggle-operator trust verify @alice:localhost ${fifth.deviceId}".`);
+  });
+
   it("obeys a cross-signed user's second device signed by their identity, as before (no approval)", async () => {
     const carol = await device('carol', true, true);
     const carolRoom = await carol.createEncryptedRoom([bot], { name: 'carol', isDirect: true });

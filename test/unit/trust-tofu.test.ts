@@ -192,6 +192,15 @@ describe('approve through the bot', () => {
     assert.deepEqual(t.scales, []);
   });
 
+  test('with no approving device still logged in, the refusal names the operator only', async () => {
+    const t = setUp({ verdict: () => ({ ...refusedVerdict, approvers: [] }) });
+    await t.run([t.message('status')]);
+    assert.deepEqual(t.sent, [
+      `🔒 Not running this: device NEW is a new device of ${ALICE}, not approved yet. I obey a further device of yours only once it is approved. ` +
+      `No device of yours that I obey is still logged in, so only the operator can approve NEW: ask them to run "openclaw-k8s-toggle-operator trust verify ${ALICE} NEW".`,
+    ]);
+  });
+
   test('an unapproved device cannot approve itself or another; the approver is never asked', async () => {
     const t = setUp({ verdict: () => refusedVerdict });
     await t.run([t.message('approve NEW'), t.message('approve OTHER')]);
