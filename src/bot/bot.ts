@@ -6,6 +6,7 @@ import { messageText, type RoomEvent } from '../matrix/events.ts';
 import type { DeviceApprover, IncomingEvent, Notice } from '../matrix/incoming.ts';
 import type { Metrics } from '../metrics.ts';
 import type { StateDb } from '../store/state-db.ts';
+import { answerApproval } from './approvals.ts';
 import { Buttons } from './buttons.ts';
 import type { Clock } from './clock.ts';
 import { CommandRunner } from './command-runner.ts';
@@ -257,7 +258,11 @@ export class Bot {
       await this.#outbox.reply(event, 'result', this.#commands.badArgument(parsed));
       return;
     }
-    if (parsed.kind === 'approve') return this.#approve(incoming, parsed, log);
+    if (parsed.kind === 'approve') {
+      const context = { policy: this.#policy, devices: this.#o.devices, prefix: this.#o.commandPrefix, metrics: this.#o.metrics, log };
+      await this.#outbox.reply(event, 'result', await answerApproval(incoming, parsed, context));
+      return;
+    }
     const refusal = this.#policy.refusal(incoming);
     if (refusal) {
       this.#o.metrics.commands.inc({ command: parsed.name, outcome: 'refused' });
@@ -309,20 +314,5 @@ export class Bot {
     await this.#outbox.sendRecorded(event.event_id, RUN_ROOM_PURPOSE);
     // Last, so that neither the reply nor that notice waits for them.
     if (buttons) this.#buttons.later(event, replyId);
-  }
-
-  /**
-   * `approve DEVICEID` (claimed like every command): refused like any command from a device the
-   * policy does not obey, else the crypto step pins the device, which then is obeyed. Not subject to
-   * the age limit and not echoed: it changes nothing in the cluster.
-   */
-  async #approve(incoming: IncomingEvent, parsed: Extract<Parsed, { kind: 'approve' }>, log: Logger): Promise<void> {
-    const { event, senderDevice: device } = incoming;
-    const refusal = this.#policy.refusal(incoming, parsed);
-    const byDevice = incoming.encrypted ? device?.deviceId : undefined;
-    const outcome = refusal || !parsed.deviceId || !byDevice || !this.#o.devices ? undefined : await this.#o.devices.approve(event.sender, byDevice, parsed.deviceId);
-    this.#o.metrics.commands.inc({ command: 'approve', outcome: refusal || outcome?.kind !== 'approved' ? 'refused' : 'ok' });
-    log.info({ command: 'approve', device_id: byDevice, approving: parsed.deviceId, outcome: refusal ? 'untrusted-device' : outcome?.kind === 'refused' ? outcome.reason : outcome?.kind }, 'approve');
-    await this.#outbox.reply(event, 'result', refusal ?? replies.approval(parsed.deviceId, event.sender, this.#o.commandPrefix, outcome));
   }
 }
