@@ -162,6 +162,7 @@ export async function start(config: Config, deps: Deps): Promise<App> {
       progress: { enabled: config.bot.progress, deadlineMs: config.bot.progressDeadlineMs },
       kube,
       rooms,
+      devices: crypto,
       state,
       metrics,
       logger,

@@ -25,7 +25,7 @@ Usage:
   ${NAME} generate-registration --url URL --out FILE [--id ID] [--localpart NAME] [--domain SERVER] [--force]
   ${NAME} -r -u URL -f FILE               the same, with the flags bridge operators know
   ${NAME} trust repin @user:server        accept a user's changed cryptographic identity (run beside the bot)
-  ${NAME} trust verify @user:server DEVICE   mark one device of a user as verified (for trust policy "verified")
+  ${NAME} trust verify @user:server DEVICE   mark one device of a user as verified (policy "verified"), or approve it (policy "tofu", a user without cross-signing)
   ${NAME} --version | --help
 
 The config file may also be given as CONFIG_FILE.`;

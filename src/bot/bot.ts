@@ -3,9 +3,10 @@ import { faultPoint } from '../fault-points.ts';
 import type { Logger } from '../log.ts';
 import type { DeploymentTarget, Kube } from '../kube/kube.ts';
 import { messageText, type RoomEvent } from '../matrix/events.ts';
-import type { IncomingEvent, Notice } from '../matrix/incoming.ts';
+import type { DeviceApprover, IncomingEvent, Notice } from '../matrix/incoming.ts';
 import type { Metrics } from '../metrics.ts';
 import type { StateDb } from '../store/state-db.ts';
+import { answerApproval } from './approvals.ts';
 import { Buttons } from './buttons.ts';
 import type { Clock } from './clock.ts';
 import { CommandRunner } from './command-runner.ts';
@@ -39,6 +40,8 @@ export interface BotOptions {
   readonly reactionButtons?: boolean;
   readonly kube: Kube;
   readonly rooms: RoomActions;
+  /** Carries out `approve DEVICEID` (the crypto step); without it, `approve` is answered as needing an encrypted room. */
+  readonly devices?: DeviceApprover;
   readonly state: StateDb;
   readonly metrics: Metrics;
   readonly logger: Logger;
@@ -66,7 +69,7 @@ export class Bot {
 
   constructor(options: BotOptions) {
     this.#o = options;
-    this.#policy = new Policy(options.userId, options.allowedUsers);
+    this.#policy = new Policy(options.userId, options.allowedUsers, options.commandPrefix);
     this.#outbox = new Outbox(options.state, (roomId, content, txnId, type) => options.rooms.send(roomId, content, txnId, type), options.logger);
     this.#buttons = new Buttons({ enabled: options.reactionButtons ?? true, state: options.state, outbox: this.#outbox, logger: options.logger });
     this.#now = options.now ?? Date.now;
@@ -245,7 +248,6 @@ export class Bot {
       if (this.#buttons.begun(event)) await this.#buttons.add(event, sent.get('result'));
       return;
     }
-    if (incoming.senderDevice?.announce) await this.#outbox.reply(event, 'device-pinned', replies.plain(incoming.senderDevice.announce));
     if (parsed.kind === 'unknown') {
       this.#o.metrics.commands.inc({ command: 'unknown', outcome: 'answered' });
       await this.#outbox.reply(event, 'result', replies.unknown(parsed.word, this.#o.target, this.#o.commandPrefix, this.#o.reactionButtons ?? true));
@@ -254,6 +256,11 @@ export class Bot {
     if (parsed.kind === 'invalid') {
       this.#o.metrics.commands.inc({ command: parsed.name, outcome: 'answered' });
       await this.#outbox.reply(event, 'result', this.#commands.badArgument(parsed));
+      return;
+    }
+    if (parsed.kind === 'approve') {
+      const context = { policy: this.#policy, devices: this.#o.devices, prefix: this.#o.commandPrefix, metrics: this.#o.metrics, log };
+      await this.#outbox.reply(event, 'result', await answerApproval(incoming, parsed, context));
       return;
     }
     const refusal = this.#policy.refusal(incoming);

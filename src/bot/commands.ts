@@ -3,13 +3,14 @@ import { parseDuration } from './durations.ts';
 
 export type CommandName = 'start' | 'stop' | 'extend' | 'status' | 'help';
 
-export const COMMANDS: ReadonlyArray<{ readonly name: CommandName; readonly aliases: readonly string[]; readonly summary: string }> = [
+export const COMMANDS: ReadonlyArray<{ readonly name: CommandName | 'approve'; readonly aliases: readonly string[]; readonly summary: string }> = [
   { name: 'start', aliases: ['start', 'on'], summary: 'scale the deployment to 1 replica' },
   { name: 'start', aliases: ['start 2h', 'on 30m'], summary: 'start it, and stop it again automatically after that time (1h30m, 90m and 1d work too)' },
   { name: 'extend', aliases: ['extend 1h'], summary: 'add time before the automatic stop' },
   { name: 'stop', aliases: ['stop', 'off'], summary: 'scale the deployment to 0 replicas (and cancel the automatic stop)' },
   { name: 'status', aliases: ['status'], summary: 'show desired, ready, available and updated replicas, and when it stops' },
   { name: 'help', aliases: ['help'], summary: 'show this list' },
+  { name: 'approve', aliases: ['approve DEVICEID'], summary: 'from a device of yours I already obey: let me obey your new device too (needed only when your account has no cross-signing)' },
 ];
 
 /** Words that name a command; which of them take a run time is decided in `parseCommand`. */
@@ -22,6 +23,11 @@ export type Parsed =
   | { readonly kind: 'command'; readonly name: CommandName; readonly word: string; readonly duration?: number }
   /** A command word with an argument it cannot take (`start soon`, `extend` alone, `stop 5m`): answered with the right form. */
   | { readonly kind: 'invalid'; readonly name: CommandName; readonly word: string; readonly argument: string }
+  /**
+   * `approve DEVICEID`: not a Kubernetes command, so not a `command` (its own trust rules, in the bot).
+   * `deviceId` keeps its case (device ids are case-sensitive); empty when none was given.
+   */
+  | { readonly kind: 'approve'; readonly word: string; readonly deviceId: string }
   | { readonly kind: 'unknown'; readonly word: string }
   /** Not addressed to the bot (no configured prefix); stays silent. */
   | { readonly kind: 'ignore' };
@@ -44,6 +50,11 @@ export function parseCommand(text: string, prefix: string): Parsed {
   const word = rest.toLowerCase().replace(/\s+/g, ' ').replace(/[.!?]+$/, '');
   if (word === '') return { kind: 'ignore' };
   const [head = '', ...tail] = word.split(' ');
+  if (head === 'approve') {
+    const [deviceId = '', ...more] = rest.replace(/[.!?]+$/, '').trim().split(/\s+/).slice(1);
+    if (more.length > 0 || deviceId.length > 64) return { kind: 'unknown', word: rest.slice(0, 80) };
+    return { kind: 'approve', word: deviceId ? `approve ${deviceId}` : 'approve', deviceId };
+  }
   const name = BY_WORD.get(head);
   if (!name) return { kind: 'unknown', word: rest.slice(0, 80) };
   const argument = tail.join(' ').replace(/^(for|by) /, '');

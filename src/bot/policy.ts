@@ -1,27 +1,35 @@
 import type { IncomingEvent } from '../matrix/incoming.ts';
-import { plain, type Reply } from './replies.ts';
+import type { Parsed } from './commands.ts';
+import { plain, untrustedDevice, type Reply } from './replies.ts';
 
 /** Who may command the bot, and what to say when a command is refused. */
 export class Policy {
   readonly #self: string;
   readonly #allowed: ReadonlySet<string>;
+  /** The command prefix, for the `approve` a refusal tells the user to send. */
+  readonly #prefix: string;
 
-  constructor(self: string, allowedUsers: readonly string[]) {
+  constructor(self: string, allowedUsers: readonly string[], prefix = '') {
     this.#self = self;
     this.#allowed = new Set(allowedUsers);
+    this.#prefix = prefix;
   }
 
   isAllowed(userId: string): boolean {
     return userId !== this.#self && this.#allowed.has(userId);
   }
 
-  /** Why an allowed user's command must not run (an untrusted device), or undefined to run it. */
-  refusal(incoming: IncomingEvent): Reply | undefined {
+  /**
+   * Why an allowed user's command must not run (an untrusted device), or undefined to run it. An
+   * `approve` goes through here too: only a device the bot obeys may approve another.
+   */
+  refusal(incoming: IncomingEvent, parsed?: Parsed): Reply | undefined {
     const device = incoming.senderDevice;
     if (!incoming.encrypted || !device || device.trusted) return undefined;
-    const text = `🔒 Not running this: it came from a device I do not trust (${device.why}). ` +
-      'Verify the device from your other session, or ask the operator to re-pin your identity.';
-    return plain(text);
+    return untrustedDevice({
+      userId: incoming.event.sender, deviceId: device.deviceId, why: device.why, approvers: device.approvers, prefix: this.#prefix,
+      approving: parsed?.kind === 'approve' ? parsed.deviceId || undefined : undefined,
+    });
   }
 
   undecryptable(reason: 'missing-keys' | 'other'): Reply {

@@ -1,4 +1,5 @@
 import type { DeploymentStatus, DeploymentTarget, KubeError, ScaleResult } from '../kube/kube.ts';
+import type { Approval } from '../matrix/incoming.ts';
 import { COMMANDS } from './commands.ts';
 
 /** A reply as plain text (the body every client shows) and simple HTML. */
@@ -111,6 +112,56 @@ export function tooOld(word: string, ageSeconds: number, maxSeconds: number): Re
 export function interrupted(word: string, now: Reply): Reply {
   const lead = `⚠️ I was restarted while handling "${word}", so it may or may not have run; I did not run it again. Now: `;
   return { text: lead + now.text, html: escapeHtml(lead) + now.html };
+}
+
+/** The operator's command that approves a device (or verifies it, under the policy "verified"). */
+const verifyCommand = (userId: string, deviceId: string): string => `openclaw-k8s-toggle-operator trust verify ${userId} ${deviceId}`;
+
+/** Both ways to approve `deviceId`: from a device the bot obeys (`approvers`), or by the operator. */
+function howToApprove(userId: string, deviceId: string, approvers: readonly string[], prefix: string): string {
+  if (approvers.length === 0) {
+    return `No device of yours that I obey is still logged in, so only the operator can approve ${deviceId}: ask them to run "${verifyCommand(userId, deviceId)}".`;
+  }
+  const listed = approvers.slice(0, 3).join(' or ') + (approvers.length > 3 ? ' or another' : '');
+  return `To approve ${deviceId}, send "${prefix ? `${prefix} ` : ''}approve ${deviceId}" from a device of yours I already obey (${listed}), ` +
+    `or ask the operator to run "${verifyCommand(userId, deviceId)}".`;
+}
+
+/**
+ * A command from a device the trust policy refuses. `approvers` (a user without cross-signing under
+ * "tofu"): the device can be approved, and the reply says how, both ways. `approving`: the command was
+ * `approve` of that device id (a device cannot approve itself, nor can an unapproved one approve others).
+ */
+export function untrustedDevice(o: { userId: string; deviceId: string | undefined; why: string; approvers?: readonly string[] | undefined; prefix: string; approving?: string | undefined }): Reply {
+  if (!o.approvers || !o.deviceId) {
+    return plain(`🔒 Not running this: it came from a device I do not trust (${o.why}). Verify the device from your other session, or ask the operator to re-pin your identity.`);
+  }
+  const how = howToApprove(o.userId, o.deviceId, o.approvers, o.prefix);
+  if (o.approving === o.deviceId) return plain(`🔒 Not approving ${o.deviceId}: a device cannot approve itself. ${how}`);
+  if (o.approving !== undefined) return plain(`🔒 Not approving ${o.approving}: this device (${o.deviceId}) is not approved itself, so it cannot approve others. ${how}`);
+  return plain(`🔒 Not running this: ${o.why}. I obey a further device of yours only once it is approved. ${how}`);
+}
+
+/** The answer to `approve DEVICEID` from a device the bot obeys (`outcome` undefined: no device or no encryption to judge it by). */
+export function approval(deviceId: string, userId: string, prefix: string, outcome: Approval | undefined): Reply {
+  const word = `${prefix ? `${prefix} ` : ''}approve DEVICEID`;
+  if (deviceId === '') return plain(`Say which device: "${word}", with the id from my refusal or from your client's list of sessions.`);
+  if (!outcome) return plain(`"approve" works only in an encrypted room: there I know which of your devices sent it.`);
+  switch (outcome.kind) {
+    case 'approved':
+      return plain(outcome.already ? `✅ Device ${deviceId} is approved already: I obey its commands.` : `✅ Approved device ${deviceId} of ${userId}: I obey its commands from now on.`);
+    case 'not-applicable':
+      return plain(`Nothing to approve: ${outcome.why}.`);
+    case 'refused':
+      switch (outcome.reason) {
+        case 'self':
+          return plain(`🔒 Not approving ${deviceId}: a device cannot approve itself.`);
+        case 'approver-not-pinned':
+          return plain(`🔒 Not approving ${deviceId}: this device is not one I obey without approval, so it cannot approve others. The operator can run "${verifyCommand(userId, deviceId)}".`);
+        case 'unknown-device':
+          return plain(`⚠️ I know no device ${deviceId} of ${userId}: check the id (case matters) in your client's list of sessions.`);
+      }
+  }
 }
 
 /** The backstop gave up on a message whose handling kept failing. */

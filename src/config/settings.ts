@@ -68,7 +68,7 @@ export const SETTINGS: readonly Setting[] = [
   },
   {
     key: 'bot.trust', env: ['TRUST_POLICY'], kind: 'enum', values: ['tofu', 'verified', 'any'], default: 'tofu',
-    doc: "Which devices of an allowed user are obeyed in encrypted rooms: `tofu` (pin the user's identity on first sight), `verified` (only devices the bot verified), `any` (the old bot's behaviour).",
+    doc: "Which devices of an allowed user are obeyed in encrypted rooms: `tofu` (pin the user's identity on first sight; for a user without cross-signing, their first device, and further ones once approved with `approve DEVICEID`), `verified` (only devices the bot verified), `any` (the old bot's behaviour).",
   },
   {
     key: 'bot.defaultRunTime', env: ['DEFAULT_RUN_TIME'], kind: 'duration',

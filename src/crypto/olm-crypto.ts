@@ -15,7 +15,7 @@ import type { Logger } from '../log.ts';
 import type { SyncBatch } from '../matrix/batch.ts';
 import type { MatrixClient } from '../matrix/client.ts';
 import type { RoomEvent } from '../matrix/events.ts';
-import type { IncomingEvent } from '../matrix/incoming.ts';
+import type { Approval, DeviceApprover, IncomingEvent } from '../matrix/incoming.ts';
 import type { StateDb } from '../store/state-db.ts';
 import type { CryptoStep, Notice, Outgoing, ProcessedBatch } from './crypto-step.ts';
 import type { CryptoStore } from './crypto-store.ts';
@@ -70,7 +70,7 @@ function users(ids: readonly string[]): UserId[] {
  * End-to-end encryption with the wasm OlmMachine. Every call comes from the pipeline's single
  * queue, so engine state changes in batch order and outgoing requests are drained from one place.
  */
-export class OlmCrypto implements CryptoStep {
+export class OlmCrypto implements CryptoStep, DeviceApprover {
   readonly #o: OlmCryptoOptions;
   readonly #outgoing: OutgoingRequests;
   readonly #rooms: RoomTracker;
@@ -277,6 +277,11 @@ export class OlmCrypto implements CryptoStep {
     // The decrypted event keeps the envelope's id, room, sender and time; type and content come from the ciphertext.
     const incoming: IncomingEvent = { event: { ...event, type: plain.type, content: plain.content as Record<string, unknown> }, encrypted: true, senderDevice: verdict };
     return { kind: 'ok', incoming };
+  }
+
+  /** A user's `approve` from one of their devices (the bot calls it inside the pipeline's queue, as every engine call). */
+  approve(userId: string, byDeviceId: string, deviceId: string): Promise<Approval> {
+    return this.#judge.approve(userId, byDeviceId, deviceId);
   }
 
   async #applyOperatorRequests(): Promise<void> {

@@ -12,9 +12,24 @@ export interface IncomingEvent {
     readonly deviceId: string | undefined;
     readonly trusted: boolean;
     readonly why: string;
-    /** Said in the room before the command is handled (e.g. a newly pinned device). */
-    readonly announce?: string | undefined;
+    /**
+     * Set when the device is refused but may be approved (trust on first use, a user without
+     * cross-signing): the devices of the same user that can approve it with `approve ID`.
+     */
+    readonly approvers?: readonly string[] | undefined;
   };
+}
+
+/** What became of an `approve DEVICEID` (see src/crypto/device-pins.ts). */
+export type Approval =
+  | { readonly kind: 'approved'; readonly already: boolean }
+  /** The policy does not work by approvals: `why` says what to do instead. */
+  | { readonly kind: 'not-applicable'; readonly why: string }
+  | { readonly kind: 'refused'; readonly reason: 'self' | 'approver-not-pinned' | 'unknown-device' };
+
+/** The crypto step's side of `approve`: pins `deviceId` of `userId`, asked from their device `byDeviceId`. */
+export interface DeviceApprover {
+  approve(userId: string, byDeviceId: string, deviceId: string): Promise<Approval>;
 }
 
 /** Something the crypto step wants said in a room (e.g. an allowed user's identity changed). */

@@ -142,7 +142,7 @@ describe('replies', () => {
   test('help lists every alias and every summary', () => {
     const reply = help(target, '');
     const aliases = COMMANDS.flatMap((c) => c.aliases);
-    assert.deepEqual([...aliases].sort(), ['extend 1h', 'help', 'off', 'on', 'on 30m', 'start', 'start 2h', 'status', 'stop']);
+    assert.deepEqual([...aliases].sort(), ['approve DEVICEID', 'extend 1h', 'help', 'off', 'on', 'on 30m', 'start', 'start 2h', 'status', 'stop']);
     for (const alias of aliases) {
       assert.match(reply.text, new RegExp(`\\b${alias}\\b`), `text lists ${alias}`);
       assert.ok(reply.html.includes(`<code>${alias}</code>`), `html lists ${alias}`);
