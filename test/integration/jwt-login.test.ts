@@ -156,6 +156,22 @@ describe('JWT login through Keycloak against a real Synapse', { timeout: 600_000
         await answers(room, bot);
       });
 
+      it('retries a re-login while Keycloak is down, naming it, and logs in once it is back', async () => {
+        const before = session(store);
+        await kc.down();
+        try {
+          await fetch(`${stack.synapse.baseUrl}/_matrix/client/v3/logout`, { method: 'POST', headers: { authorization: `Bearer ${before.accessToken}` } });
+          await until(() => /sync failed[^"]*Keycloak unreachable at/.test(logs.at(-1)?.() ?? ''), 'the retry line');
+        } finally {
+          await kc.up();
+        }
+        const line = JSON.parse(logs.at(-1)?.().split('\n').find((l) => /sync failed[^"]*Keycloak unreachable at/.test(l)) ?? '{}') as { msg?: string };
+        assert.match(line.msg ?? '', /^sync failed \(attempt \d+ of 20\): Keycloak unreachable at http:\/\/127\.0\.0\.1:\d+\/realms\/matrix\/protocol\/openid-connect\/token: ECONNREFUSED$/);
+        await until(() => session(store).accessToken !== before.accessToken, 'a new login', 30_000);
+        assert.equal(session(store).deviceId, before.deviceId);
+        await answers(room, bot);
+      });
+
       it('stops with one line naming Keycloak when Keycloak refuses it at a re-login', async () => {
         let fatal: Error | undefined;
         await app.stop();
