@@ -171,7 +171,7 @@ export class PasswordSession {
           if (typeof session !== 'string') throw error;
           const flows = uiaStages((error as MatrixError).body);
           const auth = await this.#o.method.interactiveAuth(session, flows);
-          if (!auth) throw new Error(`the homeserver asks for ${flows.join(' or ') || 'an interactive login'} to delete a device, which ${this.#o.method.label} cannot give; delete device ${deviceId} by hand`);
+          if (!auth) throw new Error(`the homeserver asks for ${[...flows].sort().join(' or ') || 'an interactive login'} to delete a device, which ${this.#o.method.label} cannot give; delete device ${deviceId} by hand`);
           await this.#o.client.request('DELETE', path, { body: { auth } });
         }
       },

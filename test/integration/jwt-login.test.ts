@@ -6,6 +6,7 @@
  * line per failing side.
  */
 import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,7 +20,10 @@ import { startStack, type Stack } from '../../src/dev/stack.ts';
 import { startSynapse, type Synapse } from '../../src/dev/synapse.ts';
 import { synapseJwtSettings } from '../../src/dev/synapse-jwt.ts';
 import { start } from '../../src/app.ts';
-import { createLogger } from '../../src/log.ts';
+import { createLogger, silentLogger } from '../../src/log.ts';
+import { MatrixClient } from '../../src/matrix/client.ts';
+import { jwtLogin } from '../../src/sync/jwt-login.ts';
+import { PasswordSession } from '../../src/sync/password-session.ts';
 import { StartupError } from '../../src/startup-error.ts';
 import { StateDb } from '../../src/store/state-db.ts';
 
@@ -96,10 +100,10 @@ describe('JWT login through Keycloak against a real Synapse', { timeout: 600_000
   };
 
   before(async () => {
-    kc = await startKeycloakDouble({ realm: REALM, users: { toggle: KC_PASSWORD, oauthbot: KC_PASSWORD, waiter: KC_PASSWORD, ghost: 'ghost password' }, clientId: CLIENT_ID, clientSecret: CLIENT_SECRET });
+    kc = await startKeycloakDouble({ realm: REALM, users: { toggle: KC_PASSWORD, oauthbot: KC_PASSWORD, waiter: KC_PASSWORD, uiabot: KC_PASSWORD, ghost: 'ghost password' }, clientId: CLIENT_ID, clientSecret: CLIENT_SECRET });
     stack = await startStack({ dir: await mkdtemp(join(tmpdir(), 'openclaw-jwt-')), synapseConfig: synapseJwtSettings(kc, { native: true, oauth: true }) });
     // The Matrix account exists (as where the old bot ran); its Matrix password is not what the bot uses.
-    for (const user of ['toggle', 'oauthbot', 'waiter']) await stack.synapse.registerUser(user, 'an unrelated matrix password');
+    for (const user of ['toggle', 'oauthbot', 'waiter', 'uiabot']) await stack.synapse.registerUser(user, 'an unrelated matrix password');
     const login = await stack.synapse.registerUser('alice', 'alice-password');
     alice = new Human(stack.synapse.baseUrl, login.userId, login.accessToken);
     await alice.startSync();
@@ -188,6 +192,46 @@ describe('JWT login through Keycloak against a real Synapse', { timeout: 600_000
       });
     });
   }
+
+  describe('deleting a stale device (user-interactive auth)', () => {
+    const opened: StateDb[] = [];
+    after(() => opened.forEach((state) => state.close()));
+    const sessionFor = (type: JwtLoginType, user: string): PasswordSession => {
+      const dir = storeOf(`uia-${type}`);
+      mkdirSync(dir, { recursive: true });
+      const state = StateDb.open(dir);
+      opened.push(state);
+      const keycloak = { url: kc.url, realm: REALM, clientId: CLIENT_ID, clientSecret: CLIENT_SECRET, loginType: type };
+      return new PasswordSession({
+        client: new MatrixClient({ baseUrl: stack.synapse.baseUrl, accessToken: '', logger: silentLogger() }),
+        homeserver: stack.synapse.baseUrl, user, method: jwtLogin(keycloak, user, user, KC_PASSWORD), displayName: 'uia test',
+        state, storePath: dir, logger: silentLogger(),
+      });
+    };
+    const devicesOf = async (user: string): Promise<string[]> => {
+      const probe = await stack.synapse.login(user, 'an unrelated matrix password');
+      const r = await fetch(`${stack.synapse.baseUrl}/_matrix/client/v3/devices`, { headers: { authorization: `Bearer ${probe.accessToken}` } });
+      return ((await r.json()) as { devices: Array<{ device_id: string }> }).devices.map((d) => d.device_id);
+    };
+
+    it('the module\'s type gives a fresh Keycloak token to delete a device', async () => {
+      const s = sessionFor('com.famedly.login.token.oauth', 'uiabot');
+      await s.login('STALEDEVICE');
+      await s.login('NEWDEVICE');
+      const requests = kc.tokenRequests;
+      await s.devices().remove('STALEDEVICE');
+      assert.equal(kc.tokenRequests, requests + 1);
+      assert.ok(!(await devicesOf('uiabot')).includes('STALEDEVICE'));
+    });
+
+    it("Synapse's own type cannot, and says to delete it by hand", async () => {
+      const s = sessionFor('org.matrix.login.jwt', 'uiabot');
+      await s.login('STALEDEVICE2');
+      await s.login('NEWDEVICE2');
+      await assert.rejects(s.devices().remove('STALEDEVICE2'), /^Error: the homeserver asks for com\.famedly\.login\.token\.oauth or m\.login\.password to delete a device, which a Keycloak token \(org\.matrix\.login\.jwt\) cannot give; delete device STALEDEVICE2 by hand$/);
+      assert.ok((await devicesOf('uiabot')).includes('STALEDEVICE2'));
+    });
+  });
 
   describe('error lines, one per failing side', () => {
     it('Keycloak refuses the credentials, the client or the realm', async () => {
