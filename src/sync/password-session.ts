@@ -33,9 +33,10 @@ export interface PasswordSessionOptions {
 }
 
 /**
- * The bot as an ordinary logged-in user (with a password or a Keycloak token: see login-method.ts). It logs in only when it has no valid token, and always
- * asks for a device id it chooses (the stored one when there is one), so that a new login keeps
- * the same device and its keys rather than leaving dead devices behind.
+ * The bot as an ordinary logged-in user, with a password or a Keycloak token (login-method.ts).
+ * It logs in only when it has no valid token, and always asks for a device id it chooses (the
+ * stored one when there is one), so that a new login keeps the same device and its keys rather
+ * than leaving dead devices behind.
  */
 export class PasswordSession {
   readonly #o: PasswordSessionOptions;
