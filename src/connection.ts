@@ -10,6 +10,8 @@ import type { SyncBatch } from './matrix/batch.ts';
 import { MatrixClient } from './matrix/client.ts';
 import { untilReachable } from './matrix/reachable.ts';
 import type { StateDb } from './store/state-db.ts';
+import { jwtLogin } from './sync/jwt-login.ts';
+import { passwordLogin } from './sync/login-method.ts';
 import { PasswordSession } from './sync/password-session.ts';
 import { SyncSource } from './sync/sync-source.ts';
 
@@ -89,7 +91,8 @@ function passwordConnection({ config, state, health, logger, onFatal }: Connecti
   if (!password) throw new Error('password mode without a password');
   const client = new MatrixClient({ baseUrl: config.homeserver.url, accessToken: '', logger });
   const user = config.homeserver.domain ? `@${config.bot.localpart}:${config.homeserver.domain}` : config.bot.localpart;
-  const session = new PasswordSession({ client, homeserver: config.homeserver.url, user, password, displayName: config.bot.displayName, state, storePath: config.storage.path, logger });
+  const method = config.keycloak ? jwtLogin(config.keycloak, user, config.bot.localpart, password) : passwordLogin(user, password);
+  const session = new PasswordSession({ client, homeserver: config.homeserver.url, user, method, displayName: config.bot.displayName, state, storePath: config.storage.path, logger });
   let source: SyncSource | undefined;
   return {
     client,

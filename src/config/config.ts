@@ -7,9 +7,11 @@ import { compactDuration, parseDuration } from '../bot/durations.ts';
 import { isUtc } from '../bot/time-text.ts';
 import { configUserIdProblem, isServerName } from '../matrix/ids.ts';
 import { ConfigError } from './config-error.ts';
+import { keycloakLogin, type AuthMethod, type KeycloakLogin } from './jwt-config.ts';
 import { SETTINGS, type Setting } from './settings.ts';
 
 export { ConfigError };
+export type { AuthMethod, JwtLoginType, KeycloakLogin } from './jwt-config.ts';
 
 export type Mode = 'appservice' | 'password';
 export type TrustPolicy = 'tofu' | 'verified' | 'any';
@@ -22,7 +24,9 @@ export interface Config {
   readonly bot: {
     /** Localpart of the bot's user. */
     readonly localpart: string;
+    /** The password, or with authMethod jwt the Keycloak password. */
     readonly password: string | undefined;
+    readonly authMethod: AuthMethod;
     readonly allowedUsers: readonly string[];
     readonly echo: boolean;
     readonly commandPrefix: string;
@@ -46,6 +50,8 @@ export interface Config {
     readonly registrationPath: string | undefined;
     readonly allowQueryToken: boolean;
   };
+  /** Set when bot.authMethod is jwt. */
+  readonly keycloak: KeycloakLogin | undefined;
   readonly http: { readonly bind: string; readonly port: number };
   readonly sync: { readonly maxRetries: number };
   readonly kubernetes: {
@@ -245,6 +251,7 @@ export function loadConfig(options: LoadOptions): Config {
   } else if (!password) {
     must('bot.password', 'in password mode');
   }
+  const keycloak = keycloakLogin({ mode, str, must, where });
 
   // The user may be a localpart or a full id; a full id also tells the server name.
   let localpart = str('bot.user') ?? registration?.senderLocalpart;
@@ -288,6 +295,7 @@ export function loadConfig(options: LoadOptions): Config {
     bot: {
       localpart,
       password,
+      authMethod: keycloak ? 'jwt' : 'password',
       allowedUsers: [...new Set(allowedUsers)],
       echo: values.get('bot.echo')?.value as boolean,
       commandPrefix: prefix,
@@ -306,6 +314,7 @@ export function loadConfig(options: LoadOptions): Config {
       registrationPath,
       allowQueryToken: values.get('appservice.allowQueryToken')?.value as boolean,
     },
+    keycloak,
     http: { bind: str('http.bind') as string, port: values.get('http.port')?.value as number },
     sync: { maxRetries: values.get('sync.maxRetries')?.value as number },
     kubernetes: {
@@ -374,6 +383,8 @@ export function describeConfig(config: Config): Record<string, unknown> {
     domain: config.homeserver.domain,
     user: config.bot.localpart,
     passwordGiven: config.bot.password !== undefined,
+    authMethod: config.mode === 'password' ? config.bot.authMethod : undefined,
+    keycloak: config.keycloak && { url: config.keycloak.url, realm: config.keycloak.realm, clientId: config.keycloak.clientId, clientSecretGiven: config.keycloak.clientSecret !== undefined, loginType: config.keycloak.loginType },
     allowedUsers: config.bot.allowedUsers,
     echo: config.bot.echo,
     commandPrefix: config.bot.commandPrefix || undefined,

@@ -43,6 +43,30 @@ export const SETTINGS: readonly Setting[] = [
     doc: 'Password-mode login password. Secret: may come from `MATRIX_PASSWORD_FILE` / `bot.passwordFile`.',
   },
   {
+    key: 'bot.authMethod', env: ['AUTH_METHOD'], kind: 'enum', values: ['password', 'jwt'], default: 'password',
+    doc: 'Password mode: how the bot logs in. `password`: `m.login.password` with `bot.password`. `jwt`: the bot asks Keycloak for a token (password grant, with `bot.user` and `bot.password` as the Keycloak credentials) and logs in with it (`bot.jwtLoginType`), as the old bot did; see "JWT / Keycloak".',
+  },
+  {
+    key: 'bot.jwtLoginType', env: ['JWT_LOGIN_TYPE'], kind: 'enum', values: ['com.famedly.login.token.oauth', 'com.famedly.login.token', 'org.matrix.login.jwt'], default: 'com.famedly.login.token.oauth',
+    doc: "With `bot.authMethod: jwt`: the Matrix login type the token is sent with. `com.famedly.login.token.oauth`: Synapse's synapse-token-authenticator module checks it against Keycloak's JWKS; `com.famedly.login.token`: the same module with a shared secret (HS512); `org.matrix.login.jwt`: Synapse's own `jwt_config`.",
+  },
+  {
+    key: 'keycloak.url', env: ['KEYCLOAK_URL'], kind: 'url',
+    doc: 'With `bot.authMethod: jwt`: base URL of Keycloak, e.g. `https://sso.example.org` (the token endpoint is `<url>/realms/<realm>/protocol/openid-connect/token`). Required then.',
+  },
+  {
+    key: 'keycloak.realm', env: ['KEYCLOAK_REALM'], kind: 'string',
+    doc: 'With `bot.authMethod: jwt`: the Keycloak realm of the bot\'s account. Required then.',
+  },
+  {
+    key: 'keycloak.clientId', env: ['KEYCLOAK_CLIENT_ID'], kind: 'string',
+    doc: 'With `bot.authMethod: jwt`: the Keycloak client the bot asks as; it must allow the password grant ("Direct access grants"). Required then.',
+  },
+  {
+    key: 'keycloak.clientSecret', env: ['KEYCLOAK_CLIENT_SECRET'], kind: 'string', secret: true,
+    doc: 'With `bot.authMethod: jwt`: the client\'s secret; leave it unset for a public client. Secret: may come from `KEYCLOAK_CLIENT_SECRET_FILE` / `keycloak.clientSecretFile`.',
+  },
+  {
     key: 'bot.allowedUsers', env: ['ALLOWED_USERS'], kind: 'list',
     doc: 'Full user ids allowed to command the bot and to invite it (comma-separated in the environment). Required, at least one. Grammar: `@localpart:server`, the localpart of lower-case letters, digits and `._=-/+` (the Matrix spec), upper-case letters also accepted (older accounts); spaces, quotes, `<>&` and other characters are refused.',
   },

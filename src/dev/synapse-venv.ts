@@ -4,9 +4,9 @@
  *
  * Development-only code: nothing in the production pipeline imports it.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, rename, rm } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { withDirLock } from './dir-lock.ts';
@@ -14,8 +14,24 @@ import { lastLines, run, type RunResult } from './run-command.ts';
 
 /** The Synapse release every test, the demo and the benchmarks run against. */
 export const SYNAPSE_VERSION = '1.163.2';
-/** The pip requirement for it. */
-export const SYNAPSE_PIP_REQUIREMENT = `matrix-synapse==${SYNAPSE_VERSION}`;
+/** The pip requirement for it: with the `jwt` extra (Authlib), which native `jwt_config` login needs. */
+export const SYNAPSE_PIP_REQUIREMENT = `matrix-synapse[jwt]==${SYNAPSE_VERSION}`;
+/**
+ * Everything the venv holds, pinned: Synapse, and the JWT login modules the Keycloak tests
+ * configure (Authlib for Synapse's own `org.matrix.login.jwt`; synapse-token-authenticator with
+ * jwcrypto for `com.famedly.login.token*`). Pydantic, which that module also needs, comes with
+ * Synapse. A change here changes the venv's directory name, so a cache rebuilds once.
+ */
+export const SYNAPSE_PIP_REQUIREMENTS: readonly string[] = [
+  SYNAPSE_PIP_REQUIREMENT,
+  'authlib==1.9.10',
+  'synapse-token-authenticator==0.14.1',
+  'jwcrypto==1.6.1',
+];
+/** Short hash of the requirements: part of the default venv path and of its stamp. */
+const REQUIREMENTS_KEY = createHash('sha256').update(SYNAPSE_PIP_REQUIREMENTS.join('\n')).digest('hex').slice(0, 8);
+/** Written into the venv after a complete install; a venv without the same stamp is rebuilt. */
+const STAMP_FILE = 'openclaw-requirements.txt';
 
 /** What the harness needs of a logger (a pino `Logger` fits). */
 export interface HarnessLogger {
@@ -30,11 +46,11 @@ export const stderrLogger: HarnessLogger = {
 
 const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
-/** Where the venv lives unless told otherwise: `SYNAPSE_VENV`, else `<repo>/.cache/synapse-venv-<version>`. */
+/** Where the venv lives unless told otherwise: `SYNAPSE_VENV`, else `<repo>/.cache/synapse-venv-<version>-<requirements hash>`. */
 export function defaultSynapseVenvDir(): string {
   const fromEnv = process.env['SYNAPSE_VENV'];
   if (fromEnv !== undefined && fromEnv !== '') return resolve(fromEnv);
-  return join(REPO_ROOT, '.cache', `synapse-venv-${SYNAPSE_VERSION}`);
+  return join(REPO_ROOT, '.cache', `synapse-venv-${SYNAPSE_VERSION}-${REQUIREMENTS_KEY}`);
 }
 
 
@@ -47,7 +63,22 @@ export function noGitAbove(python: string): NodeJS.ProcessEnv {
   return { ...process.env, GIT_CEILING_DIRECTORIES: dirname(dirname(python)) };
 }
 
+function stampText(): string {
+  return `${SYNAPSE_PIP_REQUIREMENTS.join('\n')}\n`;
+}
+
+/** True when the venv was completely installed from exactly these requirements (read without starting Python). */
+async function hasStamp(python: string): Promise<boolean> {
+  return readFile(join(dirname(dirname(python)), STAMP_FILE), 'utf8').then((t) => t === stampText(), () => false);
+}
+
+/** The installed Synapse version, if the venv is complete for these requirements. */
 async function installedVersion(python: string): Promise<string | undefined> {
+  if (!existsSync(python) || !(await hasStamp(python))) return undefined;
+  return synapseVersion(python);
+}
+
+async function synapseVersion(python: string): Promise<string | undefined> {
   if (!existsSync(python)) return undefined;
   try {
     const r = await run(python, ['-c', 'import synapse; print(synapse.__version__)'], {
@@ -114,10 +145,13 @@ async function ensureVenvAt(venv: string, logger: HarnessLogger, basePythonOptio
     try { r = await run(basePython, ['-m', 'venv', tmp], { timeoutMs: 5 * 60_000 }); } catch (err) { return fail(`${basePython} -m venv`, undefined, err); }
     if (r.code !== 0) return fail(`${basePython} -m venv`, r);
     const tmpPython = join(tmp, 'bin', 'python');
-    r = await run(tmpPython, ['-m', 'pip', 'install', '--progress-bar', 'off', SYNAPSE_PIP_REQUIREMENT], { timeoutMs: 20 * 60_000, env: pipEnv });
-    if (r.code !== 0) return fail(`pip install ${SYNAPSE_PIP_REQUIREMENT}`, r);
-    const v = await installedVersion(tmpPython);
+    r = await run(tmpPython, ['-m', 'pip', 'install', '--progress-bar', 'off', ...SYNAPSE_PIP_REQUIREMENTS], { timeoutMs: 20 * 60_000, env: pipEnv });
+    if (r.code !== 0) return fail(`pip install ${SYNAPSE_PIP_REQUIREMENTS.join(' ')}`, r);
+    const v = await synapseVersion(tmpPython);
     if (v !== SYNAPSE_VERSION) return fail(`checking the new venv (it reports Synapse ${v ?? '(none)'}, not ${SYNAPSE_VERSION})`, undefined);
+    r = await run(tmpPython, ['-c', 'import authlib.jose, synapse_token_authenticator'], { cwd: tmp, timeoutMs: 60_000 });
+    if (r.code !== 0) return fail('importing the JWT login modules in the new venv', r);
+    await writeFile(join(tmp, STAMP_FILE), stampText());
 
     if (existsSync(venv)) {
       // A broken or outdated venv: move it aside first (rename onto a non-empty dir fails).

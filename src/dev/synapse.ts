@@ -25,7 +25,7 @@ import { lastLines, readFileTail, TextRing } from './run-command.ts';
 import { isPlainObject, synapseConfig, synapseLogConfig, type Json } from './synapse-config.ts';
 import { ensureSynapseVenv, noGitAbove, stderrLogger, SYNAPSE_VERSION, type HarnessLogger } from './synapse-venv.ts';
 
-export { ensureSynapseVenv, defaultSynapseVenvDir, SYNAPSE_PIP_REQUIREMENT, SYNAPSE_VERSION, type HarnessLogger } from './synapse-venv.ts';
+export { ensureSynapseVenv, defaultSynapseVenvDir, SYNAPSE_PIP_REQUIREMENT, SYNAPSE_PIP_REQUIREMENTS, SYNAPSE_VERSION, type HarnessLogger } from './synapse-venv.ts';
 export { synapseConfig, synapseLogConfig } from './synapse-config.ts';
 
 // ---------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import type { Logger } from '../log.ts';
 import { MatrixError, p, type MatrixClient } from '../matrix/client.ts';
 import { EXIT, StartupError } from '../startup-error.ts';
 import type { StateDb } from '../store/state-db.ts';
+import { retryable, type LoginMethod } from './login-method.ts';
 
 /** A login kept on the volume (in the 0600 state database) so restarts reuse the token and the device. */
 interface StoredSession {
@@ -22,7 +23,8 @@ export interface PasswordSessionOptions {
   readonly homeserver: string;
   /** Localpart, or the full user id when configured so. */
   readonly user: string;
-  readonly password: string;
+  /** The password, or a Keycloak token (bot.authMethod). */
+  readonly method: LoginMethod;
   readonly displayName: string;
   readonly state: StateDb;
   /** Where the crypto store records its device (`<storage>/crypto/device.json`). */
@@ -31,9 +33,10 @@ export interface PasswordSessionOptions {
 }
 
 /**
- * The bot as an ordinary logged-in user. It logs in only when it has no valid token, and always
- * asks for a device id it chooses (the stored one when there is one), so that a new login keeps
- * the same device and its keys rather than leaving dead devices behind.
+ * The bot as an ordinary logged-in user, with a password or a Keycloak token (login-method.ts).
+ * It logs in only when it has no valid token, and always asks for a device id it chooses (the
+ * stored one when there is one), so that a new login keeps the same device and its keys rather
+ * than leaving dead devices behind.
  */
 export class PasswordSession {
   readonly #o: PasswordSessionOptions;
@@ -83,12 +86,13 @@ export class PasswordSession {
 
   /** Logs in with a given device id (the homeserver creates it, or reuses it with its keys). */
   async login(deviceId: string): Promise<void> {
-    const { client, logger } = this.#o;
-    const identifier = { type: 'm.id.user', user: this.#o.user };
+    const { client, logger, method } = this.#o;
     let result: { user_id: string; access_token: string; device_id: string };
     try {
+      await method.check(() => this.#offered());
+      const credentials = await method.credentials();
       result = await client.request('POST', '/v3/login', {
-        body: { type: 'm.login.password', identifier, password: this.#o.password, device_id: deviceId, initial_device_display_name: this.#o.displayName || 'openclaw toggle bot' },
+        body: { ...credentials, device_id: deviceId, initial_device_display_name: this.#o.displayName || 'openclaw toggle bot' },
         asSelfOnly: true,
         retries: 2,
       });
@@ -98,25 +102,21 @@ export class PasswordSession {
     this.#session = { homeserver: this.#o.homeserver, userId: result.user_id, deviceId: result.device_id, accessToken: result.access_token };
     client.setAccessToken(result.access_token);
     this.#o.state.set(SESSION_KEY, JSON.stringify(this.#session));
-    logger.info({ user_id: result.user_id, device_id: result.device_id }, 'logged in with the password');
+    logger.info({ user_id: result.user_id, device_id: result.device_id }, `logged in with ${method.label}`);
   }
 
-  /** One clear line for each way a login is refused; the password never appears. */
+  /** One clear line for each way a login is refused; secrets never appear. */
   async #loginFailure(error: unknown): Promise<Error> {
-    if (!(error instanceof MatrixError)) return error as Error;
-    if (error.status === 0 || error.status >= 500) return error; // transient: the caller retries
-    const who = this.#o.user;
-    if (error.errcode === 'M_USER_DEACTIVATED') return new StartupError(`login refused: the account ${who} is deactivated`, EXIT.homeserver);
-    if (error.errcode === 'M_FORBIDDEN') return new StartupError(`login refused: wrong user or password for ${who} (bot.password / MATRIX_PASSWORD)`, EXIT.homeserver);
-    if (error.errcode === 'M_LIMIT_EXCEEDED') return error;
-    const flows = await this.#o.client
-      .request<{ flows?: Array<{ type?: string }> }>('GET', '/v3/login', { asSelfOnly: true })
-      .then((r) => (r.flows ?? []).map((f) => f.type ?? '?'))
-      .catch(() => [] as string[]);
-    if (flows.length > 0 && !flows.includes('m.login.password')) {
-      return new StartupError(`login refused: this homeserver does not offer password login (it offers ${flows.join(', ')}); use appservice mode`, EXIT.homeserver);
-    }
-    return new StartupError(`login refused: ${error.errcode}: ${error.message}`, EXIT.homeserver);
+    if (!(error instanceof MatrixError) || retryable(error)) return error as Error; // transient: the caller retries
+    if (error.errcode === 'M_USER_DEACTIVATED') return new StartupError(`login refused: the account ${this.#o.user} is deactivated`, EXIT.homeserver);
+    return this.#o.method.refusal(error, () => this.#offered());
+  }
+
+  /** The login types the homeserver offers (empty when it does not say: the login itself will tell). */
+  #offered(): Promise<string[]> {
+    return this.#o.client
+      .request<{ flows?: Array<{ type?: string }> }>('GET', '/v3/login', { asSelfOnly: true, retries: 2 })
+      .then((r) => (r.flows ?? []).map((f) => f.type ?? '?'), () => []);
   }
 
   /** Handles a rejected token while running: a new login on the same device. */
@@ -162,7 +162,7 @@ export class PasswordSession {
         return result.devices.map((d) => d.device_id);
       },
       remove: async (deviceId) => {
-        // Deleting a device needs the password again (user-interactive auth).
+        // Deleting a device needs the credentials again (user-interactive auth).
         const path = p`/v3/devices/${deviceId}`;
         try {
           await this.#o.client.request('DELETE', path, { body: {} });
@@ -170,11 +170,18 @@ export class PasswordSession {
           if (error instanceof MatrixError && error.status === 404) return;
           const session = error instanceof MatrixError && error.status === 401 ? error.body?.['session'] : undefined;
           if (typeof session !== 'string') throw error;
-          await this.#o.client.request('DELETE', path, {
-            body: { auth: { type: 'm.login.password', identifier: { type: 'm.id.user', user: this.userId }, password: this.#o.password, session } },
-          });
+          const flows = uiaStages((error as MatrixError).body);
+          const auth = await this.#o.method.interactiveAuth(session, flows);
+          if (!auth) throw new Error(`the homeserver asks for ${[...flows].sort().join(' or ') || 'an interactive login'} to delete a device, which ${this.#o.method.label} cannot give; delete device ${deviceId} by hand`);
+          await this.#o.client.request('DELETE', path, { body: { auth } });
         }
       },
     };
   }
+}
+
+/** The single-stage flows of a user-interactive auth answer (`{flows: [{stages: [...]}]}`). */
+function uiaStages(body: Record<string, unknown> | undefined): string[] {
+  const flows = Array.isArray(body?.['flows']) ? (body['flows'] as Array<{ stages?: unknown }>) : [];
+  return flows.flatMap((f) => (Array.isArray(f.stages) && f.stages.length === 1 && typeof f.stages[0] === 'string' ? [f.stages[0]] : []));
 }

@@ -5,6 +5,7 @@ import type { SyncBatch } from '../matrix/batch.ts';
 import { MatrixError, type MatrixClient } from '../matrix/client.ts';
 import { isRoomEvent, isToDeviceEvent, stringList, withoutOversized, type RoomEvent } from '../matrix/events.ts';
 import type { StateDb } from '../store/state-db.ts';
+import { StartupError } from '../startup-error.ts';
 import { fillGap, markSeen } from './backfill.ts';
 import type { PasswordSession } from './password-session.ts';
 
@@ -105,9 +106,16 @@ export class SyncSource {
       } catch (error) {
         if (!this.#running) return;
         if (error instanceof MatrixError && error.errcode === 'M_UNKNOWN_TOKEN') {
-          await this.#o.session.relogin();
-          await this.#o.afterRelogin();
-          continue;
+          try {
+            await this.#o.session.relogin();
+            await this.#o.afterRelogin();
+            continue;
+          } catch (reloginError) {
+            // A refused login is for the operator; an unreachable homeserver or Keycloak is
+            // retried as a failed sync (the next sync meets the old token and logs in again).
+            if (reloginError instanceof StartupError) throw reloginError;
+            error = reloginError;
+          }
         }
         if (!classify(error).transient) throw error;
         const max = this.#o.maxRetries;
