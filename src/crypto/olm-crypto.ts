@@ -90,10 +90,7 @@ export class OlmCrypto implements CryptoStep {
     this.#o = options;
     this.#outgoing = new OutgoingRequests(options.machine, options.client, options.logger, () => this.flush());
     this.#rooms = new RoomTracker(options.client, options.userId);
-    this.#judge = new TrustJudge(options.machine, options.trust, options.state, options.logger, async (userId) => {
-      await options.machine.updateTrackedUsers(users([userId]));
-      await this.#outgoing.drain();
-    });
+    this.#judge = new TrustJudge(options.machine, options.trust, options.state, options.logger, (userId) => this.#learnDevices(userId));
     this.#allowed = new Set(options.allowedUsers);
     this.#now = options.now ?? Date.now;
     this.#sharing = new RoomKeySharing(options.machine, this.#outgoing, options.state, users, this.#now);
@@ -271,12 +268,24 @@ export class OlmCrypto implements CryptoStep {
     if (sender !== event.sender || typeof plain.type !== 'string' || plain.content === null || typeof plain.content !== 'object' || Array.isArray(plain.content)) {
       return { kind: 'failed', message: 'the decrypted payload does not match its envelope' };
     }
+    if (decrypted.senderDevice === undefined && this.#allowed.has(sender)) {
+      // The engine names the sending device only if it knows the sender's devices: not yet when the
+      // room key came before the bot tracked the sender (a store imported from the old bot).
+      await this.#learnDevices(sender);
+      decrypted = await this.#o.machine.decryptRoomEvent(JSON.stringify(event), new RoomId(event.room_id), DECRYPT());
+    }
     const deviceId = decrypted.senderDevice?.toString();
     // Outside the try: a key query that fails on the way is worth a redelivery, not a "could not decrypt".
     const verdict = this.#allowed.has(sender) ? await this.#judge.judge(sender, deviceId) : { deviceId, trusted: false, why: 'not an allowed user' };
     // The decrypted event keeps the envelope's id, room, sender and time; type and content come from the ciphertext.
     const incoming: IncomingEvent = { event: { ...event, type: plain.type, content: plain.content as Record<string, unknown> }, encrypted: true, senderDevice: verdict };
     return { kind: 'ok', incoming };
+  }
+
+  /** Asks the homeserver for a user's devices now (a key query), so the engine can name and judge them. */
+  async #learnDevices(userId: string): Promise<void> {
+    await this.#o.machine.updateTrackedUsers(users([userId]));
+    await this.#outgoing.drain();
   }
 
   async #applyOperatorRequests(): Promise<void> {
