@@ -24,6 +24,8 @@ import { silentLogger } from '../../src/log.ts';
 const BOT_PASSWORD = 'old bot password';
 const ALICE_PASSWORD = 'alice-password-3';
 const OLD_DEVICE = 'NIOLEGACYBOT';
+/** The bot's own store is encrypted at rest: the import must write it under the same passphrase. */
+const BOT_ENV = { AS_REGISTRATION_FILE: undefined, MATRIX_USER: 'toggle', MATRIX_PASSWORD: BOT_PASSWORD, CRYPTO_STORE_PASSPHRASE: 'store passphrase' };
 
 describe('import of the old Python bot (matrix-nio) crypto store', { timeout: 600_000 }, () => {
   let stack: Stack;
@@ -68,7 +70,7 @@ describe('import of the old Python bot (matrix-nio) crypto store', { timeout: 60
     aliceToken = login.accessToken;
     alice = await startE2eeHuman({ baseUrl: stack.synapse.baseUrl, ...login, password: ALICE_PASSWORD });
     nioStore = join(stack.dir, 'old-bot', 'crypto_store');
-    config = loadConfig({ env: stack.botEnv({ AS_REGISTRATION_FILE: undefined, MATRIX_USER: 'toggle', MATRIX_PASSWORD: BOT_PASSWORD }) });
+    config = loadConfig({ env: stack.botEnv(BOT_ENV) });
   });
 
   after(async () => {
@@ -133,6 +135,7 @@ describe('import of the old Python bot (matrix-nio) crypto store', { timeout: 60
     const event = (await res.json()) as Record<string, unknown>;
     assert.equal(event['type'], 'm.room.encrypted');
     const devices = { ensure: async () => 'existed' as const, list: async () => [OLD_DEVICE], remove: async () => undefined };
+    assert.equal(config.storage.passphrase, 'store passphrase');
     const device = await openDeviceCrypto({ userId: botUser, dir: config.storage.path, passphrase: config.storage.passphrase, devices, logger: silentLogger() });
     try {
       assert.equal(device.deviceId, OLD_DEVICE);
@@ -147,7 +150,7 @@ describe('import of the old Python bot (matrix-nio) crypto store', { timeout: 60
   });
 
   it('the bot runs in password mode as the old device: no new device, new commands work', async () => {
-    app = (await stack.startBot({ env: { AS_REGISTRATION_FILE: undefined, MATRIX_USER: 'toggle', MATRIX_PASSWORD: BOT_PASSWORD } })).app;
+    app = (await stack.startBot({ env: BOT_ENV })).app;
     assert.equal(app.deviceId, OLD_DEVICE);
     assert.equal(app.ed25519, nio.ed25519);
     const seen = await devicesSeenByAlice();
