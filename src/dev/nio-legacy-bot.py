@@ -11,7 +11,7 @@ import asyncio
 import json
 import sys
 
-from nio import AsyncClient, AsyncClientConfig, LoginResponse, MegolmEvent, RoomMessageText
+from nio import AsyncClient, AsyncClientConfig, LoginResponse, MegolmEvent, RoomMessageText, SyncResponse
 
 
 def say(**fields):
@@ -50,8 +50,13 @@ async def main():
     say(logged_in=login.user_id, device_id=login.device_id)
 
     async def loop():
+        failures = 0
         while not seen.done():
-            await client.sync(timeout=1000)
+            response = await client.sync(timeout=1000)
+            if not isinstance(response, SyncResponse):
+                failures += 1
+                if failures in (1, 10):
+                    say(sync_error=str(response))
             if client.should_upload_keys:
                 await client.keys_upload()
             if client.should_query_keys:
