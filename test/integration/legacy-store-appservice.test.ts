@@ -95,5 +95,8 @@ describe('import of the old bot store, then appservice mode as the same user and
     const commands = alice.messages(room).filter((m) => m.sender === alice.userId && m.body === 'status');
     assert.equal(commands[1]?.megolm?.sessionId, commands[0]?.megolm?.sessionId, 'the new command used the session the old bot had received');
     assert.deepEqual(Object.keys(await devicesSeenByAlice()), [OLD_DEVICE], 'still no new device');
+    // nio had no cross-signing; the bot gives the old device its own identity at its first start.
+    const trust = await alice.deviceTrust(stack.botUserId, OLD_DEVICE);
+    assert.deepEqual({ known: trust.known, signedByOwner: trust.signedByOwner, ed25519: trust.ed25519 }, { known: true, signedByOwner: true, ed25519: nio.ed25519 });
   });
 });
