@@ -168,6 +168,9 @@ describe('import of the old Python bot (matrix-nio) crypto store', { timeout: 60
     assert.equal(commands[1]?.megolm?.sessionId, commands[0]?.megolm?.sessionId);
     assert.equal(alice.messages(room).filter(fromBot).length, 2, 'the command sent to the old bot was not run again');
     assert.deepEqual(Object.keys(await devicesSeenByAlice()), [OLD_DEVICE], 'still no new device');
+    const whileRunning = await importStore({ force: true });
+    assert.notEqual(whileRunning.code, 0);
+    assert.match(whileRunning.err, /^import-legacy-store: .* is in use by another instance of the bot \(pid \d+/);
     // nio had no cross-signing; the bot gives the old device its own identity at its first start.
     const trust = await alice.deviceTrust(botUser, OLD_DEVICE);
     assert.deepEqual({ known: trust.known, signedByOwner: trust.signedByOwner, ed25519: trust.ed25519 }, { known: true, signedByOwner: true, ed25519: nio.ed25519 });
