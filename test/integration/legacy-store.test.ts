@@ -20,6 +20,7 @@ import { runLegacyNioBot, type LegacyNioRun } from '../../src/dev/legacy-nio-bot
 import { ensureNioVenv } from '../../src/dev/nio-venv.ts';
 import { startStack, type Stack } from '../../src/dev/stack.ts';
 import { silentLogger } from '../../src/log.ts';
+import { StateDb } from '../../src/store/state-db.ts';
 
 const BOT_PASSWORD = 'old bot password';
 const ALICE_PASSWORD = 'alice-password-3';
@@ -124,9 +125,14 @@ describe('import of the old Python bot (matrix-nio) crypto store', { timeout: 60
     const again = await importStore();
     assert.notEqual(again.code, 0);
     assert.match(again.err, /^import-legacy-store: .* already holds the store of @toggle:localhost device NIOLEGACYBOT; pass --force/);
+    // As if the bot had already run on its own device: that stored login must not be reused.
+    const state = StateDb.open(config.storage.path);
+    state.set('password-session', JSON.stringify({ homeserver: stack.synapse.baseUrl, userId: botUser, deviceId: 'OPENCLAWEARLIER', accessToken: 'stale' }));
+    state.close();
     const forced = await importStore({ force: true });
     assert.equal(forced.code, 0, forced.err);
     assert.match(forced.out, /the previous crypto store was moved to .*discarded-/);
+    assert.match(forced.out, /forgot the stored login of @toggle:localhost device OPENCLAWEARLIER: the bot logs in again as NIOLEGACYBOT/);
     assert.equal(hashDir(nioStore), before, 'the old store is unchanged');
   });
 
