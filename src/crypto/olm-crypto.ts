@@ -119,6 +119,8 @@ export class OlmCrypto implements CryptoStep {
       await this.#outgoing.send(requests.uploadSigningKeysRequest);
       await this.#outgoing.send(requests.uploadSignaturesRequest);
       this.#o.logger.info('cross-signed the bot device with a new identity');
+    } else {
+      await this.#signOwnDevice();
     }
     await this.#outgoing.drain();
     await this.ensurePublished();
@@ -280,6 +282,21 @@ export class OlmCrypto implements CryptoStep {
     // The decrypted event keeps the envelope's id, room, sender and time; type and content come from the ciphertext.
     const incoming: IncomingEvent = { event: { ...event, type: plain.type, content: plain.content as Record<string, unknown> }, encrypted: true, senderDevice: verdict };
     return { kind: 'ok', incoming };
+  }
+
+  /** A device that joined an existing identity (a store imported from the old bot) is signed by it once. */
+  async #signOwnDevice(): Promise<void> {
+    const { machine, userId, logger } = this.#o;
+    // Zero timeout: inside the crypto queue; the drain before this has answered the own key query.
+    const device = await machine.getDevice(new UserId(userId), machine.deviceId, 0);
+    if (!device) return;
+    try {
+      if (device.isCrossSignedByOwner()) return;
+      await this.#outgoing.send(await device.verify());
+      logger.info("signed the bot device with the bot's existing cross-signing identity");
+    } finally {
+      device.free();
+    }
   }
 
   /** Asks the homeserver for a user's devices now (a key query), so the engine can name and judge them. */

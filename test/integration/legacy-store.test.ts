@@ -61,6 +61,16 @@ describe('import of the old Python bot (matrix-nio) crypto store', { timeout: 60
     return json.device_keys[botUser] ?? {};
   };
 
+  const masterKey = async (userId: string): Promise<string | undefined> => {
+    const res = await fetch(`${stack.synapse.baseUrl}/_matrix/client/v3/keys/query`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${aliceToken}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ device_keys: { [userId]: [] } }),
+    });
+    const json = (await res.json()) as { master_keys?: Record<string, { keys: Record<string, string> }> };
+    return Object.values(json.master_keys?.[userId]?.keys ?? {})[0];
+  };
+
   before(async () => {
     const started = Date.now();
     await ensureNioVenv();
@@ -180,5 +190,48 @@ describe('import of the old Python bot (matrix-nio) crypto store', { timeout: 60
     // nio had no cross-signing; the bot gives the old device its own identity at its first start.
     const trust = await alice.deviceTrust(botUser, OLD_DEVICE);
     assert.deepEqual({ known: trust.known, signedByOwner: trust.signedByOwner, ed25519: trust.ed25519 }, { known: true, signedByOwner: true, ed25519: nio.ed25519 });
+  });
+
+  it('the new bot had already run on its own device: --force imports over it, the identity is kept', async () => {
+    await app?.stop();
+    app = undefined;
+    const password = 'early bot password';
+    await stack.synapse.registerUser('early', password);
+    const early = '@early:localhost';
+    const env = { ...BOT_ENV, MATRIX_USER: 'early', MATRIX_PASSWORD: password, CRYPTO_STORE_PATH: join(stack.dir, 'early-data') };
+    const earlyRoom = await alice.createEncryptedRoom([early], { name: 'early room' });
+    const store = join(stack.dir, 'early-old-bot');
+    const { mkdir } = await import('node:fs/promises');
+    await mkdir(store, { recursive: true });
+    const old = await runLegacyNioBot({
+      homeserver: stack.synapse.baseUrl, user: early, password, deviceId: 'NIOEARLY', storeDir: store, expect: 'status',
+      onJoined: async () => {
+        await alice.waitForMembership(earlyRoom, early);
+        await alice.send(earlyRoom, 'status');
+      },
+    });
+    // The operator tries the new bot first: a new device, and a cross-signing identity for the user.
+    const first = (await stack.startBot({ env })).app;
+    const firstDevice = first.deviceId;
+    await first.stop();
+    const identity = await masterKey(early);
+    assert.ok(identity);
+    const earlyConfig = loadConfig({ env: stack.botEnv(env) });
+    let out = '';
+    let err = '';
+    const code = await runImportLegacyStore({ from: store, pickleKeyFile: undefined, force: true }, earlyConfig, (x) => (out += x), (x) => (err += x));
+    assert.equal(code, 0, err);
+    assert.match(out, /the bot's cross-signing identity: kept from the previous store/);
+    app = (await stack.startBot({ env })).app;
+    assert.equal(app.deviceId, 'NIOEARLY');
+    assert.equal(app.ed25519, old.ed25519);
+    assert.equal(await masterKey(early), identity, 'the cross-signing identity is the one the new bot had made');
+    const trust = await alice.deviceTrust(early, 'NIOEARLY');
+    assert.deepEqual({ known: trust.known, signedByOwner: trust.signedByOwner }, { known: true, signedByOwner: true });
+    assert.ok(firstDevice.startsWith('OPENCLAW'));
+    const before = alice.messages(earlyRoom).filter((m) => m.sender === early && m.relatesTo?.['rel_type'] !== 'm.replace').length;
+    await alice.send(earlyRoom, 'status');
+    const replies = (await alice.waitForMessages(earlyRoom, (m) => m.sender === early && m.relatesTo?.['rel_type'] !== 'm.replace', { count: before + 2, timeoutMs: 30_000 })).slice(before);
+    assert.match(replies[1]?.body ?? '', /openclaw is/);
   });
 });

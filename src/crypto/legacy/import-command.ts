@@ -47,6 +47,7 @@ export function describeImport(r: ImportReport): string {
     `  user ${r.userId}, device ${r.deviceId} (ed25519 ${r.ed25519}, curve25519 ${r.curve25519})`,
     `  ${r.olmSessions} Olm session${r.olmSessions === 1 ? '' : 's'}, ${r.megolmSessions} inbound Megolm session${r.megolmSessions === 1 ? '' : 's'}`,
     ...(r.movedAside ? [`  the previous crypto store was moved to ${r.movedAside}`] : []),
+    ...(r.crossSigning ? [`  the bot's cross-signing identity: ${r.crossSigning}`] : []),
     ...(r.forgotLogin ? [`  forgot the stored login of ${r.forgotLogin}: the bot logs in again as ${r.deviceId}`] : []),
     'The old store was not modified. Start the bot as this user (and stop the old bot for good): it keeps this device.',
   ].join('\n');

@@ -52,6 +52,15 @@ export interface ImportReport {
   readonly movedAside: string | undefined;
   /** A stored password login of another device was forgotten (the bot logs in again as the imported device). */
   readonly forgotLogin: string | undefined;
+  /** What became of the previous store's cross-signing identity, when there was one. */
+  readonly crossSigning: string | undefined;
+}
+
+/** The private cross-signing keys (unpadded base64 seeds). */
+interface CrossSigningSeeds {
+  readonly master: string | undefined;
+  readonly selfSigning: string | undefined;
+  readonly userSigning: string | undefined;
 }
 
 const BATCH = 500;
@@ -67,12 +76,17 @@ export async function importNioStore(o: ImportOptions): Promise<ImportReport> {
     let store = new CryptoStore({ storeName: STORE_NAME });
     const loaded = await store.open(dir);
     let movedAside: string | undefined;
+    let identity: CrossSigningSeeds | { error: string } | undefined;
     if (loaded.kind !== 'fresh' || loaded.device) {
       const what = loaded.device ? `the store of ${loaded.device.userId} device ${loaded.device.deviceId}` : 'a crypto store';
       if (!o.force) {
         store.close();
         throw new LegacyStoreError(`${dir} already holds ${what}; pass --force to move it aside (into ${dir}/discarded-<time>/) and import over it`);
       }
+      // The bot may have run before on its own device and published a cross-signing identity for
+      // the user: kept, or the bot would have to replace it (which needs the password, and makes
+      // every client warn that the bot's identity changed).
+      if (loaded.device?.userId === nio.userId) identity = await previousIdentity(store, loaded.device.deviceId, nio.userId, o.passphrase);
       movedAside = await store.discard();
       store = new CryptoStore({ storeName: STORE_NAME });
       await store.open(dir);
@@ -80,7 +94,7 @@ export async function importNioStore(o: ImportOptions): Promise<ImportReport> {
     store.install();
     let keys: { ed25519: string; curve25519: string };
     try {
-      await migrate(nio, new TextEncoder().encode(o.pickleKey), o.passphrase);
+      await migrate(nio, new TextEncoder().encode(o.pickleKey), o.passphrase, identity && 'master' in identity ? identity : undefined);
       // Opened as the bot opens it: proves the store is complete and names the device's keys.
       const machine = await OlmMachine.initialize(new UserId(nio.userId), new DeviceId(nio.deviceId), STORE_NAME, o.passphrase);
       keys = { ed25519: machine.identityKeys.ed25519.toBase64(), curve25519: machine.identityKeys.curve25519.toBase64() };
@@ -96,19 +110,41 @@ export async function importNioStore(o: ImportOptions): Promise<ImportReport> {
     }
     store.close();
     const forgotLogin = forgetOtherLogin(o.storagePath, nio.userId, nio.deviceId);
-    return { file: nio.file, userId: nio.userId, deviceId: nio.deviceId, ...keys, olmSessions: nio.olmSessions.length, megolmSessions: nio.megolmSessions.length, movedAside, forgotLogin };
+    const crossSigning = identity === undefined ? undefined : 'error' in identity ? `not kept: ${identity.error}` : 'kept from the previous store';
+    return { file: nio.file, userId: nio.userId, deviceId: nio.deviceId, ...keys, olmSessions: nio.olmSessions.length, megolmSessions: nio.megolmSessions.length, movedAside, forgotLogin, crossSigning };
   } finally {
     lock.release();
   }
 }
 
-async function migrate(nio: ReturnType<typeof readNioStore>, pickleKey: Uint8Array, passphrase: string | undefined): Promise<void> {
+/** The previous store's private cross-signing keys, read through the engine (the store is installed for that). */
+async function previousIdentity(store: CryptoStore, deviceId: string, userId: string, passphrase: string | undefined): Promise<CrossSigningSeeds | { error: string } | undefined> {
+  store.install();
+  let machine: OlmMachine | undefined;
+  try {
+    machine = await OlmMachine.initialize(new UserId(userId), new DeviceId(deviceId), STORE_NAME, passphrase);
+    const seeds = await machine.exportCrossSigningKeys();
+    if (!seeds?.masterKey) return undefined;
+    return { master: seeds.masterKey, selfSigning: seeds.self_signing_key, userSigning: seeds.userSigningKey };
+  } catch (error) {
+    return { error: `the previous store could not be read (${String((error as Error).message ?? error)})` };
+  } finally {
+    machine?.close();
+  }
+}
+
+async function migrate(nio: ReturnType<typeof readNioStore>, pickleKey: Uint8Array, passphrase: string | undefined, identity: CrossSigningSeeds | undefined): Promise<void> {
   const handle = await StoreHandle.open(STORE_NAME, passphrase);
   try {
     const base = new BaseMigrationData();
     base.userId = new UserId(nio.userId);
     base.deviceId = new DeviceId(nio.deviceId);
     base.pickledAccount = nio.accountPickle;
+    if (identity) {
+      base.privateCrossSigningMasterKey = identity.master;
+      base.privateCrossSigningSelfSigningKey = identity.selfSigning;
+      base.privateCrossSigningUserSigningKey = identity.userSigning;
+    }
     await engineStep('the account', () => Migration.migrateBaseData(base, pickleKey, handle));
     for (let i = 0; i < nio.olmSessions.length; i += BATCH) {
       const batch = nio.olmSessions.slice(i, i + BATCH).map(olmSession);
