@@ -183,6 +183,10 @@ describe('import of the old Python bot (matrix-nio) crypto store', { timeout: 60
     assert.equal(commands.length, 2);
     assert.equal(commands[1]?.megolm?.sessionId, commands[0]?.megolm?.sessionId);
     assert.equal(alice.messages(room).filter(fromBot).length, 2, 'the command sent to the old bot was not run again');
+    // Its replies' room key reached Alice's device through the imported Olm session: the bot never
+    // claimed a one-time key to make a new one (read from Synapse's access log).
+    const log = readFileSync(join(stack.synapse.dir, 'homeserver.log'), 'utf8');
+    assert.equal(log.split('\n').filter((l) => l.includes(`{${botUser}}`) && l.includes('/keys/claim')).length, 0);
     assert.deepEqual(Object.keys(await devicesSeenByAlice()), [OLD_DEVICE], 'still no new device');
     const whileRunning = await importStore({ force: true });
     assert.notEqual(whileRunning.code, 0);
