@@ -14,6 +14,7 @@ export type CliAction =
   | { readonly kind: 'check-config'; readonly configFile: string | undefined }
   | { readonly kind: 'generate-registration'; readonly url: string; readonly out: string; readonly id: string; readonly localpart: string; readonly domain: string | undefined; readonly force: boolean }
   | { readonly kind: 'trust'; readonly configFile: string | undefined; readonly request: 'repin' | 'verify'; readonly userId: string; readonly deviceId: string | undefined }
+  | { readonly kind: 'import-legacy-store'; readonly configFile: string | undefined; readonly from: string; readonly pickleKeyFile: string | undefined; readonly force: boolean }
   | { readonly kind: 'version' }
   | { readonly kind: 'help' };
 
@@ -46,6 +47,8 @@ export function parseCli(argv: readonly string[], env: Readonly<Record<string, s
         localpart: { type: 'string' },
         domain: { type: 'string' },
         force: { type: 'boolean' },
+        from: { type: 'string' },
+        'pickle-key-file': { type: 'string' },
         version: { type: 'boolean', short: 'v' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -65,6 +68,9 @@ export function parseCli(argv: readonly string[], env: Readonly<Record<string, s
       return { kind: 'run', configFile };
     case 'check-config':
       return { kind: 'check-config', configFile };
+    case 'import-legacy-store':
+      if (!values.from) throw new ConfigError('--from', "is required: the old bot's crypto store directory (its CRYPTO_STORE_PATH, e.g. /data/crypto_store)");
+      return { kind: 'import-legacy-store', configFile, from: values.from, pickleKeyFile: values['pickle-key-file'], force: values.force ?? false };
     case 'generate-registration': {
       if (!values.url) throw new ConfigError('--url', 'is required: the address Synapse uses to reach the bot, e.g. http://openclaw-toggle:9000');
       if (!values.out) throw new ConfigError('--out', 'is required: the registration file to write');

@@ -2,6 +2,7 @@
 import { start, type App } from './app.ts';
 import { generateRegistration, NAME, parseCli, USAGE, VERSION } from './cli.ts';
 import { ConfigError } from './config/config-error.ts';
+import { runImportLegacyStore } from './crypto/legacy/import-command.ts';
 import { describeConfig, loadConfig, type Config } from './config/config.ts';
 import { createLogger, type Logger } from './log.ts';
 import { EXIT, StartupError } from './startup-error.ts';
@@ -44,6 +45,10 @@ async function main(): Promise<number> {
       }
       console.log(`Queued "${action.request}" for ${action.userId}${action.deviceId ? ` device ${action.deviceId}` : ''}: the running bot applies it before it handles the next message, and logs it.`);
       return 0;
+    }
+    case 'import-legacy-store': {
+      const config = loadConfig({ file: action.configFile, env: process.env });
+      return await runImportLegacyStore(action, config);
     }
     case 'run':
       break;

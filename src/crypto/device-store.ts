@@ -23,7 +23,8 @@ export interface DeviceCrypto {
   readonly replaced: { readonly oldDeviceId: string | undefined; readonly reason: string } | undefined;
 }
 
-const STORE_NAME = 'openclaw-crypto';
+/** The engine's store name (its IndexedDB databases are `<name>::…`); the legacy import writes the same. */
+export const STORE_NAME = 'openclaw-crypto';
 
 const DEVICE_PREFIX = 'OPENCLAW';
 

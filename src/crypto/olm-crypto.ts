@@ -90,10 +90,7 @@ export class OlmCrypto implements CryptoStep, DeviceApprover {
     this.#o = options;
     this.#outgoing = new OutgoingRequests(options.machine, options.client, options.logger, () => this.flush());
     this.#rooms = new RoomTracker(options.client, options.userId);
-    this.#judge = new TrustJudge(options.machine, options.trust, options.state, options.logger, async (userId) => {
-      await options.machine.updateTrackedUsers(users([userId]));
-      await this.#outgoing.drain();
-    });
+    this.#judge = new TrustJudge(options.machine, options.trust, options.state, options.logger, (userId) => this.#learnDevices(userId));
     this.#allowed = new Set(options.allowedUsers);
     this.#now = options.now ?? Date.now;
     this.#sharing = new RoomKeySharing(options.machine, this.#outgoing, options.state, users, this.#now);
@@ -122,6 +119,8 @@ export class OlmCrypto implements CryptoStep, DeviceApprover {
       await this.#outgoing.send(requests.uploadSigningKeysRequest);
       await this.#outgoing.send(requests.uploadSignaturesRequest);
       this.#o.logger.info('cross-signed the bot device with a new identity');
+    } else {
+      await this.#signOwnDevice();
     }
     await this.#outgoing.drain();
     await this.ensurePublished();
@@ -271,6 +270,12 @@ export class OlmCrypto implements CryptoStep, DeviceApprover {
     if (sender !== event.sender || typeof plain.type !== 'string' || plain.content === null || typeof plain.content !== 'object' || Array.isArray(plain.content)) {
       return { kind: 'failed', message: 'the decrypted payload does not match its envelope' };
     }
+    if (decrypted.senderDevice === undefined && this.#allowed.has(sender)) {
+      // The engine names the sending device only if it knows the sender's devices: not yet when the
+      // room key came before the bot tracked the sender (a store imported from the old bot).
+      await this.#learnDevices(sender);
+      decrypted = await this.#o.machine.decryptRoomEvent(JSON.stringify(event), new RoomId(event.room_id), DECRYPT());
+    }
     const deviceId = decrypted.senderDevice?.toString();
     // Outside the try: a key query that fails on the way is worth a redelivery, not a "could not decrypt".
     const verdict = this.#allowed.has(sender) ? await this.#judge.judge(sender, deviceId) : { deviceId, trusted: false, why: 'not an allowed user' };
@@ -282,6 +287,27 @@ export class OlmCrypto implements CryptoStep, DeviceApprover {
   /** A user's `approve` from one of their devices (the bot calls it inside the pipeline's queue, as every engine call). */
   approve(userId: string, byDeviceId: string, deviceId: string): Promise<Approval> {
     return this.#judge.approve(userId, byDeviceId, deviceId);
+  }
+
+  /** A device that joined an existing identity (a store imported from the old bot) is signed by it once. */
+  async #signOwnDevice(): Promise<void> {
+    const { machine, userId, logger } = this.#o;
+    // Zero timeout: inside the crypto queue; the drain before this has answered the own key query.
+    const device = await machine.getDevice(new UserId(userId), machine.deviceId, 0);
+    if (!device) return;
+    try {
+      if (device.isCrossSignedByOwner()) return;
+      await this.#outgoing.send(await device.verify());
+      logger.info("signed the bot device with the bot's existing cross-signing identity");
+    } finally {
+      device.free();
+    }
+  }
+
+  /** Asks the homeserver for a user's devices now (a key query), so the engine can name and judge them. */
+  async #learnDevices(userId: string): Promise<void> {
+    await this.#o.machine.updateTrackedUsers(users([userId]));
+    await this.#outgoing.drain();
   }
 
   async #applyOperatorRequests(): Promise<void> {

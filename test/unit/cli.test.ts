@@ -62,6 +62,12 @@ describe('parseCli', () => {
     cliError(['trust', 'repin'], 'cli', ['full user id']);
   });
 
+  test('import-legacy-store: --from required, pickle key file and --force optional', () => {
+    assert.deepEqual(parseCli(['import-legacy-store', '--from', '/data/crypto_store'], {}), { kind: 'import-legacy-store', configFile: undefined, from: '/data/crypto_store', pickleKeyFile: undefined, force: false });
+    assert.deepEqual(parseCli(['import-legacy-store', '--from', 'd', '--pickle-key-file', 'k', '--force', '-c', 'c.yaml'], {}), { kind: 'import-legacy-store', configFile: 'c.yaml', from: 'd', pickleKeyFile: 'k', force: true });
+    cliError(['import-legacy-store'], '--from', ['crypto store directory']);
+  });
+
   test('no arguments: run, config from CONFIG_FILE if set', () => {
     assert.deepEqual(parseCli([], {}), { kind: 'run', configFile: undefined });
     assert.deepEqual(parseCli([], { CONFIG_FILE: '/etc/bot.yaml' }), { kind: 'run', configFile: '/etc/bot.yaml' });
