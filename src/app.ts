@@ -129,7 +129,14 @@ export async function start(config: Config, deps: Deps): Promise<App> {
       logger,
     }));
     connection.useDevice(userId, device.deviceId);
-    const crypto = new OlmCrypto({ machine: device.machine, store: device.store, client, userId, allowedUsers: config.bot.allowedUsers, trust: config.bot.trust, state, logger, keyWaitMs: KEY_WAIT_MS });
+    // Password mode can answer the homeserver's password prompt for replacing the account's cross-signing keys (a lost volume).
+    const password = config.mode === 'password' && config.bot.authMethod === 'password' ? config.bot.password : undefined;
+    const uiaAuth = password === undefined ? undefined
+      : (session: string | undefined) => ({ type: 'm.login.password', identifier: { type: 'm.id.user', user: userId }, password, ...(session ? { session } : {}) });
+    const crypto = new OlmCrypto({
+      machine: device.machine, store: device.store, client, userId, allowedUsers: config.bot.allowedUsers, trust: config.bot.trust, state, logger, keyWaitMs: KEY_WAIT_MS,
+      ...(uiaAuth ? { uiaAuth } : {}),
+    });
     olm = crypto;
     await onVolume(`cannot write the crypto store in ${join(config.storage.path, 'crypto')}`, () => crypto.setUp());
     const ed25519 = device.machine.identityKeys.ed25519.toBase64();

@@ -13,7 +13,7 @@ import {
 import type { TrustPolicy } from '../config/config.ts';
 import type { Logger } from '../log.ts';
 import type { SyncBatch } from '../matrix/batch.ts';
-import type { MatrixClient } from '../matrix/client.ts';
+import { MatrixError, type MatrixClient } from '../matrix/client.ts';
 import type { RoomEvent } from '../matrix/events.ts';
 import type { Approval, DeviceApprover, IncomingEvent } from '../matrix/incoming.ts';
 import type { StateDb } from '../store/state-db.ts';
@@ -22,7 +22,7 @@ import type { CryptoStore } from './crypto-store.ts';
 import { faultPoint } from '../fault-points.ts';
 import { isRoomId, isUserId } from '../matrix/ids.ts';
 import { canonicalJson } from './canonical-json.ts';
-import { OutgoingRequests } from './outgoing-requests.ts';
+import { CrossSigningNeedsAuth, OutgoingRequests, type UiaAuth } from './outgoing-requests.ts';
 import { RoomKeySharing } from './room-key-sharing.ts';
 import { RoomTracker } from './room-tracker.ts';
 import { TrustJudge } from './trust.ts';
@@ -38,6 +38,8 @@ export interface OlmCryptoOptions {
   readonly logger: Logger;
   /** How long an encrypted event may wait for its room key before the sender is told it failed. */
   readonly keyWaitMs: number;
+  /** Answers the homeserver's user-interactive auth when the account's cross-signing keys must be replaced (password mode). */
+  readonly uiaAuth?: UiaAuth;
   readonly now?: () => number;
 }
 
@@ -88,7 +90,7 @@ export class OlmCrypto implements CryptoStep, DeviceApprover {
 
   constructor(options: OlmCryptoOptions) {
     this.#o = options;
-    this.#outgoing = new OutgoingRequests(options.machine, options.client, options.logger, () => this.flush());
+    this.#outgoing = new OutgoingRequests(options.machine, options.client, options.logger, () => this.flush(), options.uiaAuth);
     this.#rooms = new RoomTracker(options.client, options.userId);
     this.#judge = new TrustJudge(options.machine, options.trust, options.state, options.logger, (userId) => this.#learnDevices(userId));
     this.#allowed = new Set(options.allowedUsers);
@@ -111,16 +113,23 @@ export class OlmCrypto implements CryptoStep, DeviceApprover {
   async setUp(): Promise<void> {
     const { machine } = this.#o;
     await this.#outgoing.drain();
-    const status = await machine.crossSigningStatus();
-    if (!status.hasMaster || !status.hasSelfSigning) {
-      const requests = await machine.bootstrapCrossSigning(true);
-      // Order matters: device keys, then the cross-signing keys, then the signature of the device.
-      if (requests.uploadKeysRequest) await this.#outgoing.send(requests.uploadKeysRequest);
-      await this.#outgoing.send(requests.uploadSigningKeysRequest);
-      await this.#outgoing.send(requests.uploadSignaturesRequest);
-      this.#o.logger.info('cross-signed the bot device with a new identity');
-    } else {
-      await this.#signOwnDevice();
+    try {
+      const status = await machine.crossSigningStatus();
+      if (!status.hasMaster || !status.hasSelfSigning) {
+        const requests = await machine.bootstrapCrossSigning(true);
+        // Order matters: device keys, then the cross-signing keys, then the signature of the device.
+        if (requests.uploadKeysRequest) await this.#outgoing.send(requests.uploadKeysRequest);
+        await this.#outgoing.send(requests.uploadSigningKeysRequest);
+        await this.#outgoing.send(requests.uploadSignaturesRequest);
+        this.#o.logger.info('cross-signed the bot device with a new identity');
+      } else {
+        await this.#signOwnDevice();
+      }
+    } catch (error) {
+      // A lost volume in a mode that cannot answer the homeserver's auth (JWT, appservice): the bot works
+      // on with its device unsigned by its owner, rather than failing every start.
+      if (!(error instanceof CrossSigningNeedsAuth) && !(error instanceof MatrixError && error.status >= 400 && error.status < 500 && error.status !== 429)) throw error;
+      this.#o.logger.warn({ err: error.message }, 'could not cross-sign the bot device: it works, but clients show it as not verified by its owner. To fix: reset the account\'s cross-signing (from a client logged in as the bot), then restart the bot');
     }
     await this.#outgoing.drain();
     await this.ensurePublished();

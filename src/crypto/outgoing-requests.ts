@@ -11,7 +11,7 @@ import {
 } from '@matrix-org/matrix-sdk-crypto-wasm';
 import { faultPoint } from '../fault-points.ts';
 import type { Logger } from '../log.ts';
-import { p, type MatrixClient } from '../matrix/client.ts';
+import { MatrixError, p, type MatrixClient } from '../matrix/client.ts';
 
 export type AnyRequest =
   | KeysUploadRequest
@@ -22,6 +22,17 @@ export type AnyRequest =
   | RoomMessageRequest
   | KeysBackupRequest
   | UploadSigningKeysRequest;
+
+/** The `auth` of a user-interactive auth answer for `session`; undefined: the bot cannot give one. */
+export type UiaAuth = (session: string | undefined) => Record<string, unknown> | undefined;
+
+/** The homeserver wants the account's own credentials to replace its cross-signing keys, and the bot has none to give (or they were refused). */
+export class CrossSigningNeedsAuth extends Error {
+  constructor(cause: MatrixError) {
+    super(`the homeserver wants the account's password to replace its cross-signing keys (${cause.message})`, { cause });
+    this.name = 'CrossSigningNeedsAuth';
+  }
+}
 
 /** Bodies the engine hands over are JSON strings; the client wants objects. */
 const json = (body: string): unknown => JSON.parse(body);
@@ -36,6 +47,7 @@ export class OutgoingRequests {
   readonly #client: MatrixClient;
   readonly #logger: Logger;
   readonly #makeDurable: () => Promise<void>;
+  readonly #uiaAuth: UiaAuth | undefined;
 
   /**
    * `makeDurable` writes the engine's state to disk. It runs before every request that carries
@@ -44,11 +56,12 @@ export class OutgoingRequests {
    * come back with state from before it: it would publish other keys under the same ids, or
    * encrypt again with a ratchet step already used.
    */
-  constructor(machine: OlmMachine, client: MatrixClient, logger: Logger, makeDurable: () => Promise<void>) {
+  constructor(machine: OlmMachine, client: MatrixClient, logger: Logger, makeDurable: () => Promise<void>, uiaAuth?: UiaAuth) {
     this.#machine = machine;
     this.#client = client;
     this.#logger = logger;
     this.#makeDurable = makeDurable;
+    this.#uiaAuth = uiaAuth;
   }
 
   /** Sends everything the engine has queued; repeats while answers make it queue more (bounded). */
@@ -77,6 +90,29 @@ export class OutgoingRequests {
     }
   }
 
+  /**
+   * Replacing cross-signing keys the account already has (the bot's volume was lost) needs
+   * user-interactive auth: answered with `uiaAuth` (password mode: the password), else refused with
+   * a `CrossSigningNeedsAuth` the caller words.
+   */
+  async #uploadSigningKeys(body: Record<string, unknown>): Promise<unknown> {
+    const path = '/v3/keys/device_signing/upload';
+    try {
+      return await this.#client.request('POST', path, { body, retries: 1 });
+    } catch (error) {
+      const uia = error instanceof MatrixError && error.status === 401 && Array.isArray(error.body?.['flows']);
+      if (!uia) throw error;
+      const session = typeof error.body?.['session'] === 'string' ? error.body['session'] : undefined;
+      const auth = this.#uiaAuth?.(session);
+      if (!auth) throw new CrossSigningNeedsAuth(error);
+      try {
+        return await this.#client.request('POST', path, { body: { ...body, auth }, retries: 1 });
+      } catch (again) {
+        throw again instanceof MatrixError && again.status === 401 ? new CrossSigningNeedsAuth(again) : again;
+      }
+    }
+  }
+
   async #http(request: AnyRequest): Promise<unknown> {
     const c = this.#client;
     if (request instanceof KeysUploadRequest) return c.request('POST', '/v3/keys/upload', { body: json(request.body), retries: 2 });
@@ -92,7 +128,7 @@ export class OutgoingRequests {
     if (request instanceof KeysBackupRequest) {
       return c.request('PUT', '/v3/room_keys/keys', { query: { version: request.version }, body: json(request.body), retries: 2 });
     }
-    if (request instanceof UploadSigningKeysRequest) return c.request('POST', '/v3/keys/device_signing/upload', { body: json(request.body), retries: 1 });
+    if (request instanceof UploadSigningKeysRequest) return this.#uploadSigningKeys(json(request.body) as Record<string, unknown>);
     throw new Error(`unknown outgoing crypto request ${(request as object).constructor.name}`);
   }
 }
