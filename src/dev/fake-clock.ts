@@ -56,6 +56,20 @@ export class FakeClock implements Clock {
     this.#now = end;
   }
 
+  /**
+   * Moves time forward by `ms` timer by timer, awaiting `settled` after each (the work a timer starts,
+   * e.g. an automatic stop or an edit, finishes before the next falls due, as in real time).
+   */
+  async advanceSettling(ms: number, settled: () => Promise<void>): Promise<void> {
+    const end = this.#now + ms;
+    for (let at = this.nextAt; at !== undefined && at <= end; at = this.nextAt) {
+      this.set(at);
+      await settled();
+    }
+    this.set(end);
+    await settled();
+  }
+
   /** Sets the time (forward only), firing what falls due. */
   set(at: number): void {
     this.advance(Math.max(0, at - this.#now));

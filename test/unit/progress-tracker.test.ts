@@ -129,15 +129,7 @@ function setUp(options: { dir?: string; clock?: FakeClock; world?: ReturnType<ty
     world.show(view);
     await settled();
   };
-  const advance = async (ms: number): Promise<void> => {
-    const end = clock.now() + ms;
-    for (let at = clock.nextAt; at !== undefined && at <= end; at = clock.nextAt) {
-      clock.set(at);
-      await settled();
-    }
-    clock.set(end);
-    await settled();
-  };
+  const advance = (ms: number): Promise<void> => clock.advanceSettling(ms, settled);
   const edits = (messageId: string): Sent[] => sent.filter((s) => (s.content['m.relates_to'] as { rel_type?: string; event_id?: string } | undefined)?.event_id === messageId);
   const texts = (messageId: string): string[] => edits(messageId).map((s) => String((s.content['m.new_content'] as { body: string }).body));
   const stop = (): void => { bot.stopTimers(); state.close(); };

@@ -108,15 +108,7 @@ function setUp(options: { dir?: string; clock?: FakeClock; world?: ReturnType<ty
     await bot.audit.settled();
   };
   /** Moves the clock timer by timer, letting the work each one starts finish (as real time would). */
-  const advance = async (ms: number): Promise<void> => {
-    const end = clock.now() + ms;
-    for (let at = clock.nextAt; at !== undefined && at <= end; at = clock.nextAt) {
-      clock.set(at);
-      await settled();
-    }
-    clock.set(end);
-    await settled();
-  };
+  const advance = (ms: number): Promise<void> => clock.advanceSettling(ms, settled);
   return { dir, state, clock, world, bot, sent, sendFaults, say, advance, serialize, start: () => bot.startTimers(serialize), stop: () => { bot.timers.stop(); state.close(); } };
 }
 
