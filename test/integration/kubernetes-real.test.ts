@@ -21,7 +21,7 @@ import type { App } from '../../src/app.ts';
 import type { Human, TimelineEvent } from '../../src/dev/human.ts';
 import { testbedBuilt } from '../../src/dev/kube-testbed/build.ts';
 import {
-  applyBotRbac, BOT_NAMESPACE, BOT_SERVICE_ACCOUNT, deletePod, jwtClaims, requestPodToken, targetDeployment, writeServiceAccountFiles, type PodToken,
+  actAsBotPod, applyBotRbac, BOT_NAMESPACE, BOT_SERVICE_ACCOUNT, deletePod, jwtClaims, requestPodToken, targetDeployment, writeServiceAccountFiles, type PodToken,
 } from '../../src/dev/kube-testbed/project-manifests.ts';
 import { SERVICE_ACCOUNT_ISSUER } from '../../src/dev/kube-testbed/flags.ts';
 import { FakeClock } from '../../src/dev/fake-clock.ts';
@@ -51,7 +51,7 @@ describe('the bot against a real Kubernetes control plane', { timeout: SETUP_TIM
   let kube: LeanKube | undefined;
   /** Every request the bot's Kubernetes client sent, in order. */
   const sent: Array<{ method: string; path: string }> = [];
-  const saved = { host: process.env['KUBERNETES_SERVICE_HOST'], port: process.env['KUBERNETES_SERVICE_PORT'] };
+  let restoreEnv: (() => void) | undefined;
   const deploymentPath = `/apis/apps/v1/namespaces/${NAMESPACE}/deployments/${DEPLOYMENT}`;
   /** The timed runs' clock: real time until a test moves it. */
   const clock = new FakeClock(Date.now());
@@ -107,10 +107,7 @@ describe('the bot against a real Kubernetes control plane', { timeout: SETUP_TIM
     token = await requestPodToken(tb);
     const dir = await mkdtemp(join(tmpdir(), 'openclaw-k8s-real-'));
     saRoot = join(dir, 'pod-root');
-    await writeServiceAccountFiles(saRoot, tb, token.token);
-    // In a pod these come from the kubelet; the client reads them from process.env.
-    process.env['KUBERNETES_SERVICE_HOST'] = '127.0.0.1';
-    process.env['KUBERNETES_SERVICE_PORT'] = String(tb.port);
+    restoreEnv = await actAsBotPod(saRoot, tb, token.token);
     stack = await startStack({ dir });
     await startBot();
     bot = app.userId;
@@ -122,9 +119,7 @@ describe('the bot against a real Kubernetes control plane', { timeout: SETUP_TIM
   after(async () => {
     await stack?.stop();
     await kube?.close();
-    for (const [key, value] of [['KUBERNETES_SERVICE_HOST', saved.host], ['KUBERNETES_SERVICE_PORT', saved.port]] as const) {
-      if (value === undefined) delete process.env[key]; else process.env[key] = value;
-    }
+    restoreEnv?.();
   });
 
   it('authenticates with a bound, expiring service-account token from the TokenRequest API', () => {

@@ -16,7 +16,7 @@ import { after, before, describe, it } from 'node:test';
 import type { App } from '../../src/app.ts';
 import { startE2eeHuman, type E2eeHuman, type Message } from '../../src/dev/e2ee-human.ts';
 import { testbedBuilt } from '../../src/dev/kube-testbed/build.ts';
-import { applyBotRbac, requestPodToken, targetDeployment, writeServiceAccountFiles, type TestPods } from '../../src/dev/kube-testbed/project-manifests.ts';
+import { actAsBotPod, applyBotRbac, requestPodToken, targetDeployment, type TestPods } from '../../src/dev/kube-testbed/project-manifests.ts';
 import { sharedKubeTestbed, type KubeTestbed } from '../../src/dev/kube-testbed/testbed.ts';
 import { DEPLOYMENT, NAMESPACE, startStack, type Stack } from '../../src/dev/stack.ts';
 import { createKube, type LeanKube } from '../../src/kube/lean-kube.ts';
@@ -44,7 +44,7 @@ describe('start and stop progress on a real control plane, read by an encrypted 
   let alice: E2eeHuman;
   let room: string;
   let saRoot: string;
-  const saved = { host: process.env['KUBERNETES_SERVICE_HOST'], port: process.env['KUBERNETES_SERVICE_PORT'] };
+  let restoreEnv: (() => void) | undefined;
   const fromBot = (m: Message): boolean => m.sender === app.userId && m.relatesTo?.['rel_type'] !== 'm.replace';
   const editOf = (id: string) => (m: Message): boolean => m.sender === app.userId && m.relatesTo?.['rel_type'] === 'm.replace' && m.relatesTo['event_id'] === id;
   const newText = (m: Message): string => String((m.content['m.new_content'] as { body?: unknown } | undefined)?.body);
@@ -97,9 +97,7 @@ describe('start and stop progress on a real control plane, read by an encrypted 
     const token = await requestPodToken(tb);
     const dir = await mkdtemp(join(tmpdir(), 'openclaw-progress-real-'));
     saRoot = join(dir, 'pod-root');
-    await writeServiceAccountFiles(saRoot, tb, token.token);
-    process.env['KUBERNETES_SERVICE_HOST'] = '127.0.0.1';
-    process.env['KUBERNETES_SERVICE_PORT'] = String(tb.port);
+    restoreEnv = await actAsBotPod(saRoot, tb, token.token);
     stack = await startStack({ dir });
     await startBot();
     const login = await stack.synapse.registerUser('alice', 'alice-password');
@@ -113,9 +111,7 @@ describe('start and stop progress on a real control plane, read by an encrypted 
     await app?.stop().catch(() => undefined);
     await stack?.stop();
     await kube?.close();
-    for (const [key, value] of [['KUBERNETES_SERVICE_HOST', saved.host], ['KUBERNETES_SERVICE_PORT', saved.port]] as const) {
-      if (value === undefined) delete process.env[key]; else process.env[key] = value;
-    }
+    restoreEnv?.();
   });
 
   it('a normal start ends "ready", the client shows the final text in place of the reply, and a stop ends "off"', async () => {

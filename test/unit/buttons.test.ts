@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Bot, type RoomActions } from '../../src/bot/bot.ts';
-import type { CryptoStep } from '../../src/crypto/crypto-step.ts';
+import { passThroughCrypto } from '../../src/dev/fake-crypto-step.ts';
 import type { Kube } from '../../src/kube/kube.ts';
 import { silentLogger } from '../../src/log.ts';
 import type { SyncBatch } from '../../src/matrix/batch.ts';
@@ -79,19 +79,7 @@ function setUp(options: { reactionButtons?: boolean; maxAge?: number; verdict?: 
     status: async () => ({ desired: replicas, ready: replicas, available: replicas, updated: replicas, state: replicas ? 'running' : 'off' }),
     ping: async () => undefined,
   };
-  const crypto: CryptoStep = {
-    process: async (b) => ({
-      events: b.roomEvents.map((event) => {
-        const device = options.verdict?.(event);
-        return device ? { event, encrypted: true, senderDevice: device } : { event, encrypted: false };
-      }),
-      notices: [],
-    }),
-    hasPending: () => false,
-    prepareSend: async (_room, type, content) => ({ type, content }),
-    flush: async () => undefined,
-    close: async () => undefined,
-  };
+  const crypto = passThroughCrypto(options.verdict);
   const bot = new Bot({
     userId: BOT, allowedUsers: [ALICE], target: { namespace: 'agents', name: 'openclaw' }, echo: true, commandPrefix: '',
     maxCommandAgeSeconds: options.maxAge ?? 0, ...(options.reactionButtons === undefined ? {} : { reactionButtons: options.reactionButtons }),

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Bot, type RoomActions } from '../../src/bot/bot.ts';
 import type { CryptoStep } from '../../src/crypto/crypto-step.ts';
+import { passThroughCrypto } from '../../src/dev/fake-crypto-step.ts';
 import type { Kube } from '../../src/kube/kube.ts';
 import { silentLogger } from '../../src/log.ts';
 import type { SyncBatch } from '../../src/matrix/batch.ts';
@@ -44,13 +45,7 @@ function batch(label: string, roomEvents: RoomEvent[]): SyncBatch {
 }
 
 /** The crypto step of a bot in plaintext rooms. */
-const plaintext: CryptoStep = {
-  process: async (b) => ({ events: b.roomEvents.map((event) => ({ event, encrypted: false })), notices: [] }),
-  hasPending: () => false,
-  prepareSend: async (_room, type, content) => ({ type, content }),
-  flush: async () => undefined,
-  close: async () => undefined,
-};
+const plaintext = passThroughCrypto();
 
 interface Sent { roomId: string; body: string; txnId: string }
 

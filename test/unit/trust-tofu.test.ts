@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import type { OlmMachine } from '@matrix-org/matrix-sdk-crypto-wasm';
 import { Bot, type RoomActions } from '../../src/bot/bot.ts';
 import type { TrustPolicy } from '../../src/config/config.ts';
-import type { CryptoStep } from '../../src/crypto/crypto-step.ts';
+import { passThroughCrypto } from '../../src/dev/fake-crypto-step.ts';
 import { decide, decideApproval } from '../../src/crypto/device-pins.ts';
 import { openDeviceCrypto, type DeviceApi } from '../../src/crypto/device-store.ts';
 import { OlmCrypto } from '../../src/crypto/olm-crypto.ts';
@@ -156,19 +156,7 @@ describe('approve through the bot', () => {
     const rooms: RoomActions = { join: async () => undefined, leave: async () => undefined, send: async (_r, content) => void sent.push(String(content['body'])) };
     const calls: Array<[string, string, string]> = [];
     const approver: DeviceApprover = { approve: async (user, by, id): Promise<Approval> => (calls.push([user, by, id]), { kind: 'approved', already: false }) };
-    const crypto: CryptoStep = {
-      process: async (b) => ({
-        events: b.roomEvents.map((event) => {
-          const device = options.verdict?.(event);
-          return device ? { event, encrypted: true, senderDevice: device } : { event, encrypted: false };
-        }),
-        notices: [],
-      }),
-      hasPending: () => false,
-      prepareSend: async (_room, type, content) => ({ type, content }),
-      flush: async () => undefined,
-      close: async () => undefined,
-    };
+    const crypto = passThroughCrypto(options.verdict);
     const scales: number[] = [];
     const bot = new Bot({
       userId: BOT, allowedUsers: [ALICE, BOB], target: { namespace: 'agents', name: 'openclaw' }, echo: true, commandPrefix: options.prefix ?? '', maxCommandAgeSeconds: 0,

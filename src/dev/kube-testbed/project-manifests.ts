@@ -133,6 +133,23 @@ export async function writeServiceAccountFiles(root: string, tb: KubeTestbed, to
   return join(dir, 'token');
 }
 
+/**
+ * Makes this process look like the bot's pod to the lean client's in-cluster config: the
+ * service-account files under `root` (as the kubelet lays them out) and KUBERNETES_SERVICE_HOST/_PORT,
+ * which the client reads from process.env. Returns what puts the environment back.
+ */
+export async function actAsBotPod(root: string, tb: KubeTestbed, token: string): Promise<() => void> {
+  const saved = { KUBERNETES_SERVICE_HOST: process.env['KUBERNETES_SERVICE_HOST'], KUBERNETES_SERVICE_PORT: process.env['KUBERNETES_SERVICE_PORT'] };
+  await writeServiceAccountFiles(root, tb, token);
+  process.env['KUBERNETES_SERVICE_HOST'] = '127.0.0.1';
+  process.env['KUBERNETES_SERVICE_PORT'] = String(tb.port);
+  return () => {
+    for (const [key, value] of Object.entries(saved)) {
+      if (value === undefined) delete process.env[key]; else process.env[key] = value;
+    }
+  };
+}
+
 /** The payload of a JWT, decoded (no verification: the API server does that). */
 export function jwtClaims(token: string): Record<string, unknown> {
   const payload = token.split('.')[1];
