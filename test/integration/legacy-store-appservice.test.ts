@@ -14,6 +14,7 @@ import { runImportLegacyStore } from '../../src/crypto/legacy/import-command.ts'
 import { startE2eeHuman, type E2eeHuman, type Message } from '../../src/dev/e2ee-human.ts';
 import { runLegacyNioBot, type LegacyNioRun } from '../../src/dev/legacy-nio-bot.ts';
 import { startStack, type Stack } from '../../src/dev/stack.ts';
+import { queryKeys, type PublishedKeys } from './lib/key-query.ts';
 
 const OLD_PASSWORD = 'old bot password';
 const OLD_DEVICE = 'NIOASLEGACY';
@@ -27,15 +28,7 @@ describe('import of the old bot store, then appservice mode as the same user and
   let nio: LegacyNioRun;
   let original: string;
   const fromBot = (m: Message): boolean => m.sender === stack.botUserId && m.relatesTo?.['rel_type'] !== 'm.replace';
-  const devicesSeenByAlice = async (): Promise<Record<string, { keys: Record<string, string> }>> => {
-    const res = await fetch(`${stack.synapse.baseUrl}/_matrix/client/v3/keys/query`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${aliceToken}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ device_keys: { [stack.botUserId]: [] } }),
-    });
-    const json = (await res.json()) as { device_keys: Record<string, Record<string, { keys: Record<string, string> }>> };
-    return json.device_keys[stack.botUserId] ?? {};
-  };
+  const devicesSeenByAlice = async (): Promise<PublishedKeys['devices']> => (await queryKeys(stack.synapse.baseUrl, aliceToken, stack.botUserId)).devices;
 
   before(async () => {
     stack = await startStack({ dir: await mkdtemp(join(tmpdir(), 'openclaw-legacy-as-')) });

@@ -21,6 +21,7 @@ import { ensureNioVenv } from '../../src/dev/nio-venv.ts';
 import { startStack, type Stack } from '../../src/dev/stack.ts';
 import { silentLogger } from '../../src/log.ts';
 import { StateDb } from '../../src/store/state-db.ts';
+import { queryKeys, type PublishedKeys } from './lib/key-query.ts';
 
 const BOT_PASSWORD = 'old bot password';
 const ALICE_PASSWORD = 'alice-password-3';
@@ -51,25 +52,8 @@ describe('import of the old Python bot (matrix-nio) crypto store', { timeout: 60
     for (const name of readdirSync(dir).sort()) h.update(name).update(readFileSync(join(dir, name)));
     return h.digest('hex');
   };
-  const devicesSeenByAlice = async (): Promise<Record<string, { keys: Record<string, string> }>> => {
-    const res = await fetch(`${stack.synapse.baseUrl}/_matrix/client/v3/keys/query`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${aliceToken}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ device_keys: { [botUser]: [] } }),
-    });
-    const json = (await res.json()) as { device_keys: Record<string, Record<string, { keys: Record<string, string> }>> };
-    return json.device_keys[botUser] ?? {};
-  };
-
-  const masterKey = async (userId: string): Promise<string | undefined> => {
-    const res = await fetch(`${stack.synapse.baseUrl}/_matrix/client/v3/keys/query`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${aliceToken}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ device_keys: { [userId]: [] } }),
-    });
-    const json = (await res.json()) as { master_keys?: Record<string, { keys: Record<string, string> }> };
-    return Object.values(json.master_keys?.[userId]?.keys ?? {})[0];
-  };
+  const devicesSeenByAlice = async (): Promise<PublishedKeys['devices']> => (await queryKeys(stack.synapse.baseUrl, aliceToken, botUser)).devices;
+  const masterKey = async (userId: string): Promise<string | undefined> => (await queryKeys(stack.synapse.baseUrl, aliceToken, userId)).masterKey;
 
   before(async () => {
     const started = Date.now();
