@@ -5,7 +5,7 @@
  * tracked message on the volume, looks every few seconds while one is tracked, and sends an edit
  * (`m.replace`) when `nextEdit` says so.
  */
-import { deploymentProblem, startProgress, stopProgress, type DeploymentObject, type PodObject, type Rollout } from '../kube/rollout.ts';
+import { deploymentProblem, readyPods, startProgress, stopProgress, type DeploymentObject, type PodObject, type Rollout } from '../kube/rollout.ts';
 import type { DeploymentTarget } from '../kube/kube.ts';
 import { formatDuration } from './durations.ts';
 
@@ -55,8 +55,7 @@ export function progressState(action: ProgressAction, target: DeploymentTarget, 
   if (deadlinePassed) return { text: `▶️ Starting ${name}: ⚠️ still not ready after ${after}${r.reason ? `: ${r.reason}` : ''}.`, final: true };
   const text = `▶️ Starting ${name}… ⏳ ${[...steps, ...(r.reason ? [r.reason] : [])].join(' · ') || 'waiting'}`;
   const desired = view.deployment.spec?.replicas ?? 0;
-  const podsReady = view.pods?.filter((p) => p.metadata?.deletionTimestamp === undefined && p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')).length ?? 0;
-  return desired > 0 && podsReady >= desired ? { text, final: false, transient: true } : { text, final: false };
+  return desired > 0 && view.pods !== undefined && readyPods(view.pods) >= desired ? { text, final: false, transient: true } : { text, final: false };
 }
 
 /** The text of an earlier start or stop that a later command took over: final, and says where to look. */

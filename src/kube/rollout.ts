@@ -103,6 +103,11 @@ function deadlineSentence(deployment: DeploymentObject): string {
   return `it did not become ready within its progress deadline${deadline ? ` (${deadline} s)` : ''}`;
 }
 
+/** How many pods, not being deleted, report Ready (the Deployment counts them a moment later). */
+export function readyPods(pods: readonly PodObject[]): number {
+  return pods.filter((p) => p.metadata?.deletionTimestamp === undefined && condition(p.status?.conditions, 'Ready')?.status === 'True').length;
+}
+
 /** A stop in progress or done: no pod may remain. */
 export function stopProgress(pods: readonly PodObject[]): Rollout {
   if (pods.length === 0) return { phase: 'off', steps: ['no pods left'] };
