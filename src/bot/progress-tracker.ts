@@ -106,8 +106,7 @@ export class ProgressTracker {
   stop(): void {
     this.#serialize = undefined;
     this.#timer.disarm();
-    this.#follow?.close();
-    this.#follow = undefined;
+    this.#unfollow();
   }
 
   /** Resolves when the look in flight (if any) is done; for tests. */
@@ -171,11 +170,7 @@ export class ProgressTracker {
     const now = this.#o.clock.now();
     const live = rows.filter((r) => r.messageId !== undefined);
     for (const r of rows) if (r.messageId === undefined && now - r.startedAt > UNSENT_KEPT_MS) this.#o.state.progress.delete(r.eventId);
-    if (live.length === 0) {
-      this.#follow?.close();
-      this.#follow = undefined;
-      return undefined;
-    }
+    if (live.length === 0) return this.#unfollow();
     this.#follow ??= this.#o.kube.follow!(this.#o.target, () => this.#wake());
     const view = this.#follow.view();
     const newest = live.at(-1)!;
@@ -221,12 +216,15 @@ export class ProgressTracker {
       } else if (text !== current.lastText) next = Math.min(next ?? Infinity, current.lastEditAt + EDIT_INTERVAL_MS);
       if (state.final) this.#o.state.progress.delete(row.eventId);
     }
-    if (this.#mine().every((r) => r.messageId === undefined)) {
-      // Nothing left to follow: the pods' watch closes with it.
-      this.#follow?.close();
-      this.#follow = undefined;
-    }
+    if (this.#mine().every((r) => r.messageId === undefined)) this.#unfollow();
     return next;
+  }
+
+  /** Nothing left to follow: the pods' watch closes with it. */
+  #unfollow(): undefined {
+    this.#follow?.close();
+    this.#follow = undefined;
+    return undefined;
   }
 
   /** Records and sends one edit; false when the homeserver refused it (the row is dropped: it cannot be edited). */
