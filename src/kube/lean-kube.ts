@@ -21,7 +21,7 @@ import { toKubeError } from './api-errors.ts';
 import { mayHaveApplied } from './confirmed-kube.ts';
 import { Credentials } from './credentials.ts';
 import { notFoundError, statusOf, type CachedDeployment, type WatchStats } from './deployment-watch.ts';
-import { labelSelector } from './pod-watch.ts';
+import { labelSelector, podsPath } from './pod-watch.ts';
 import { WatchedTarget } from './watched-target.ts';
 import type { PodObject } from './rollout.ts';
 import { KubeError, type DeploymentStatus, type DeploymentTarget, type Kube, type KubeEvent, type RolloutFollow, type RolloutView, type ScaleResult } from './kube.ts';
@@ -197,13 +197,13 @@ export function createKube(options: LeanKubeOptions): LeanKube {
       const selector = labelSelector(cached.object.spec?.selector);
       if (selector === undefined) return undefined;
       const list = await call<{ items?: PodObject[] }>('pods-list', target, 'list', 'pods', () => http.json({
-        method: 'GET', path: `/api/v1/namespaces/${encodeURIComponent(target.namespace)}/pods?labelSelector=${encodeURIComponent(selector)}`, timeoutMs }));
+        method: 'GET', path: podsPath(target.namespace, selector), timeoutMs }));
       return { deployment: cached.object, pods: list.items ?? [] };
     },
     async checkPods(target: DeploymentTarget): Promise<void> {
       try {
         await call('pods-check', target, 'list', 'pods', () => http.json({
-          method: 'GET', path: `/api/v1/namespaces/${encodeURIComponent(target.namespace)}/pods?limit=1`, timeoutMs }));
+          method: 'GET', path: `${podsPath(target.namespace)}?limit=1`, timeoutMs }));
       } catch (error) {
         if (error instanceof KubeError && error.kind === 'forbidden') podsRefused.add(target.namespace);
         throw error;

@@ -34,7 +34,7 @@ export class PodWatch {
     const changed = (): void => o.onChange?.();
     this.#loop = new WatchLoop({
       http: o.http,
-      path: `/api/v1/namespaces/${encodeURIComponent(o.namespace)}/pods?labelSelector=${encodeURIComponent(o.selector)}`,
+      path: podsPath(o.namespace, o.selector),
       requestTimeoutMs: o.requestTimeoutMs,
       toKubeError: o.toKubeError,
       ...(o.backoff !== undefined ? { backoff: o.backoff } : {}),
@@ -92,6 +92,11 @@ export class PodWatch {
       ...(pod.status !== undefined ? { status: pod.status } : {}),
     });
   }
+}
+
+/** The pods of a namespace, those matching `selector` when given (a list; the watch adds its own parameters). */
+export function podsPath(namespace: string, selector?: string): string {
+  return `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods${selector === undefined ? '' : `?labelSelector=${encodeURIComponent(selector)}`}`;
 }
 
 /** The label selector of a Deployment's `spec.selector` (matchLabels and matchExpressions), or undefined if it has none. */
