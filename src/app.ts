@@ -56,10 +56,10 @@ const READ_BACK_MIN_MS = 3_000;
 /** Handled-event ids are kept this long; homeservers do not redeliver anything older. */
 const HANDLED_EVENT_RETENTION_MS = 30 * 24 * 3600 * 1000;
 
-/** The Kubernetes client, watching the target Deployment so that status and readiness cost no request. */
-function loadKube(config: Config, target: DeploymentTarget, logger: Logger): LeanKube {
+/** The Kubernetes client, watching each target's Deployment so that status and readiness cost no request. */
+function loadKube(config: Config, targets: readonly DeploymentTarget[], logger: Logger): LeanKube {
   try {
-    return createKube({ kubeconfigPath: config.kubernetes.kubeconfig, requestTimeoutMs: config.kubernetes.timeoutSeconds * 1000, logger, watch: target });
+    return createKube({ kubeconfigPath: config.kubernetes.kubeconfig, requestTimeoutMs: config.kubernetes.timeoutSeconds * 1000, logger, watch: targets });
   } catch (error) {
     throw kubeconfigError(error, config.kubernetes.kubeconfig);
   }
@@ -71,7 +71,8 @@ function loadKube(config: Config, target: DeploymentTarget, logger: Logger): Lea
  */
 export async function start(config: Config, deps: Deps): Promise<App> {
   const logger = deps.logger;
-  const target: DeploymentTarget = { namespace: config.kubernetes.namespace, name: config.kubernetes.deployment };
+  // Labelled with their names in chat, for the log and the metrics; the API sees namespace and name only.
+  const targets: DeploymentTarget[] = config.targets.map((t) => ({ namespace: t.namespace, name: t.deployment, label: t.name }));
   const metrics = new Metrics({ defaultMetrics: deps.defaultMetrics ?? true });
   const health = new Health(['homeserver', 'kubernetes'], {
     onChange: (component, s) => (s.ok ? logger.info({ component }, `${component}: ready (${s.detail})`) : logger.warn({ component }, `${component}: not ready: ${s.detail}`)),
@@ -108,13 +109,13 @@ export async function start(config: Config, deps: Deps): Promise<App> {
     }
     // Outermost: a write whose answer was lost is read back (each read timed and counted like any call).
     // A client given in `deps` belongs to the caller; the one made here is closed by stop().
-    const base = deps.kube ?? (ownKube = loadKube(config, target, logger));
+    const base = deps.kube ?? (ownKube = loadKube(config, targets, logger));
     const kube = confirmWrites(instrumentKube(base, metrics, health), {
       logger, budgetMs: Math.max(READ_BACK_MIN_MS, config.kubernetes.timeoutSeconds * 1000),
     });
     // The watch's state for /metrics, from the bot's own client or one given in deps that has a watch.
-    const watched = 'watchStats' in base ? (base as LeanKube) : undefined;
-    metrics.watchSource(() => (watched?.watchStats ? { live: watched.watching, stats: watched.watchStats } : undefined));
+    const watched = 'watches' in base ? (base as LeanKube) : undefined;
+    metrics.watchSource(() => (watched?.watches() ?? []).map((w) => ({ target: w.target.label ?? w.target.name, live: w.live, stats: w.stats })));
     const { client } = connection;
     const userId = await connection.connect(abort.signal);
     health.set('homeserver', true, 'the homeserver answered');
@@ -156,7 +157,7 @@ export async function start(config: Config, deps: Deps): Promise<App> {
     const bot = new Bot({
       userId,
       allowedUsers: config.bot.allowedUsers,
-      target,
+      targets: config.targets,
       echo: config.bot.echo,
       commandPrefix: config.bot.commandPrefix,
       maxCommandAgeSeconds: config.bot.maxCommandAgeSeconds,
@@ -178,7 +179,9 @@ export async function start(config: Config, deps: Deps): Promise<App> {
     const pipeline = new Pipeline({ crypto, bot, state, metrics, logger });
 
     // Readiness is asked for by /ready (see Health); the instrumented adapter records the answer.
-    health.probe('kubernetes', () => kube.ping(target).catch(() => undefined));
+    // Any answer from the API makes it ready, a 403 for one target included: that target's status says
+    // so, and the others work on.
+    health.probe('kubernetes', () => Promise.all(targets.map((t) => kube.ping(t).catch(() => undefined))).then(() => undefined));
     health.probe('homeserver', (signal) =>
       client
         .request('GET', '/_matrix/client/versions', { asSelfOnly: true, timeoutMs: PROBE_TIMEOUT_MS, signal })
@@ -189,10 +192,9 @@ export async function start(config: Config, deps: Deps): Promise<App> {
     const prune = (): void => void state.prune(HANDLED_EVENT_RETENTION_MS);
     prune();
     timers.push(setInterval(prune, 24 * 3600 * 1000).unref());
-    // May the bot record its scales as Events? One warning now if not, rather than one per scale.
-    void bot.audit.check();
-    // May it watch the pods? One warning now if not: start/stop progress then comes from the Deployment alone.
-    void bot.progress.check();
+    // For each target: may the bot read its Deployment, record its scales as Events, watch its pods?
+    // One warning now for each it may not, rather than one per command.
+    bot.check();
     // Timed runs: a stop that fell due while the bot was down goes first in the queue, before any
     // batch (so before any command); later ones wake one timer. Its failures are retried inside.
     void bot.startTimers((work) => pipeline.exclusive(work));
@@ -202,7 +204,7 @@ export async function start(config: Config, deps: Deps): Promise<App> {
     });
     // Messages that were waiting for their keys when the bot stopped are retried from now on.
     pipeline.wakeWhilePending();
-    logger.info({ user_id: userId, device_id: device.deviceId, mode: config.mode, port: http.port, deployment: `${target.namespace}/${target.name}` }, 'ready');
+    logger.info({ user_id: userId, device_id: device.deviceId, mode: config.mode, port: http.port, targets: targets.map((t) => `${t.label}=${t.namespace}/${t.name}`) }, 'ready');
 
     const server = http;
     return {

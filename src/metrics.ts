@@ -1,5 +1,13 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 
+/** One target's Deployment watch, as the metrics show it. */
+export interface WatchState {
+  /** The target's name in chat. */
+  readonly target: string;
+  readonly live: boolean;
+  readonly stats: { readonly lists: number; readonly watches: number; readonly events: number; readonly relists: number };
+}
+
 /** The bot's Prometheus metrics, on a registry of its own so several bots can share a process (tests). */
 export class Metrics {
   readonly registry = new Registry();
@@ -17,8 +25,8 @@ export class Metrics {
   });
   readonly commands = new Counter({
     name: 'openclaw_commands_total',
-    help: 'Commands from allowed users, by command and outcome',
-    labelNames: ['command', 'outcome'] as const,
+    help: 'Commands from allowed users, by command, outcome and target (its name in chat; empty for commands before one is chosen, `all` for the status of all)',
+    labelNames: ['command', 'outcome', 'target'] as const,
     registers: [this.registry],
   });
   readonly undecryptable = new Counter({
@@ -41,8 +49,8 @@ export class Metrics {
   });
   readonly kubeLatency = new Histogram({
     name: 'openclaw_kube_request_duration_seconds',
-    help: 'Kubernetes API call latency, by operation and outcome',
-    labelNames: ['operation', 'outcome'] as const,
+    help: 'Kubernetes API call latency, by operation, outcome and target',
+    labelNames: ['operation', 'outcome', 'target'] as const,
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     registers: [this.registry],
   });
@@ -54,32 +62,32 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  /** The Deployment watch, read at scrape time (set by watchSource): nothing runs between scrapes. */
-  #watch: (() => { live: boolean; stats: { lists: number; watches: number; events: number; relists: number } } | undefined) | undefined;
+  /** The Deployment watches, read at scrape time (set by watchSource): nothing runs between scrapes. */
+  #watch: (() => readonly WatchState[]) | undefined;
   readonly watchUp = new Gauge({
     name: 'openclaw_kube_watch_up',
-    help: '1 while the watch on the Deployment is connected (status and the "from" of a scale then need no request), 0 while it is down or not allowed (or the bot was given a client without one)',
+    help: '1 while the watch on the target\'s Deployment is connected (status and the "from" of a scale then need no request), 0 while it is down or not allowed (absent when the bot was given a client without one)',
+    labelNames: ['target'] as const,
     registers: [this.registry],
     collect: () => {
-      const w = this.#watch?.();
-      if (w) this.watchUp.set(w.live ? 1 : 0);
+      for (const w of this.#watch?.() ?? []) this.watchUp.set({ target: w.target }, w.live ? 1 : 0);
     },
   });
   readonly watchRequests = new Gauge({
     name: 'openclaw_kube_watch_requests',
-    help: 'Requests the Deployment watch has made since start, by kind (list: a full read, after a start or a 410; watch: a connection)',
-    labelNames: ['kind'] as const,
+    help: 'Requests the target\'s Deployment watch has made since start, by kind (list: a full read, after a start or a 410; watch: a connection)',
+    labelNames: ['kind', 'target'] as const,
     registers: [this.registry],
     collect: () => {
-      const w = this.#watch?.();
-      if (!w) return;
-      this.watchRequests.set({ kind: 'list' }, w.stats.lists);
-      this.watchRequests.set({ kind: 'watch' }, w.stats.watches);
+      for (const w of this.#watch?.() ?? []) {
+        this.watchRequests.set({ kind: 'list', target: w.target }, w.stats.lists);
+        this.watchRequests.set({ kind: 'watch', target: w.target }, w.stats.watches);
+      }
     },
   });
 
-  /** Where the watch metrics are read from at each scrape. */
-  watchSource(read: () => { live: boolean; stats: { lists: number; watches: number; events: number; relists: number } } | undefined): void {
+  /** Where the watch metrics are read from at each scrape: one state per watched target. */
+  watchSource(read: () => readonly WatchState[]): void {
     this.#watch = read;
   }
 

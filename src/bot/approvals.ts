@@ -29,7 +29,7 @@ export async function answerApproval(incoming: IncomingEvent, parsed: Extract<Pa
   const refusal = c.policy.refusal(incoming, parsed);
   const byDevice = incoming.encrypted ? device?.deviceId : undefined;
   const outcome = refusal || !parsed.deviceId || !byDevice || !c.devices ? undefined : await c.devices.approve(event.sender, byDevice, parsed.deviceId);
-  c.metrics.commands.inc({ command: 'approve', outcome: outcome?.kind === 'approved' ? 'ok' : 'refused' });
+  c.metrics.commands.inc({ command: 'approve', outcome: outcome?.kind === 'approved' ? 'ok' : 'refused', target: '' });
   const result = refusal ? 'untrusted-device' : outcome?.kind === 'refused' ? outcome.reason : outcome?.kind ?? 'no-device';
   c.log.info({ command: 'approve', device_id: byDevice, approving: parsed.deviceId, outcome: result }, 'approve');
   return refusal ?? approval(parsed.deviceId, event.sender, c.prefix, outcome);

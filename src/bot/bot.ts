@@ -1,7 +1,8 @@
 import { classify, errorMessage } from '../failure.ts';
 import { faultPoint } from '../fault-points.ts';
 import type { Logger } from '../log.ts';
-import type { DeploymentTarget, Kube } from '../kube/kube.ts';
+import type { Target } from '../config/targets.ts';
+import type { Kube } from '../kube/kube.ts';
 import { messageText, type RoomEvent } from '../matrix/events.ts';
 import type { DeviceApprover, IncomingEvent, Notice } from '../matrix/incoming.ts';
 import type { Metrics } from '../metrics.ts';
@@ -9,7 +10,7 @@ import type { StateDb } from '../store/state-db.ts';
 import { answerApproval } from './approvals.ts';
 import { Buttons } from './buttons.ts';
 import type { Clock } from './clock.ts';
-import { CommandRunner } from './command-runner.ts';
+import type { CommandRunner } from './command-runner.ts';
 import { parseCommand, type Parsed } from './commands.ts';
 import { Outbox } from './outbox.ts';
 import { Policy } from './policy.ts';
@@ -18,6 +19,7 @@ import * as replies from './replies.ts';
 import type { Reply } from './replies.ts';
 import type { RunScheduler, Serialize } from './run-scheduler.ts';
 import type { ScaleAudit } from './scale-audit.ts';
+import { TargetRunners } from './target-runners.ts';
 import type { TimeText } from './time-text.ts';
 import { RUN_ROOM_PURPOSE, type RunLimits } from './timed-runs.ts';
 
@@ -32,7 +34,8 @@ export interface RoomActions {
 export interface BotOptions {
   readonly userId: string;
   readonly allowedUsers: readonly string[];
-  readonly target: DeploymentTarget;
+  /** What it starts and stops (config `targets`); never empty. */
+  readonly targets: readonly Target[];
   readonly echo: boolean;
   readonly commandPrefix: string;
   readonly maxCommandAgeSeconds: number;
@@ -62,7 +65,7 @@ export class Bot {
   readonly #policy: Policy;
   readonly #outbox: Outbox;
   readonly #now: () => number;
-  readonly #commands: CommandRunner;
+  readonly #targets: TargetRunners;
   readonly #buttons: Buttons;
   /** Events of the current `handle` call that were claimed and worked on. */
   #acted = 0;
@@ -71,14 +74,21 @@ export class Bot {
     this.#o = options;
     this.#policy = new Policy(options.userId, options.allowedUsers, options.commandPrefix);
     this.#outbox = new Outbox(options.state, (roomId, content, txnId, type) => options.rooms.send(roomId, content, txnId, type), options.logger);
-    this.#buttons = new Buttons({ enabled: options.reactionButtons ?? true, state: options.state, outbox: this.#outbox, logger: options.logger });
     this.#now = options.now ?? Date.now;
-    this.#commands = new CommandRunner({ ...options, outbox: this.#outbox });
+    this.#targets = new TargetRunners({ ...options, reactionButtons: options.reactionButtons ?? true, outbox: this.#outbox });
+    this.#buttons = new Buttons({
+      enabled: options.reactionButtons ?? true, state: options.state, outbox: this.#outbox, logger: options.logger, nameOfKey: (key) => this.#targets.nameOfKey(key),
+    });
   }
 
-  /** The timer side of timed runs (warning, automatic stop). */
+  /** Each target's runner (timed run, timer, progress, audit), in the configured order. */
+  get targets(): readonly CommandRunner[] {
+    return this.#targets.all;
+  }
+
+  /** The timer side of the first target's timed runs (the only target's, with the old settings). */
   get timers(): RunScheduler {
-    return this.#commands.timers;
+    return this.#targets.first.timers;
   }
 
   /** Resolves when work the bot does after acknowledging a transaction (the reaction buttons) is done. */
@@ -86,28 +96,32 @@ export class Bot {
     return this.#buttons.settled();
   }
 
-  /** Kubernetes Events recording the bot's scales. */
+  /** Kubernetes Events recording the first target's scales. */
   get audit(): ScaleAudit {
-    return this.#commands.audit;
+    return this.#targets.first.audit;
   }
 
-  /** Start/stop replies being edited as the rollout moves. */
+  /** The first target's start/stop replies being edited as the rollout moves. */
   get progress(): ProgressTracker {
-    return this.#commands.progress;
+    return this.#targets.first.progress;
+  }
+
+  /** At start-up: for each target, one warning for each thing its Role lacks (its Deployment, Events, pods). */
+  check(): void {
+    this.#targets.check();
   }
 
   /**
-   * Runs what fell due while the bot was down (in `serialize`, the pipeline's queue), then keeps one
-   * timer for the next due moment; resumes following a rollout a restart interrupted.
+   * For each target: runs what fell due while the bot was down (in `serialize`, the pipeline's
+   * queue), then keeps one timer for the next due moment; resumes following a rollout a restart
+   * interrupted.
    */
   startTimers(serialize: Serialize): Promise<void> {
-    this.#commands.progress.start(serialize);
-    return this.#commands.timers.start(serialize);
+    return this.#targets.start(serialize);
   }
 
   stopTimers(): void {
-    this.#commands.timers.stop();
-    this.#commands.progress.stop();
+    this.#targets.stop();
   }
 
   /**
@@ -206,7 +220,7 @@ export class Bot {
       } else {
         await this.#o.rooms.join(event.room_id);
         log.info('joined room on invite');
-        await this.#outbox.reply(event, 'hello', replies.hello(this.#o.target, this.#o.commandPrefix, this.#o.reactionButtons ?? true));
+        await this.#outbox.reply(event, 'hello', replies.hello(this.#targets.all.map((r) => r.target), this.#targets.help(event)));
       }
       this.#o.state.set(`invite-answered:${event.room_id}`, String(event.origin_server_ts));
     });
@@ -232,30 +246,32 @@ export class Bot {
     }
     // A reaction to one of the bot's buttons is the second way in; from here on it is a typed command.
     const pressed = event.type === 'm.reaction';
-    const parsed = pressed ? this.#buttons.parse(event) : parseCommand(messageText(event) ?? '', this.#o.commandPrefix);
+    const parsed = pressed ? this.#buttons.parse(event) : parseCommand(messageText(event) ?? '', this.#o.commandPrefix, this.#targets.words);
     if (parsed.kind === 'ignore') return;
     await this.#once(event, log, (resumed) => this.#respond(incoming, parsed, log, resumed, pressed));
   }
 
-  /** Answers a claimed message: unknown word, refusal, too late, or run the command. */
+  /** Answers a claimed message: unknown word, refusal, which target, too late, or run the command. */
   async #respond(incoming: IncomingEvent, parsed: Exclude<Parsed, { kind: 'ignore' }>, log: Logger, resumed: boolean, pressed = false): Promise<void> {
     const { event } = incoming;
     if (resumed && this.#outbox.has(event.event_id, 'result')) {
       // The outcome was decided (and maybe sent) before the restart: say exactly that again, and
-      // finish its buttons if adding them had begun.
+      // finish its buttons if adding them had begun. The target is chosen from the command, the
+      // sender and the room alone, so it is the one chosen before.
       const sent = await this.#outbox.resend(event.event_id);
-      this.#commands.progress.attach(event.event_id, sent.get('result'));
-      if (this.#buttons.begun(event)) await this.#buttons.add(event, sent.get('result'));
+      for (const runner of this.#targets.all) runner.progress.attach(event.event_id, sent.get('result'));
+      const chosen = parsed.kind === 'command' ? this.#targets.choose(parsed, event) : undefined;
+      if (chosen?.kind === 'one' && this.#buttons.begun(event)) await this.#buttons.add(event, sent.get('result'), chosen.runner.key);
       return;
     }
     if (parsed.kind === 'unknown') {
-      this.#o.metrics.commands.inc({ command: 'unknown', outcome: 'answered' });
-      await this.#outbox.reply(event, 'result', replies.unknown(parsed.word, this.#o.target, this.#o.commandPrefix, this.#o.reactionButtons ?? true));
+      this.#o.metrics.commands.inc({ command: 'unknown', outcome: 'answered', target: '' });
+      await this.#outbox.reply(event, 'result', replies.unknown(parsed.word, this.#targets.help(event)));
       return;
     }
     if (parsed.kind === 'invalid') {
-      this.#o.metrics.commands.inc({ command: parsed.name, outcome: 'answered' });
-      await this.#outbox.reply(event, 'result', this.#commands.badArgument(parsed));
+      this.#o.metrics.commands.inc({ command: parsed.name, outcome: 'answered', target: '' });
+      await this.#outbox.reply(event, 'result', this.#targets.badArgument(parsed));
       return;
     }
     if (parsed.kind === 'approve') {
@@ -265,54 +281,76 @@ export class Bot {
     }
     const refusal = this.#policy.refusal(incoming);
     if (refusal) {
-      this.#o.metrics.commands.inc({ command: parsed.name, outcome: 'refused' });
+      this.#o.metrics.commands.inc({ command: parsed.name, outcome: 'refused', target: '' });
       log.warn({ command: parsed.name, device_id: incoming.senderDevice?.deviceId, why: incoming.senderDevice?.why }, 'refusing command from an untrusted device');
       await this.#outbox.reply(event, 'result', refusal);
       return;
     }
+    const chosen = this.#targets.choose(parsed, event);
+    if (chosen.kind === 'answer') {
+      // Which one?, no such target, not yours to control (here), and help: nothing to run.
+      this.#o.metrics.commands.inc({ command: parsed.name, outcome: chosen.outcome, target: chosen.runner?.name ?? '' });
+      if (chosen.outcome === 'refused') log.warn({ command: parsed.name, target: chosen.runner?.name }, 'refusing a command for a target the sender may not control from this room');
+      // `help` is a command carried out, echoed as ever; a question back or a refusal is not.
+      if (parsed.name === 'help') await this.#echo(event, parsed.word, pressed);
+      await this.#outbox.reply(event, 'result', chosen.reply);
+      return;
+    }
+    if (chosen.kind === 'all') {
+      this.#o.metrics.commands.inc({ command: 'status', outcome: 'ok', target: 'all' });
+      await this.#echo(event, parsed.word, pressed);
+      await this.#outbox.reply(event, 'result', await this.#targets.statusAll(chosen.runners));
+      return;
+    }
+    const { runner, command } = chosen;
     // A resumed start or stop that had got as far as acting may have acted: it is reported, never
     // run again. One that had not got that far never reached the cluster, and simply runs.
-    const writes = parsed.name === 'start' || parsed.name === 'stop';
+    const writes = command.name === 'start' || command.name === 'stop';
     const mayHaveActed = resumed && writes && this.#o.state.wasActing(event.event_id);
     const ageSeconds = (this.#now() - event.origin_server_ts) / 1000;
     if (!mayHaveActed && this.#o.maxCommandAgeSeconds > 0 && ageSeconds > this.#o.maxCommandAgeSeconds) {
-      this.#o.metrics.commands.inc({ command: parsed.name, outcome: 'too-old' });
-      log.warn({ command: parsed.name, age_s: Math.round(ageSeconds) }, 'not running a command that arrived too late');
-      await this.#outbox.reply(event, 'result', replies.tooOld(parsed.word, ageSeconds, this.#o.maxCommandAgeSeconds));
+      runner.count(command.name, 'too-old');
+      log.warn({ command: command.name, age_s: Math.round(ageSeconds) }, 'not running a command that arrived too late');
+      await this.#outbox.reply(event, 'result', replies.tooOld(command.word, ageSeconds, this.#o.maxCommandAgeSeconds));
       return;
     }
     // The echo goes out while the command runs; the result waits for it, so they arrive in order.
-    const echoed = this.#o.echo ? this.#outbox.reply(event, 'echo', replies.echo(pressed ? `${parsed.word} (button)` : parsed.word)) : Promise.resolve();
+    const echoed = this.#echo(event, command.word, pressed);
     echoed.catch(() => undefined); // awaited below; this only keeps an early failure from being "unhandled"
     let reply: Reply;
     let progress: ProgressPlan | undefined;
-    let buttons = this.#buttons.carries(parsed);
+    let buttons = this.#buttons.carries(command);
     if (mayHaveActed) {
-      log.warn({ command: parsed.name }, 'redelivered a command whose handling was interrupted; not running it again');
-      reply = await this.#commands.interrupted(parsed.word);
+      log.warn({ command: command.name }, 'redelivered a command whose handling was interrupted; not running it again');
+      reply = await runner.interrupted(command.word);
     } else {
       // A run time over the maximum is refused before anything is done.
-      const tooLong = this.#commands.refusal(parsed);
+      const tooLong = runner.refusal(command);
       if (tooLong) {
         buttons = false;
-        this.#o.metrics.commands.inc({ command: parsed.name, outcome: 'refused' });
+        runner.count(command.name, 'refused');
       } else if (writes) this.#o.state.markActing(event.event_id);
-      const outcome = tooLong ? { reply: tooLong } : await this.#commands.run(parsed, event, log);
+      const outcome = tooLong ? { reply: tooLong } : await runner.run(command, event, log);
       ({ reply, progress } = outcome);
     }
     // Recorded before anything waits: from here on, a restart re-sends this instead of guessing. With
     // it, in the same transaction, the rollout to follow: a restart finishes that message too.
     const decided = reply;
     this.#o.state.atomically(() => {
-      if (progress) this.#commands.progress.plan(event, progress, decided.text);
+      if (progress) runner.progress.plan(event, progress, decided.text);
       this.#outbox.record(event, 'result', decided);
     });
     await echoed;
     const replyId = await this.#outbox.reply(event, 'result', reply);
-    if (progress) this.#commands.progress.attach(event.event_id, replyId);
+    if (progress) runner.progress.attach(event.event_id, replyId);
     // A change of a run started in another room is told there too (recorded by the command runner, sent once).
     await this.#outbox.sendRecorded(event.event_id, RUN_ROOM_PURPOSE);
     // Last, so that neither the reply nor that notice waits for them.
-    if (buttons) this.#buttons.later(event, replyId);
+    if (buttons) this.#buttons.later(event, replyId, runner.key);
+  }
+
+  /** The old bot's echo of an accepted command (`bot.echo`). */
+  #echo(event: RoomEvent, word: string, pressed: boolean): Promise<unknown> {
+    return this.#o.echo ? this.#outbox.reply(event, 'echo', replies.echo(pressed ? `${word} (button)` : word)) : Promise.resolve();
   }
 }

@@ -29,10 +29,13 @@ export class Buttons {
   readonly #state: StateDb;
   readonly #outbox: Outbox;
   readonly #logger: Logger;
+  /** The target's name in chat from the key its buttons were recorded with; undefined: no such target now. */
+  readonly #nameOfKey: (key: string) => string | undefined;
   readonly #pending = new Set<Promise<void>>();
 
-  constructor(options: { enabled: boolean; state: StateDb; outbox: Outbox; logger: Logger }) {
+  constructor(options: { enabled: boolean; state: StateDb; outbox: Outbox; logger: Logger; nameOfKey: (key: string) => string | undefined }) {
     this.#enabled = options.enabled;
+    this.#nameOfKey = options.nameOfKey;
     this.#state = options.state;
     this.#outbox = options.outbox;
     this.#logger = options.logger;
@@ -49,8 +52,13 @@ export class Buttons {
     const relates = event.content['m.relates_to'] as { rel_type?: unknown; event_id?: unknown; key?: unknown } | undefined;
     if (relates?.rel_type !== 'm.annotation' || typeof relates.event_id !== 'string' || typeof relates.key !== 'string') return { kind: 'ignore' };
     const name = BY_KEY.get(bare(relates.key));
-    if (!name || !this.#state.isButtonMessage(relates.event_id, event.room_id)) return { kind: 'ignore' };
-    return { kind: 'command', name, word: name };
+    const message = name && this.#state.buttonMessage(relates.event_id, event.room_id);
+    if (!name || !message) return { kind: 'ignore' };
+    // A message from before there were targets has none: the button then means what the bare command does.
+    if (message.target === undefined) return { kind: 'command', name, word: name };
+    const target = this.#nameOfKey(message.target);
+    if (target === undefined) return { kind: 'ignore' }; // its target was removed from the config
+    return { kind: 'command', name, word: name, target };
   }
 
   /** True if the reply to this command gets the buttons. */
@@ -68,8 +76,8 @@ export class Buttons {
    * so Synapse can push the next command at once (waiting took ~70 ms, three round trips, before
    * every next command). A crash before they are sent leaves that reply without some of them.
    */
-  later(source: RoomEvent, replyId: string | undefined): void {
-    const sending = this.add(source, replyId)
+  later(source: RoomEvent, replyId: string | undefined, target: string): void {
+    const sending = this.add(source, replyId, target)
       .catch((error: unknown) => this.#logger.warn({ event_id: source.event_id, err: error instanceof Error ? error.message : String(error) }, 'could not add the reaction buttons'))
       .finally(() => this.#pending.delete(sending));
     this.#pending.add(sending);
@@ -83,13 +91,13 @@ export class Buttons {
   /**
    * Adds the buttons under `replyId`, the reply to `source` that was just sent. After the reply, so
    * they never delay it. Each reaction is recorded before it is sent, with a transaction id derived
-   * from `source` (`<event>.react.<n>`): a redelivery re-sends the recorded ones (the outbox's
+   * from `source` (`<event>.react.<n>`); `target`: the key of the target they act on: a redelivery re-sends the recorded ones (the outbox's
    * `resend`) and this adds only those not recorded yet, so none is ever sent twice. A refused one
    * (a 4xx, logged by the outbox) ends it: the next ones would be refused too.
    */
-  async add(source: RoomEvent, replyId: string | undefined): Promise<void> {
+  async add(source: RoomEvent, replyId: string | undefined, target: string): Promise<void> {
     if (!this.#enabled || replyId === undefined) return;
-    this.#state.addButtonMessage(replyId, source.room_id);
+    this.#state.addButtonMessage(replyId, source.room_id, target);
     for (const [i, button] of BUTTONS.entries()) {
       const content = { 'm.relates_to': { rel_type: 'm.annotation', event_id: replyId, key: button.key } };
       if (!this.#outbox.recordReaction(source.event_id, i + 1, source.room_id, content)) continue;

@@ -5,12 +5,14 @@
  */
 import { faultPoint } from '../fault-points.ts';
 import type { Logger } from '../log.ts';
-import { KubeError } from '../kube/kube.ts';
+import { KubeError, type DeploymentTarget, type Kube } from '../kube/kube.ts';
 import { startProgress } from '../kube/rollout.ts';
 import type { RoomEvent } from '../matrix/events.ts';
+import type { Metrics } from '../metrics.ts';
+import type { StateDb } from '../store/state-db.ts';
 import type { BotOptions } from './bot.ts';
 import { systemClock, type Clock } from './clock.ts';
-import type { Parsed } from './commands.ts';
+import type { CommandName, Parsed } from './commands.ts';
 import type { Outbox } from './outbox.ts';
 import * as replies from './replies.ts';
 import type { Reply } from './replies.ts';
@@ -22,9 +24,26 @@ import { TimeText } from './time-text.ts';
 import { TimedRuns, type StartPlan } from './timed-runs.ts';
 
 type Command = Extract<Parsed, { kind: 'command' }>;
+/** `help` is about all targets: the bot answers it, never one target's runner. */
+export type TargetCommand = Command & { readonly name: Exclude<CommandName, 'help'> };
 
+/** One target's runner: its Deployment (labelled with its name in chat), and what it shares with the others. */
+export interface RunnerOptions extends Pick<BotOptions, 'commandPrefix' | 'runs' | 'progress'> {
+  readonly target: DeploymentTarget & { readonly label: string };
+  /** What a `start` scales it to. */
+  readonly replicas: number;
+  /** With several targets, its name goes into the commands replies suggest (`stop comfy`). */
+  readonly several: boolean;
+  readonly kube: Kube;
+  readonly state: StateDb;
+  readonly outbox: Outbox;
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+}
+
+/** One target's commands: its Deployment's timed run, timer, progress messages and audit Events. */
 export class CommandRunner {
-  readonly #o: BotOptions;
+  readonly #o: RunnerOptions;
   readonly runs: TimedRuns;
   readonly timers: RunScheduler;
   readonly audit: ScaleAudit;
@@ -32,14 +51,16 @@ export class CommandRunner {
   /** Real time (a rollout's), which tests may replace apart from the timed runs' clock. */
   readonly #clock: Clock;
 
-  constructor(options: BotOptions & { readonly outbox: Outbox }) {
+  constructor(options: RunnerOptions) {
     this.#o = options;
-    const { target, state, kube, outbox, metrics, logger } = options;
+    const { target, state, kube, outbox, metrics } = options;
+    const logger = options.logger.child({ target: target.label });
     const clock = options.runs?.clock ?? systemClock;
     this.audit = new ScaleAudit(kube, target, logger);
     this.runs = new TimedRuns({
       target, state, clock, limits: options.runs?.limits ?? { defaultMs: undefined, maxMs: undefined },
       time: options.runs?.time ?? new TimeText('UTC'), prefix: options.commandPrefix, outbox, changed: () => this.timers.reschedule(), logger,
+      ...(options.several ? { sayTarget: target.label } : {}),
     });
     this.#clock = options.progress?.clock ?? systemClock;
     this.progress = new ProgressTracker({
@@ -48,13 +69,65 @@ export class CommandRunner {
     this.timers = new RunScheduler({ target, key: this.runs.key, state, clock, kube, outbox, audit: this.audit, words: () => this.runs.words(), metrics, logger });
   }
 
+  /**
+   * The start-up checks, each a warning when the Role lacks something: the Deployment itself (with
+   * several targets, one whose RBAC is missing is named, and the others work on), its audit Events,
+   * its pods. Never throws; an unreachable API is the readiness probe's to report.
+   */
+  check(): void {
+    void this.audit.check();
+    void this.progress.check();
+    void this.#o.kube.status(this.#o.target).catch((error: unknown) => {
+      if (!(error instanceof KubeError) || error.kind === 'unreachable' || error.kind === 'timeout') return;
+      const { label, namespace, name } = this.#o.target;
+      this.#o.logger.warn({ kind: error.kind, status: error.status, namespace, deployment: name },
+        `kubernetes: target ${label} (${namespace}/${name}) cannot be used: ${error.human}. Its status says so; ${this.#o.several ? 'the other targets work on. ' : ''}` +
+        'Its Role and RoleBinding: config/kubernetes/README.md');
+    });
+  }
+
   /** Why a command must not run as given (a run time over the maximum), before anything is done. */
-  refusal(parsed: Command): Reply | undefined {
+  refusal(parsed: TargetCommand): Reply | undefined {
     return this.runs.refusal(parsed.name, parsed.duration);
   }
 
   badArgument(parsed: Extract<Parsed, { kind: 'invalid' }>): Reply {
     return badArgument(this.runs.words(), parsed.name, parsed.argument);
+  }
+
+  /** The target's chat name, its metrics label. */
+  get name(): string {
+    return this.#o.target.label;
+  }
+
+  /** What its runs, progress and buttons are stored under: `namespace/deployment`. */
+  get key(): string {
+    return this.runs.key;
+  }
+
+  get target(): DeploymentTarget & { readonly label: string } {
+    return this.#o.target;
+  }
+
+  /** Counts a command about this target (the bot's answers before it ran: refused, too old). */
+  count(command: string, outcome: string): void {
+    this.#o.metrics.commands.inc({ command, outcome, target: this.#o.target.label });
+  }
+
+  /** The `status` reply; `line`: one line, for the status of all targets. */
+  async status(line = false): Promise<Reply> {
+    if (!line) return this.#status();
+    try {
+      const s = await this.#o.kube.status(this.#o.target);
+      return replies.statusLine(this.#o.target, s, this.runs.stopsAt(s));
+    } catch (error) {
+      if (error instanceof KubeError) {
+        this.#o.logger.warn({ kind: error.kind, status: error.status }, `kubernetes: ${error.human}`);
+        return replies.statusLineFailure(this.#o.target, error.human);
+      }
+      this.#o.logger.error({ err: error }, 'status failed');
+      return replies.statusLineFailure(this.#o.target, 'an internal error occurred; the operator can find it in the bot\'s log');
+    }
   }
 
   async #status(): Promise<Reply> {
@@ -88,8 +161,9 @@ export class CommandRunner {
    * Runs a command (Kubernetes, the run's timer) and returns the reply, and for a start or stop that
    * was made the rollout to follow; a Kubernetes failure is a one-sentence reply.
    */
-  async run(parsed: Command, event: RoomEvent, log: Logger): Promise<{ reply: Reply; progress?: ProgressPlan }> {
+  async run(parsed: TargetCommand, event: RoomEvent, log: Logger): Promise<{ reply: Reply; progress?: ProgressPlan }> {
     const { target, kube } = this.#o;
+    log = log.child({ target: target.label });
     const command = parsed.name;
     const action = command === 'status' ? 'get the status of' : command;
     let plan: StartPlan | undefined;
@@ -97,9 +171,6 @@ export class CommandRunner {
       let reply: Reply;
       let progress: ProgressPlan | undefined;
       switch (command) {
-        case 'help':
-          reply = replies.help(target, this.#o.commandPrefix, this.#o.reactionButtons ?? true);
-          break;
         case 'status':
           reply = await this.#status();
           break;
@@ -110,7 +181,7 @@ export class CommandRunner {
         case 'stop': {
           // The run (and its stop time) is on disk before the PATCH leaves: a crash after it keeps the timer.
           if (command === 'start') plan = this.runs.beforeStart(event, parsed.duration);
-          const result = await kube.scale(target, command === 'start' ? 1 : 0);
+          const result = await kube.scale(target, command === 'start' ? this.#o.replicas : 0);
           faultPoint('after-patch');
           log.info({ command, namespace: target.namespace, deployment: target.name, from: result.previous, to: result.desired }, 'scaled deployment');
           const run = plan ? this.runs.started(event, plan, result, parsed.duration) : { sentence: this.runs.stopped(event), note: `stop by ${event.sender} in ${event.room_id}` };
@@ -122,12 +193,12 @@ export class CommandRunner {
           break;
         }
       }
-      this.#o.metrics.commands.inc({ command, outcome: 'ok' });
+      this.count(command, 'ok');
       return progress ? { reply, progress } : { reply };
     } catch (error) {
       // A start that surely failed leaves the run as it was; one whose outcome is unknown keeps its timer.
       if (plan && !(error instanceof KubeError && error.kind === 'unknown-outcome')) this.runs.startFailed(plan);
-      this.#o.metrics.commands.inc({ command, outcome: 'error' });
+      this.count(command, 'error');
       if (error instanceof KubeError) {
         log.error({ command, kind: error.kind, status: error.status, detail: error.cause instanceof Error ? error.cause.message : undefined }, `kubernetes: ${error.human}`);
         return { reply: replies.kubeFailure(action, target, error) };

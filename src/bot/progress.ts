@@ -8,6 +8,7 @@
 import { deploymentProblem, readyPods, startProgress, stopProgress, type DeploymentObject, type PodObject, type Rollout } from '../kube/rollout.ts';
 import type { DeploymentTarget } from '../kube/kube.ts';
 import { formatDuration } from './durations.ts';
+import { shown } from './replies.ts';
 
 export type ProgressAction = 'start' | 'stop';
 
@@ -41,7 +42,7 @@ export function deadlineMs(configured: number | undefined, deployment: Deploymen
 /** The message for where the rollout stands, `elapsedMs` after the command; past the deadline a start that is not ready is final. */
 export function progressState(action: ProgressAction, target: DeploymentTarget, view: ProgressView, elapsedMs: number, deadlinePassed: boolean): ProgressState {
   const after = elapsed(elapsedMs);
-  const name = target.name;
+  const name = shown(target);
   if (action === 'stop') {
     const r = view.pods ? stopProgress(view.pods) : countsStop(view.deployment);
     if (r.phase === 'off') return { text: `⏹ Stopped ${name}: ✅ off after ${after}.`, final: true, done: true };
@@ -60,13 +61,13 @@ export function progressState(action: ProgressAction, target: DeploymentTarget, 
 
 /** The text of an earlier start or stop that a later command took over: final, and says where to look. */
 export function supersededText(action: ProgressAction, target: DeploymentTarget, by: ProgressAction): string {
-  const what = action === 'start' ? `▶️ Starting ${target.name}` : `⏹ Stopping ${target.name}`;
+  const what = action === 'start' ? `▶️ Starting ${shown(target)}` : `⏹ Stopping ${shown(target)}`;
   return `${what}: no longer followed here: a ${by} came after it (see below).`;
 }
 
 /** Final text when the deadline passed while the watch was down: nothing known to report. */
 export function lostText(action: ProgressAction, target: DeploymentTarget, elapsedMs: number): string {
-  const what = action === 'start' ? `▶️ Starting ${target.name}` : `⏹ Stopping ${target.name}`;
+  const what = action === 'start' ? `▶️ Starting ${shown(target)}` : `⏹ Stopping ${shown(target)}`;
   return `${what}: ⚠️ I could not follow it for ${elapsed(elapsedMs)}: the Kubernetes API did not answer. Say "status" to see where it stands.`;
 }
 

@@ -17,27 +17,51 @@ export function plain(text: string): Reply {
   return { text, html: escapeHtml(text) };
 }
 
-const name = (t: DeploymentTarget): string => `${t.name} (namespace ${t.namespace})`;
+/** How chat names a target: its configured name, else its Deployment's. */
+export const shown = (t: DeploymentTarget): string => t.label ?? t.name;
+
+/** A target with where it is: `openclaw (namespace agents)`, `comfy (Deployment comfyui, namespace media)`. */
+export const placed = (t: DeploymentTarget): string =>
+  shown(t) === t.name ? `${t.name} (namespace ${t.namespace})` : `${shown(t)} (Deployment ${t.name}, namespace ${t.namespace})`;
+const name = placed;
 
 /** Said under the command list when reaction buttons are on. */
 const BUTTONS_TEXT = 'On a phone: react ▶️, ⏹️ or 🔄 to my status and start/stop replies to start, stop or see the status.';
 
-/** `buttons`: reaction buttons are on (bot.reactionButtons), so the list says how to use them. */
-export function help(target: DeploymentTarget, prefix: string, buttons = false): Reply {
+/** A command word with the target's place marked (`start NAME 2h`), for the list when there are several. */
+function named(alias: string, name: string): string {
+  const [verb = '', ...rest] = alias.split(' ');
+  if (verb === 'help' || verb === 'approve') return alias;
+  return [verb, verb === 'status' ? `[${name}]` : name, ...rest].join(' ');
+}
+
+/**
+ * The command list. `targets`: those the reader may control from here; `several`: the bot has more
+ * than one target, so commands name theirs (`start comfy`) and the list says which there are.
+ * `buttons`: reaction buttons are on (bot.reactionButtons), so the list says how to use them.
+ */
+export function help(targets: readonly DeploymentTarget[], prefix: string, buttons = false, several = false): Reply {
   const word = (alias: string): string => (prefix ? `${prefix} ${alias}` : alias);
-  const lines = COMMANDS.map((c) => ({ words: c.aliases.map(word), summary: c.summary }));
+  const lines = COMMANDS.map((c) => ({ words: c.aliases.map((a) => word(several ? named(a, 'NAME') : a)), summary: c.summary }));
+  const head = !several
+    ? { text: `Commands for ${name(targets[0]!)}:`, html: `Commands for <b>${escapeHtml(name(targets[0]!))}</b>:` }
+    : { text: 'Commands (NAME: one of the targets below):', html: 'Commands (<code>NAME</code>: one of the targets below):' };
+  const tail = !several ? [] : targets.length === 0
+    ? [plain('There is no target you may control from this room.')]
+    : [plain(`Targets: ${targets.map((t) => placed(t)).join('; ')}.`)];
   return {
-    text: [`Commands for ${name(target)}:`, ...lines.map((l) => `• ${l.words.join(' / ')}: ${l.summary}`), ...(buttons ? [BUTTONS_TEXT] : [])].join('\n'),
+    text: [head.text, ...lines.map((l) => `• ${l.words.join(' / ')}: ${l.summary}`), ...tail.map((t) => t.text), ...(buttons ? [BUTTONS_TEXT] : [])].join('\n'),
     html:
-      `Commands for <b>${escapeHtml(name(target))}</b>:<ul>` +
+      `${head.html}<ul>` +
       lines.map((l) => `<li>${l.words.map((w) => `<code>${escapeHtml(w)}</code>`).join(' / ')}: ${escapeHtml(l.summary)}</li>`).join('') +
-      '</ul>' + (buttons ? escapeHtml(BUTTONS_TEXT) : ''),
+      '</ul>' + tail.map((t) => `${t.html}<br>`).join('') + (buttons ? escapeHtml(BUTTONS_TEXT) : ''),
   };
 }
 
-export function hello(target: DeploymentTarget, prefix: string, buttons = false): Reply {
-  const list = help(target, prefix, buttons);
-  return { text: `👋 Hello! I start and stop ${name(target)}.\n${list.text}`, html: `👋 Hello! I start and stop <b>${escapeHtml(name(target))}</b>.<br>${list.html}` };
+/** The first words in a room; `list`: the command list (help). */
+export function hello(targets: readonly DeploymentTarget[], list: Reply): Reply {
+  const what = targets.length === 1 ? placed(targets[0]!) : targets.map((t) => shown(t)).join(', ');
+  return { text: `👋 Hello! I start and stop ${what}.\n${list.text}`, html: `👋 Hello! I start and stop <b>${escapeHtml(what)}</b>.<br>${list.html}` };
 }
 
 /** The old bot's echo of an accepted command. */
@@ -45,8 +69,8 @@ export function echo(word: string): Reply {
   return plain(`🦞 ${word}`);
 }
 
-export function unknown(word: string, target: DeploymentTarget, prefix: string, buttons = false): Reply {
-  const list = help(target, prefix, buttons);
+/** `list`: the command list (help). */
+export function unknown(word: string, list: Reply): Reply {
   return { text: `Unknown command "${word}".\n${list.text}`, html: `Unknown command <code>${escapeHtml(word)}</code>.<br>${list.html}` };
 }
 
@@ -57,15 +81,15 @@ export function scaled(target: DeploymentTarget, result: ScaleResult, followed =
     // The change is in place, but its "from" is unknown: say what holds now, and why it took a moment.
     const why = 'the Kubernetes API\'s answer was lost, so I read the Deployment back to check';
     return result.desired === 0
-      ? plain(`⏹ ${target.name} is off (0 desired; ${why}).`)
-      : plain(`▶️ ${target.name} is on (${result.desired} desired; ${why}).${whenReady}`);
+      ? plain(`⏹ ${shown(target)} is off (0 desired; ${why}).`)
+      : plain(`▶️ ${shown(target)} is on (${result.desired} desired; ${why}).${whenReady}`);
   }
   if (result.previous === result.desired) {
-    return plain(result.desired === 0 ? `${target.name} is already off (0 replicas).` : `${target.name} is already on (${result.desired} desired).${followed ? '' : ' Say "status" to see if it is ready.'}`);
+    return plain(result.desired === 0 ? `${shown(target)} is already off (0 replicas).` : `${shown(target)} is already on (${result.desired} desired).${followed ? '' : ' Say "status" to see if it is ready.'}`);
   }
   return result.desired === 0
-    ? plain(`⏹ Stopping ${target.name}: replicas ${result.previous} → 0.`)
-    : plain(`▶️ Starting ${target.name}: replicas ${result.previous} → ${result.desired}.${whenReady}`);
+    ? plain(`⏹ Stopping ${shown(target)}: replicas ${result.previous} → 0.`)
+    : plain(`▶️ Starting ${shown(target)}: replicas ${result.previous} → ${result.desired}.${whenReady}`);
 }
 
 const STATE_WORDS: Record<DeploymentStatus['state'], string> = {
@@ -81,9 +105,26 @@ export function status(target: DeploymentTarget, s: DeploymentStatus, run?: stri
   const counts = `desired ${s.desired}, ready ${s.ready}, available ${s.available}, updated ${s.updated}`;
   const lines = [...(s.problem ? [`⚠️ It is not getting ready: ${s.problem}.`] : waiting ? [`⏳ ${waiting[0]!.toUpperCase()}${waiting.slice(1)}.`] : []), ...(run ? [run] : [])];
   return {
-    text: `${target.name} is ${STATE_WORDS[s.state]}: ${counts}.${lines.map((l) => `\n${l}`).join('')}`,
-    html: `<b>${escapeHtml(target.name)}</b> is <b>${STATE_WORDS[s.state]}</b>: ${counts}.${lines.map((l) => `<br>${escapeHtml(l)}`).join('')}`,
+    text: `${shown(target)} is ${STATE_WORDS[s.state]}: ${counts}.${lines.map((l) => `\n${l}`).join('')}`,
+    html: `<b>${escapeHtml(shown(target))}</b> is <b>${STATE_WORDS[s.state]}</b>: ${counts}.${lines.map((l) => `<br>${escapeHtml(l)}`).join('')}`,
   };
+}
+
+/** One target's line in the status of all targets: `🟢 comfy: running, 1 of 1 ready; stops at 16:02 UTC, in 1 h.` */
+export function statusLine(target: DeploymentTarget, s: DeploymentStatus, stops?: string): Reply {
+  const [emoji, word] = STATE_WORDS[s.state].split(' ') as [string, string];
+  const parts = [`${word}, ${s.ready} of ${s.desired} ready`, ...(stops ? [stops] : []), ...(s.problem ? [`⚠️ not getting ready: ${s.problem}`] : [])];
+  return { text: `${emoji} ${shown(target)}: ${parts.join('; ')}.`, html: `${emoji} <b>${escapeHtml(shown(target))}</b>: ${escapeHtml(parts.join('; '))}.` };
+}
+
+/** A target's line when its status cannot be read (its RBAC is missing, it does not exist, …). */
+export function statusLineFailure(target: DeploymentTarget, why: string): Reply {
+  return { text: `⚠️ ${shown(target)}: could not get its status: ${why}`, html: `⚠️ <b>${escapeHtml(shown(target))}</b>: could not get its status: ${escapeHtml(why)}` };
+}
+
+/** Several replies as one message, a line each. */
+export function lines(head: string, parts: readonly Reply[]): Reply {
+  return { text: [head, ...parts.map((p) => p.text)].join('\n'), html: [escapeHtml(head), ...parts.map((p) => p.html)].join('<br>') };
 }
 
 /** A reply with a sentence added (` ⏲ It stops automatically at …`). */
@@ -94,13 +135,13 @@ export function withSentence(reply: Reply, sentence: string): Reply {
 export function kubeFailure(action: string, target: DeploymentTarget, error: KubeError): Reply {
   if (error.kind === 'unknown-outcome') {
     const done = action === 'stop' ? 'stopped' : action === 'start' ? 'started' : 'changed';
-    return plain(`⚠️ I cannot tell whether ${target.name} was ${done}: ${error.human}. Say "status" to see its state.`);
+    return plain(`⚠️ I cannot tell whether ${shown(target)} was ${done}: ${error.human}. Say "status" to see its state.`);
   }
-  return plain(`⚠️ Could not ${action} ${target.name}: ${error.human}`);
+  return plain(`⚠️ Could not ${action} ${shown(target)}: ${error.human}`);
 }
 
 export function internalFailure(action: string, target: DeploymentTarget): Reply {
-  return plain(`⚠️ Could not ${action} ${target.name}: an internal error occurred; the operator can find it in the bot's log.`);
+  return plain(`⚠️ Could not ${action} ${shown(target)}: an internal error occurred; the operator can find it in the bot's log.`);
 }
 
 export function tooOld(word: string, ageSeconds: number, maxSeconds: number): Reply {

@@ -6,7 +6,7 @@
 import type { DeploymentTarget, KubeError } from '../kube/kube.ts';
 import type { RunRecord } from '../store/state-db.ts';
 import { compactDuration, formatDuration } from './durations.ts';
-import { plain, type Reply } from './replies.ts';
+import { plain, shown, type Reply } from './replies.ts';
 import type { TimeText } from './time-text.ts';
 
 /** How replies name times and commands: the configured zone, the moment "now", the command prefix. */
@@ -14,10 +14,16 @@ export interface Words {
   readonly time: TimeText;
   readonly now: number;
   readonly prefix: string;
+  /** With several targets, the one these words are about: commands suggested name it (`stop comfy`). */
+  readonly target?: string | undefined;
 }
 
-/** A command as the person types it (with the configured prefix). */
-export const say = (w: Words, command: string): string => `"${w.prefix ? `${w.prefix} ${command}` : command}"`;
+/** A command as the person types it (with the configured prefix, and the target's name when there are several). */
+export const say = (w: Words, command: string): string => {
+  const [verb, ...rest] = command.split(' ');
+  const named = w.target === undefined ? command : [verb, w.target, ...rest].join(' ');
+  return `"${w.prefix ? `${w.prefix} ${named}` : named}"`;
+};
 /** `16:02 UTC, in 1 h 12 min` */
 const when = (w: Words, at: number): string => `${w.time.timeWithZone(at, w.now)}, in ${formatDuration(at - w.now)}`;
 const extendHint = (w: Words): string => `say ${say(w, 'extend 1h')} to keep it longer`;
@@ -39,6 +45,9 @@ export function upSince(w: Words, since: number): string {
   return `Up since ${w.time.timeWithZone(since, w.now)} (${formatDuration(Math.max(0, w.now - since))}).`;
 }
 
+/** A timed run's stop, in the one-line status of all targets. */
+export const stopsAtShort = (w: Words, at: number): string => `stops at ${when(w, at)}`;
+
 /** The line `status` adds while a run started from chat is on. */
 export function runLine(w: Words, run: RunRecord, running: boolean): string {
   const lead = `${running ? 'Running' : 'On'} since`;
@@ -50,33 +59,33 @@ export function runLine(w: Words, run: RunRecord, running: boolean): string {
 }
 
 export function tooLong(w: Words, target: DeploymentTarget, ms: number, maxMs: number): Reply {
-  return plain(`⚠️ Not starting ${target.name} for ${formatDuration(ms)}: the longest run allowed is ${formatDuration(maxMs)} (set by the operator). Say ${say(w, `start ${compactDuration(maxMs)}`)} or less.`);
+  return plain(`⚠️ Not starting ${shown(target)} for ${formatDuration(ms)}: the longest run allowed is ${formatDuration(maxMs)} (set by the operator). Say ${say(w, `start ${compactDuration(maxMs)}`)} or less.`);
 }
 
 export function extended(w: Words, target: DeploymentTarget, run: RunRecord & { stopsAt: number }, by: number, was: number): Reply {
-  return plain(`⏲ Extended by ${formatDuration(by)}: ${target.name} now stops at ${when(w, run.stopsAt)} (instead of ${w.time.time(was, w.now)}).`);
+  return plain(`⏲ Extended by ${formatDuration(by)}: ${shown(target)} now stops at ${when(w, run.stopsAt)} (instead of ${w.time.time(was, w.now)}).`);
 }
 
 /** Said in the run's own room when someone changes the run from another room: every change names who made it. */
 export function changedElsewhere(w: Words, target: DeploymentTarget, who: string, change: 'extended' | 'reset' | 'stopped', stopsAt: number): Reply {
-  if (change === 'stopped') return plain(`⏹ ${who} stopped ${target.name} from another room; the automatic stop planned for ${w.time.timeWithZone(stopsAt, w.now)} is cancelled.`);
+  if (change === 'stopped') return plain(`⏹ ${who} stopped ${shown(target)} from another room; the automatic stop planned for ${w.time.timeWithZone(stopsAt, w.now)} is cancelled.`);
   const what = change === 'extended' ? 'extended the run' : 'set a new stop time';
-  return plain(`⏲ ${who} ${what} of ${target.name} from another room: it now stops at ${when(w, stopsAt)}.`);
+  return plain(`⏲ ${who} ${what} of ${shown(target)} from another room: it now stops at ${when(w, stopsAt)}.`);
 }
 
 export function notExtended(w: Words, target: DeploymentTarget, newStop: number, maxMs: number, roomLeftMs: number): Reply {
   const most = roomLeftMs >= 60_000 ? `The most you can add now is ${formatDuration(roomLeftMs)}.` : 'It already runs as long as allowed.';
-  return plain(`⚠️ Not extended: ${target.name} would then stop at ${when(w, newStop)}, and no run may end more than ${formatDuration(maxMs)} ahead (set by the operator). ${most}`);
+  return plain(`⚠️ Not extended: ${shown(target)} would then stop at ${when(w, newStop)}, and no run may end more than ${formatDuration(maxMs)} ahead (set by the operator). ${most}`);
 }
 
 export function nothingToExtend(w: Words, target: DeploymentTarget, off: boolean | undefined): Reply {
   return off
-    ? plain(`${target.name} is off: there is no run to extend. Say ${say(w, 'start 1h')} to start it for an hour.`)
-    : plain(`${target.name} has no automatic stop, so there is nothing to extend. Say ${say(w, 'start 1h')} to have it stop in 1 h, or ${say(w, 'stop')} to stop it now.`);
+    ? plain(`${shown(target)} is off: there is no run to extend. Say ${say(w, 'start 1h')} to start it for an hour.`)
+    : plain(`${shown(target)} has no automatic stop, so there is nothing to extend. Say ${say(w, 'start 1h')} to have it stop in 1 h, or ${say(w, 'stop')} to stop it now.`);
 }
 
 export function stopUnderWay(w: Words, target: DeploymentTarget): Reply {
-  return plain(`${target.name}'s automatic stop is already under way; say ${say(w, 'start 1h')} once it is off to start it again.`);
+  return plain(`${shown(target)}'s automatic stop is already under way; say ${say(w, 'start 1h')} once it is off to start it again.`);
 }
 
 /** A command word with an argument it does not take. */
@@ -89,19 +98,19 @@ export function badArgument(w: Words, name: string, argument: string): Reply {
 const startedText = (w: Words, run: RunRecord): string => `started by ${run.startedBy} at ${w.time.time(run.startedAt, w.now)}`;
 
 export function warning(w: Words, target: DeploymentTarget, run: RunRecord & { stopsAt: number }): Reply {
-  return plain(`⏲ ${target.name} stops automatically in ${formatDuration(run.stopsAt - w.now)}, at ${w.time.timeWithZone(run.stopsAt, w.now)} (${startedText(w, run)}). Say ${say(w, 'extend 1h')} to keep it running longer, or ${say(w, 'stop')} to stop it now.`);
+  return plain(`⏲ ${shown(target)} stops automatically in ${formatDuration(run.stopsAt - w.now)}, at ${w.time.timeWithZone(run.stopsAt, w.now)} (${startedText(w, run)}). Say ${say(w, 'extend 1h')} to keep it running longer, or ${say(w, 'stop')} to stop it now.`);
 }
 
 /** The automatic stop. `previous` 0: it was already off; `lateMs`: the bot was not running when it fell due. */
 export function autoStopped(w: Words, target: DeploymentTarget, run: RunRecord & { stopsAt: number }, previous: number | undefined, lateMs: number): Reply {
   const again = `Say ${say(w, 'start')} to start it again.`;
-  if (previous === 0) return plain(`⏹ The run of ${target.name} ${startedText(w, run)} is over (due at ${w.time.timeWithZone(run.stopsAt, w.now)}); it was already off. ${again}`);
+  if (previous === 0) return plain(`⏹ The run of ${shown(target)} ${startedText(w, run)} is over (due at ${w.time.timeWithZone(run.stopsAt, w.now)}); it was already off. ${again}`);
   if (lateMs > 0) {
-    return plain(`⏹ Stopped ${target.name} now, ${formatDuration(lateMs)} late: its run (${startedText(w, run)}) was due to stop at ${w.time.timeWithZone(run.stopsAt, w.now)}, while I was not running. ${again}`);
+    return plain(`⏹ Stopped ${shown(target)} now, ${formatDuration(lateMs)} late: its run (${startedText(w, run)}) was due to stop at ${w.time.timeWithZone(run.stopsAt, w.now)}, while I was not running. ${again}`);
   }
-  return plain(`⏹ Stopped ${target.name} automatically at ${w.time.timeWithZone(run.stopsAt, w.now)}, as planned: the run ${startedText(w, run)} is over (${formatDuration(run.stopsAt - run.startedAt)}). ${again}`);
+  return plain(`⏹ Stopped ${shown(target)} automatically at ${w.time.timeWithZone(run.stopsAt, w.now)}, as planned: the run ${startedText(w, run)} is over (${formatDuration(run.stopsAt - run.startedAt)}). ${again}`);
 }
 
 export function autoStopFailed(w: Words, target: DeploymentTarget, error: KubeError, retryMs: number): Reply {
-  return plain(`⚠️ Could not stop ${target.name} automatically: ${error.human}. I will keep trying (next in ${formatDuration(retryMs)}); say ${say(w, 'stop')} to try yourself.`);
+  return plain(`⚠️ Could not stop ${shown(target)} automatically: ${error.human}. I will keep trying (next in ${formatDuration(retryMs)}); say ${say(w, 'stop')} to try yourself.`);
 }

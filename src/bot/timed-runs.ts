@@ -42,6 +42,8 @@ export interface TimedRunsOptions {
   /** Called after every change of the run: the scheduler re-arms its one timer. */
   readonly changed: () => void;
   readonly logger: Logger;
+  /** With several targets: its name, for the commands replies suggest (`extend comfy 1h`). */
+  readonly sayTarget?: string;
 }
 
 /** A start's intent, written before its PATCH. */
@@ -61,7 +63,7 @@ export class TimedRuns {
   }
 
   words(): words.Words {
-    return { time: this.#o.time, now: this.#o.clock.now(), prefix: this.#o.prefix };
+    return { time: this.#o.time, now: this.#o.clock.now(), prefix: this.#o.prefix, target: this.#o.sayTarget };
   }
 
   current(): RunRecord | undefined {
@@ -171,6 +173,13 @@ export class TimedRuns {
     const run = this.current();
     if (!run || status.desired === 0) return undefined;
     return words.runLine(this.words(), run, status.state === 'running');
+  }
+
+  /** For the status of all targets: `stops at 16:02 UTC (in 1 h 12 min)` while a timed run is on. */
+  stopsAt(status: DeploymentStatus): string | undefined {
+    const run = this.current();
+    if (!run || status.desired === 0 || run.stopsAt === undefined) return undefined;
+    return words.stopsAtShort(this.words(), run.stopsAt);
   }
 
   #fresh(event: RoomEvent, now: number, ms: number | undefined): RunRecord {

@@ -9,9 +9,11 @@ import { configUserIdProblem, isServerName } from '../matrix/ids.ts';
 import { ConfigError } from './config-error.ts';
 import { keycloakLogin, type AuthMethod, type KeycloakLogin } from './jwt-config.ts';
 import { SETTINGS, type Setting } from './settings.ts';
+import { legacyTarget, parseTargets, type Target } from './targets.ts';
 
 export { ConfigError };
 export type { AuthMethod, JwtLoginType, KeycloakLogin } from './jwt-config.ts';
+export type { Target } from './targets.ts';
 
 export type Mode = 'appservice' | 'password';
 export type TrustPolicy = 'tofu' | 'verified' | 'any';
@@ -54,7 +56,10 @@ export interface Config {
   readonly keycloak: KeycloakLogin | undefined;
   readonly http: { readonly bind: string; readonly port: number };
   readonly sync: { readonly maxRetries: number };
+  /** What the bot starts and stops: `targets:`, or the one target of kubernetes.deployment/namespace. Never empty. */
+  readonly targets: readonly Target[];
   readonly kubernetes: {
+    /** The single target's (the first target's when `targets:` is set). */
     readonly deployment: string;
     readonly namespace: string;
     readonly kubeconfig: string | undefined;
@@ -153,9 +158,13 @@ function fail(setting: Setting, found: Found, message: string): never {
   throw new ConfigError(setting.key, `${message} (from ${found.source})`);
 }
 
-function coerce(setting: Setting, found: Found): string | number | boolean | readonly string[] {
+function coerce(setting: Setting, found: Found): string | number | boolean | readonly unknown[] {
   const { value } = found;
   switch (setting.kind) {
+    case 'targets':
+      // Validated with the allowlist it narrows, once that is known (loadConfig).
+      if (!Array.isArray(value)) fail(setting, found, 'must be a list of targets (name, namespace, deployment, …)');
+      return value;
     case 'string':
     case 'path':
     case 'url': {
@@ -215,12 +224,12 @@ function coerce(setting: Setting, found: Found): string | number | boolean | rea
 /** Loads config from an optional YAML file and the environment (environment wins), validates it, freezes it. */
 export function loadConfig(options: LoadOptions): Config {
   const file = options.file ? flattenFile(resolve(options.file)) : new Map<string, Found>();
-  const values = new Map<string, { value: string | number | boolean | readonly string[]; source: string }>();
+  const values = new Map<string, { value: string | number | boolean | readonly unknown[]; source: string }>();
   for (const setting of SETTINGS) {
     const found = lookup(setting, file, options.env);
     if (found && found.value !== null && found.value !== '') {
       const value = coerce(setting, found);
-      if (typeof value === 'string' && value.includes(SAMPLE_MARKER) || Array.isArray(value) && value.some((v) => v.includes(SAMPLE_MARKER))) {
+      if (typeof value === 'string' && value.includes(SAMPLE_MARKER) || Array.isArray(value) && value.some((v) => JSON.stringify(v).includes(SAMPLE_MARKER))) {
         fail(setting, found, setting.secret ? 'still holds the sample value: replace it' : `still holds the sample value "${String(value)}": replace it`);
       }
       values.set(setting.key, { value, source: found.source });
@@ -281,6 +290,7 @@ export function loadConfig(options: LoadOptions): Config {
   const namespace = str('kubernetes.namespace') ?? contextNamespace({ kubeconfigPath: str('kubernetes.kubeconfig'), env: options.env })
     ?? podNamespace(options.serviceAccountNamespaceFile ?? SA_NAMESPACE_FILE) ?? 'default';
   if (!DNS_LABEL.test(namespace)) throw new ConfigError('kubernetes.namespace', `"${namespace}" is not a valid namespace name (a DNS label) (from ${where('kubernetes.namespace')})`);
+  const targets = configTargets(values.get('targets'), { deployment, namespace, allowedUsers, where });
 
   const prefix = (str('bot.commandPrefix') ?? '').trim();
   const defaultRunMs = values.get('bot.defaultRunTime')?.value as number | undefined;
@@ -317,9 +327,10 @@ export function loadConfig(options: LoadOptions): Config {
     keycloak,
     http: { bind: str('http.bind') as string, port: values.get('http.port')?.value as number },
     sync: { maxRetries: values.get('sync.maxRetries')?.value as number },
+    targets,
     kubernetes: {
-      deployment,
-      namespace,
+      deployment: targets[0]!.deployment,
+      namespace: targets[0]!.namespace,
       kubeconfig: str('kubernetes.kubeconfig'),
       timeoutSeconds: values.get('kubernetes.timeoutSeconds')?.value as number,
     },
@@ -399,7 +410,7 @@ export function describeConfig(config: Config): Record<string, unknown> {
     registration: config.appservice.registrationPath,
     appserviceId: config.appservice.registration?.id,
     listen: `${config.http.bind}:${config.http.port}`,
-    deployment: `${config.kubernetes.namespace}/${config.kubernetes.deployment}`,
+    targets: config.targets.map((t) => `${t.name}=${t.namespace}/${t.deployment}`),
     kubeconfig: config.kubernetes.kubeconfig ?? 'in-cluster or default',
     storePath: config.storage.path,
     storePassphraseGiven: config.storage.passphrase !== undefined,
@@ -409,4 +420,26 @@ export function describeConfig(config: Config): Record<string, unknown> {
 
 function secondsToMs(seconds: number | undefined): number | undefined {
   return seconds === undefined ? undefined : seconds * 1000;
+}
+
+/**
+ * `targets:` when given, else the one target of kubernetes.deployment/namespace. With `targets:`,
+ * those two may stay set (the kustomize base sets them for its Role) only if they name one of the
+ * targets: a DEPLOYMENT_NAME silently ignored would scale something other than the operator meant.
+ */
+function configTargets(
+  raw: { value: unknown; source: string } | undefined,
+  single: { deployment: string; namespace: string; allowedUsers: readonly string[]; where: (key: string) => string },
+): Target[] {
+  if (raw === undefined) return [legacyTarget(single.namespace, single.deployment)];
+  const targets = parseTargets(raw.value, single.allowedUsers, raw.source);
+  const setHere = (key: string): boolean => single.where(key) !== 'default';
+  if (setHere('kubernetes.deployment') && !targets.some((t) => t.deployment === single.deployment && (!setHere('kubernetes.namespace') || t.namespace === single.namespace))) {
+    const place = setHere('kubernetes.namespace') ? `${single.namespace}/${single.deployment}` : `"${single.deployment}"`;
+    throw new ConfigError('kubernetes.deployment', `${place} (from ${single.where('kubernetes.deployment')}) is none of targets; with targets set, leave it unset or name one of them`);
+  }
+  if (!setHere('kubernetes.deployment') && setHere('kubernetes.namespace') && !targets.some((t) => t.namespace === single.namespace)) {
+    throw new ConfigError('kubernetes.namespace', `"${single.namespace}" (from ${single.where('kubernetes.namespace')}) is the namespace of none of targets; with targets set, leave it unset or name one of theirs`);
+  }
+  return targets;
 }

@@ -4,7 +4,8 @@
  * documentation. The loader, the sample config test and the README table all come from here.
  */
 
-export type SettingKind = 'string' | 'url' | 'int' | 'bool' | 'list' | 'enum' | 'path' | 'duration';
+/** `targets`: a list of mappings, YAML only (src/config/targets.ts validates it). */
+export type SettingKind = 'string' | 'url' | 'int' | 'bool' | 'list' | 'enum' | 'path' | 'duration' | 'targets';
 
 export interface Setting {
   /** Dotted YAML path, e.g. `kubernetes.namespace`. */
@@ -135,8 +136,12 @@ export const SETTINGS: readonly Setting[] = [
     doc: 'Also accept `hs_token` as the legacy `access_token` query parameter (old homeservers only).',
   },
   {
+    key: 'targets', env: [], kind: 'targets',
+    doc: 'Several Deployments from one bot (YAML only): a list of `name` (how chat names it: `start comfy`), `namespace`, `deployment`, and optional `aliases`, `replicas` (what `start` asks for, default 1), `allowedUsers` (narrows `bot.allowedUsers` for this target) and `rooms` (room ids that may control it). Unset: the one target of `kubernetes.deployment` and `kubernetes.namespace`, named after its Deployment. When set, those two may stay set only if they name one of the targets.',
+  },
+  {
     key: 'kubernetes.deployment', env: ['DEPLOYMENT_NAME'], kind: 'string', default: 'openclaw',
-    doc: 'Name of the Deployment to start and stop.',
+    doc: 'Name of the Deployment to start and stop (the single target; see `targets` for several).',
   },
   {
     key: 'kubernetes.namespace', env: ['DEPLOYMENT_NAMESPACE'], kind: 'string',

@@ -1,11 +1,11 @@
 import type { Health } from '../health.ts';
 import type { Metrics } from '../metrics.ts';
-import { KubeError, type Kube } from './kube.ts';
+import { KubeError, type DeploymentTarget, type Kube } from './kube.ts';
 
 /** Times every call for /metrics and keeps the readiness of "the Kubernetes API answers" current. */
 export function instrumentKube(kube: Kube, metrics: Metrics, health: Health): Kube {
-  async function timed<T>(operation: string, call: () => Promise<T>): Promise<T> {
-    const end = metrics.kubeLatency.startTimer({ operation });
+  async function timed<T>(operation: string, target: DeploymentTarget, call: () => Promise<T>): Promise<T> {
+    const end = metrics.kubeLatency.startTimer({ operation, target: target.label ?? target.name });
     try {
       const result = await call();
       end({ outcome: 'ok' });
@@ -21,12 +21,12 @@ export function instrumentKube(kube: Kube, metrics: Metrics, health: Health): Ku
     }
   }
   return {
-    scale: (target, replicas) => timed('scale', () => kube.scale(target, replicas)),
-    status: (target) => timed('status', () => kube.status(target)),
-    ping: (target) => timed('ping', () => kube.ping(target)),
-    ...(kube.recordEvent ? { recordEvent: (target, event, options) => timed('event', () => kube.recordEvent!(target, event, options)) } : {}),
-    ...(kube.checkPods ? { checkPods: (target) => timed('pods-check', () => kube.checkPods!(target)) } : {}),
+    scale: (target, replicas) => timed('scale', target, () => kube.scale(target, replicas)),
+    status: (target) => timed('status', target, () => kube.status(target)),
+    ping: (target) => timed('ping', target, () => kube.ping(target)),
+    ...(kube.recordEvent ? { recordEvent: (target, event, options) => timed('event', target, () => kube.recordEvent!(target, event, options)) } : {}),
+    ...(kube.checkPods ? { checkPods: (target) => timed('pods-check', target, () => kube.checkPods!(target)) } : {}),
     ...(kube.follow ? { follow: kube.follow.bind(kube) } : {}),
-    ...(kube.rolloutNow ? { rolloutNow: (target) => timed('pods-list', () => kube.rolloutNow!(target)) } : {}),
+    ...(kube.rolloutNow ? { rolloutNow: (target) => timed('pods-list', target, () => kube.rolloutNow!(target)) } : {}),
   };
 }

@@ -3,7 +3,10 @@ import type { DeploymentObject, PodObject } from './rollout.ts';
 
 export interface DeploymentTarget {
   readonly namespace: string;
+  /** The Deployment's name. */
   readonly name: string;
+  /** How chat names it (a configured target's name, src/config/targets.ts); the Deployment's name when unset. Never sent to the API. */
+  readonly label?: string;
 }
 
 /** A one-word summary derived from the replica counts (see `summarise`). */

@@ -52,6 +52,8 @@ export interface LeanKube extends Kube {
   readonly watchStats: WatchStats | undefined;
   /** True while the watch is connected (status and ping then make no request). */
   readonly watching: boolean;
+  /** Every watched Deployment's watch (the two above are the first's), for the metrics. */
+  watches(): ReadonlyArray<{ readonly target: DeploymentTarget; readonly live: boolean; readonly stats: WatchStats }>;
   recordEvent(target: DeploymentTarget, event: KubeEvent, options?: { readonly dryRun?: boolean }): Promise<void>;
   /**
    * Where the watched Deployment stands, for progress and reasons (rollout.ts): the Deployment as the
@@ -123,6 +125,7 @@ export function createKube(options: LeanKubeOptions): LeanKube {
     cluster,
     get watchStats() { return first?.watch.stats; },
     get watching() { return first?.watch.live ?? false; },
+    watches: () => targets.map((t) => ({ target: t, live: of(t)!.watch.live, stats: of(t)!.watch.stats })),
     async scale(target: DeploymentTarget, replicas: number): Promise<ScaleResult> {
       if (!Number.isInteger(replicas) || replicas < 0) {
         throw new KubeError('invalid', `invalid: ${String(replicas)} is not a valid replica count`);

@@ -90,6 +90,9 @@ export class StateDb {
     // Added after the first release: databases created before have no such column yet.
     const columns = this.#db.prepare('PRAGMA table_info(handled_events)').all() as Array<{ name: string }>;
     if (!columns.some((c) => c.name === 'acting')) this.#db.exec('ALTER TABLE handled_events ADD COLUMN acting INTEGER NOT NULL DEFAULT 0');
+    // Several targets (issue 13): which one a message's buttons act on. NULL for messages from before.
+    const buttonColumns = this.#db.prepare('PRAGMA table_info(button_messages)').all() as Array<{ name: string }>;
+    if (!buttonColumns.some((c) => c.name === 'target')) this.#db.exec('ALTER TABLE button_messages ADD COLUMN target TEXT');
     this.runs = new RunsTable(this.#db);
     this.progress = new ProgressTable(this.#db);
     this.#claim = this.#db.prepare('INSERT INTO handled_events (event_id, room_id, handled_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING');
@@ -261,12 +264,15 @@ export class StateDb {
   }
 
   /** Remembers a message the bot sent with reaction buttons: only reactions to these are commands. */
-  addButtonMessage(eventId: string, roomId: string, now = Date.now()): void {
-    this.#db.prepare('INSERT INTO button_messages (event_id, room_id, recorded_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING').run(eventId, roomId, now);
+  /** `target`: the key (`namespace/deployment`) of the target its buttons act on. */
+  addButtonMessage(eventId: string, roomId: string, target: string, now = Date.now()): void {
+    this.#db.prepare('INSERT INTO button_messages (event_id, room_id, recorded_at, target) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING').run(eventId, roomId, now, target);
   }
 
-  isButtonMessage(eventId: string, roomId: string): boolean {
-    return this.#db.prepare('SELECT 1 FROM button_messages WHERE event_id = ? AND room_id = ?').get(eventId, roomId) !== undefined;
+  /** Undefined: not a message with buttons (in this room). `target` undefined: recorded before there were targets. */
+  buttonMessage(eventId: string, roomId: string): { readonly target: string | undefined } | undefined {
+    const row = this.#db.prepare('SELECT target FROM button_messages WHERE event_id = ? AND room_id = ?').get(eventId, roomId) as { target: string | null } | undefined;
+    return row && { target: row.target ?? undefined };
   }
 
   /** Forgets handled events (and their replies) older than the cut-off; homeservers do not redeliver events that old. */

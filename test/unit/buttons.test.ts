@@ -20,6 +20,7 @@ import { MatrixError } from '../../src/matrix/client.ts';
 import { Metrics } from '../../src/metrics.ts';
 import { Pipeline } from '../../src/pipeline.ts';
 import { StateDb } from '../../src/store/state-db.ts';
+import { legacyTarget } from '../../src/config/targets.ts';
 
 const BOT = '@bot:example.org';
 const ALICE = '@alice:example.org';
@@ -81,7 +82,7 @@ function setUp(options: { reactionButtons?: boolean; maxAge?: number; verdict?: 
   };
   const crypto = passThroughCrypto(options.verdict);
   const bot = new Bot({
-    userId: BOT, allowedUsers: [ALICE], target: { namespace: 'agents', name: 'openclaw' }, echo: true, commandPrefix: '',
+    userId: BOT, allowedUsers: [ALICE], targets: [legacyTarget('agents', 'openclaw')], echo: true, commandPrefix: '',
     maxCommandAgeSeconds: options.maxAge ?? 0, ...(options.reactionButtons === undefined ? {} : { reactionButtons: options.reactionButtons }),
     kube, rooms, state, metrics, logger: silentLogger(),
   });

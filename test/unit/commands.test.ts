@@ -140,7 +140,7 @@ describe('parseCommand with the prefix !toggle', () => {
 
 describe('replies', () => {
   test('help lists every alias and every summary', () => {
-    const reply = help(target, '');
+    const reply = help([target], '');
     const aliases = COMMANDS.flatMap((c) => c.aliases);
     assert.deepEqual([...aliases].sort(), ['approve DEVICEID', 'extend 1h', 'help', 'off', 'on', 'on 30m', 'start', 'start 2h', 'status', 'stop']);
     for (const alias of aliases) {
@@ -155,7 +155,7 @@ describe('replies', () => {
   });
 
   test('help with a prefix shows the prefixed words', () => {
-    const reply = help(target, '!toggle');
+    const reply = help([target], '!toggle');
     for (const alias of COMMANDS.flatMap((c) => c.aliases)) {
       assert.ok(reply.text.includes(`!toggle ${alias}`), `text lists !toggle ${alias}`);
       assert.ok(reply.html.includes(`<code>!toggle ${alias}</code>`), `html lists !toggle ${alias}`);
@@ -190,10 +190,10 @@ describe('replies', () => {
   });
 
   test('user text in replies is escaped in the html', () => {
-    const reply = unknown('<img src=x onerror=alert(1)>', target, '');
+    const reply = unknown('<img src=x onerror=alert(1)>', help([target], ''));
     assert.ok(!reply.html.includes('<img'), reply.html);
     assert.ok(reply.html.includes('&lt;img src=x onerror=alert(1)&gt;'), reply.html);
-    const evil = help({ namespace: 'ns', name: '<b>x</b>' }, '');
+    const evil = help([{ namespace: 'ns', name: '<b>x</b>' }], '');
     assert.ok(!evil.html.includes('<b>x</b>'), evil.html);
   });
 });

@@ -24,6 +24,7 @@ import { isOversizedMessage, MAX_COMMAND_CHARS, withoutOversized, type RoomEvent
 import { Metrics } from '../../src/metrics.ts';
 import { Pipeline } from '../../src/pipeline.ts';
 import { StateDb } from '../../src/store/state-db.ts';
+import { legacyTarget } from '../../src/config/targets.ts';
 
 const BOT = '@bot:example.org';
 const ALICE = '@alice:example.org';
@@ -90,7 +91,7 @@ describe('a transaction with large messages, read and processed as the appservic
       status: async () => ({ desired: 0, ready: 0, available: 0, updated: 0, state: 'off' }),
       ping: async () => undefined,
     };
-    const bot = new Bot({ userId: BOT, allowedUsers: [ALICE], target: { namespace: 'agents', name: 'openclaw' }, echo: false, commandPrefix: '', maxCommandAgeSeconds: 0, kube, rooms, state, metrics, logger: silentLogger() });
+    const bot = new Bot({ userId: BOT, allowedUsers: [ALICE], targets: [legacyTarget('agents', 'openclaw')], echo: false, commandPrefix: '', maxCommandAgeSeconds: 0, kube, rooms, state, metrics, logger: silentLogger() });
     const pipeline = new Pipeline({ crypto, bot, state, metrics, logger: silentLogger() });
 
     // Alice's first message starts a Megolm session: its room key waits in the bot's inbox, and

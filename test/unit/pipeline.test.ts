@@ -19,6 +19,7 @@ import type { RoomEvent } from '../../src/matrix/events.ts';
 import { Metrics } from '../../src/metrics.ts';
 import { BACKSTOP_FAILURES, BACKSTOP_MS, Pipeline } from '../../src/pipeline.ts';
 import { StateDb } from '../../src/store/state-db.ts';
+import { legacyTarget } from '../../src/config/targets.ts';
 
 const BOT = '@bot:example.org';
 const ALICE = '@alice:example.org';
@@ -84,7 +85,7 @@ function setUp(options: { now?: () => number } = {}) {
     status: async () => ({ desired: replicas, ready: replicas, available: replicas, updated: replicas, state: replicas ? 'running' : 'off' }),
     ping: async () => undefined,
   };
-  const bot = new Bot({ userId: BOT, allowedUsers: [ALICE], target: { namespace: 'agents', name: 'openclaw' }, echo: true, commandPrefix: '', maxCommandAgeSeconds: 0, kube, rooms, state, metrics, logger: silentLogger() });
+  const bot = new Bot({ userId: BOT, allowedUsers: [ALICE], targets: [legacyTarget('agents', 'openclaw')], echo: true, commandPrefix: '', maxCommandAgeSeconds: 0, kube, rooms, state, metrics, logger: silentLogger() });
   const pipeline = new Pipeline({ crypto: plaintext, bot, state, metrics, logger: silentLogger(), ...(options.now ? { now: options.now } : {}) });
   const metric = async (name: string): Promise<string> => (await metrics.registry.getSingleMetricAsString(name));
   return { state, metrics, sent, scales, faults, pipeline, metric, bodies: () => sent.map((s) => s.body) };
@@ -209,7 +210,7 @@ describe('the backstop', () => {
     const jammed = batch('txn 3', [poison]);
     for (let i = 0; i < BACKSTOP_FAILURES; i++) await assert.rejects(t.pipeline.process(jammed, 'appservice'));
     // A new pipeline over the same store, as after a restart.
-    const again = new Pipeline({ crypto: plaintext, bot: new Bot({ userId: BOT, allowedUsers: [ALICE], target: { namespace: 'agents', name: 'openclaw' }, echo: true, commandPrefix: '', maxCommandAgeSeconds: 0, kube: { scale: async () => ({ previous: 0, desired: 0 }), status: async () => ({ desired: 0, ready: 0, available: 0, updated: 0, state: 'off' }), ping: async () => undefined }, rooms: { join: async () => undefined, leave: async () => undefined, send: async () => { throw new Error('still failing'); } }, state: t.state, metrics: t.metrics, logger: silentLogger() }), state: t.state, metrics: t.metrics, logger: silentLogger() });
+    const again = new Pipeline({ crypto: plaintext, bot: new Bot({ userId: BOT, allowedUsers: [ALICE], targets: [legacyTarget('agents', 'openclaw')], echo: true, commandPrefix: '', maxCommandAgeSeconds: 0, kube: { scale: async () => ({ previous: 0, desired: 0 }), status: async () => ({ desired: 0, ready: 0, available: 0, updated: 0, state: 'off' }), ping: async () => undefined }, rooms: { join: async () => undefined, leave: async () => undefined, send: async () => { throw new Error('still failing'); } }, state: t.state, metrics: t.metrics, logger: silentLogger() }), state: t.state, metrics: t.metrics, logger: silentLogger() });
     await again.process(jammed, 'appservice');
     assert.deepEqual(t.state.deadLetters().map((d) => d.eventId), [poison.event_id]);
   });
@@ -230,7 +231,7 @@ describe('timers', () => {
       },
       hasPending: () => waiting > 0,
     };
-    const bot = new Bot({ userId: BOT, allowedUsers: [ALICE], target: { namespace: 'agents', name: 'openclaw' }, echo: false, commandPrefix: '', maxCommandAgeSeconds: 0, kube: { scale: async () => ({ previous: 0, desired: 0 }), status: async () => ({ desired: 0, ready: 0, available: 0, updated: 0, state: 'off' }), ping: async () => undefined }, rooms: { join: async () => undefined, leave: async () => undefined, send: async () => undefined }, state, metrics, logger: silentLogger() });
+    const bot = new Bot({ userId: BOT, allowedUsers: [ALICE], targets: [legacyTarget('agents', 'openclaw')], echo: false, commandPrefix: '', maxCommandAgeSeconds: 0, kube: { scale: async () => ({ previous: 0, desired: 0 }), status: async () => ({ desired: 0, ready: 0, available: 0, updated: 0, state: 'off' }), ping: async () => undefined }, rooms: { join: async () => undefined, leave: async () => undefined, send: async () => undefined }, state, metrics, logger: silentLogger() });
     const pipeline = new Pipeline({ crypto, bot, state, metrics, logger: silentLogger() });
     // Every wake-up of the timer calls tick(): counting them shows whether a timer is still there.
     let wakes = 0;

@@ -21,6 +21,7 @@ import type { IncomingEvent } from '../../src/matrix/incoming.ts';
 import { MatrixError } from '../../src/matrix/client.ts';
 import { Metrics } from '../../src/metrics.ts';
 import { StateDb } from '../../src/store/state-db.ts';
+import { legacyTarget } from '../../src/config/targets.ts';
 
 const BOT = '@bot:example.org';
 const ALICE = '@alice:example.org';
@@ -98,7 +99,7 @@ function setUp(options: { dir?: string; clock?: FakeClock; world?: ReturnType<ty
     },
   };
   const bot = new Bot({
-    userId: BOT, allowedUsers: [ALICE], target: { namespace: 'agents', name: 'openclaw' }, echo: false, commandPrefix: '', maxCommandAgeSeconds: 0,
+    userId: BOT, allowedUsers: [ALICE], targets: [legacyTarget('agents', 'openclaw')], echo: false, commandPrefix: '', maxCommandAgeSeconds: 0,
     reactionButtons: false, kube: world.kube, rooms, state, metrics: new Metrics({ defaultMetrics: false }), logger: options.logger ?? silentLogger(),
     runs: { limits: { defaultMs: undefined, maxMs: undefined }, time: new TimeText('UTC'), clock },
     progress: { ...(options.progress ?? { enabled: true, deadlineMs: undefined }), clock },

@@ -67,10 +67,19 @@ describe('which target a command is for', () => {
   });
 
   test('with several, a bare start asks (it never guesses); a bare status is all the caller may see', () => {
-    assert.deepEqual(chooseTarget(targets, 'start', undefined, ALICE, TEAM), { kind: 'ask' });
-    assert.equal(choiceReply({ kind: 'ask' }, 'start', targets).text, 'Which one? Say "start <name>"; the targets are: openclaw (agent, claw), comfy.');
+    assert.deepEqual(chooseTarget(targets, 'start', undefined, ALICE, TEAM), { kind: 'ask', targets });
+    assert.equal(choiceReply({ kind: 'ask', targets }, 'start', targets).text, 'Which one? Say "start <name>"; the targets are: openclaw (agent, claw), comfy.');
     assert.deepEqual(chooseTarget(targets, 'status', undefined, ALICE, TEAM), { kind: 'all', targets });
     assert.deepEqual(chooseTarget(targets, 'status', undefined, BOB, TEAM), { kind: 'all', targets: [openclaw] });
+  });
+
+  test('a bare command means the only target the sender may control from this room; none is said so', () => {
+    assert.deepEqual(chooseTarget(targets, 'start', undefined, BOB, TEAM), { kind: 'one', target: openclaw }, 'comfy is Alice\'s only');
+    assert.deepEqual(chooseTarget(targets, 'stop', undefined, ALICE, DM), { kind: 'one', target: openclaw }, 'comfy is for the team room only');
+    const narrow = parseTargets([{ ...TWO[0], rooms: [TEAM] }, TWO[1]], allowed, 'config.yaml');
+    assert.deepEqual(chooseTarget(narrow, 'start', undefined, BOB, DM), { kind: 'none' });
+    assert.deepEqual(chooseTarget(narrow, 'status', undefined, BOB, DM), { kind: 'none' });
+    assert.match(choiceReply({ kind: 'none' }, 'start', narrow).text, /^⛔ None of the targets may be controlled by you from this room/);
   });
 
   test('names and aliases; an unknown name lists the targets', () => {

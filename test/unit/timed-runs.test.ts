@@ -20,6 +20,7 @@ import type { IncomingEvent } from '../../src/matrix/incoming.ts';
 import { MatrixError } from '../../src/matrix/client.ts';
 import { Metrics } from '../../src/metrics.ts';
 import { StateDb } from '../../src/store/state-db.ts';
+import { legacyTarget } from '../../src/config/targets.ts';
 
 const BOT = '@bot:example.org';
 const ALICE = '@alice:example.org';
@@ -86,7 +87,7 @@ function setUp(options: { dir?: string; clock?: FakeClock; world?: ReturnType<ty
     },
   };
   const bot = new Bot({
-    userId: BOT, allowedUsers: [ALICE, BOB], target: { namespace: 'agents', name: 'openclaw' }, echo: false, commandPrefix: '', maxCommandAgeSeconds: 0,
+    userId: BOT, allowedUsers: [ALICE, BOB], targets: [legacyTarget('agents', 'openclaw')], echo: false, commandPrefix: '', maxCommandAgeSeconds: 0,
     kube: world.kube, rooms, state, metrics: new Metrics({ defaultMetrics: false }), logger: options.logger ?? silentLogger(),
     runs: { limits: { defaultMs: options.defaultMs, maxMs: options.maxMs }, time: new TimeText(options.timeZone ?? 'UTC'), clock },
   });

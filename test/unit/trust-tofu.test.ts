@@ -23,6 +23,7 @@ import type { Approval, DeviceApprover, IncomingEvent } from '../../src/matrix/i
 import { Metrics } from '../../src/metrics.ts';
 import { Pipeline } from '../../src/pipeline.ts';
 import { StateDb } from '../../src/store/state-db.ts';
+import { legacyTarget } from '../../src/config/targets.ts';
 
 const BOT = '@bot:example.org';
 const ALICE = '@alice:example.org';
@@ -159,7 +160,7 @@ describe('approve through the bot', () => {
     const crypto = passThroughCrypto(options.verdict);
     const scales: number[] = [];
     const bot = new Bot({
-      userId: BOT, allowedUsers: [ALICE, BOB], target: { namespace: 'agents', name: 'openclaw' }, echo: true, commandPrefix: options.prefix ?? '', maxCommandAgeSeconds: 0,
+      userId: BOT, allowedUsers: [ALICE, BOB], targets: [legacyTarget('agents', 'openclaw')], echo: true, commandPrefix: options.prefix ?? '', maxCommandAgeSeconds: 0,
       kube: { scale: async (_t, to) => (scales.push(to), { previous: 0, desired: to }), status: async () => ({ desired: 0, ready: 0, available: 0, updated: 0, state: 'off' }), ping: async () => undefined },
       rooms, devices: approver, state, metrics, logger: silentLogger(),
     });
