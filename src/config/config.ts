@@ -229,7 +229,8 @@ export function loadConfig(options: LoadOptions): Config {
     const found = lookup(setting, file, options.env);
     if (found && found.value !== null && found.value !== '') {
       const value = coerce(setting, found);
-      if (typeof value === 'string' && value.includes(SAMPLE_MARKER) || Array.isArray(value) && value.some((v) => JSON.stringify(v).includes(SAMPLE_MARKER))) {
+      // (targets: checked by parseTargets, which names the target's key)
+      if (typeof value === 'string' && value.includes(SAMPLE_MARKER) || setting.kind === 'list' && Array.isArray(value) && value.some((v) => String(v).includes(SAMPLE_MARKER))) {
         fail(setting, found, setting.secret ? 'still holds the sample value: replace it' : `still holds the sample value "${String(value)}": replace it`);
       }
       values.set(setting.key, { value, source: found.source });
@@ -410,7 +411,9 @@ export function describeConfig(config: Config): Record<string, unknown> {
     registration: config.appservice.registrationPath,
     appserviceId: config.appservice.registration?.id,
     listen: `${config.http.bind}:${config.http.port}`,
-    targets: config.targets.map((t) => `${t.name}=${t.namespace}/${t.deployment}`),
+    // One target: as before there were targets; several: each as name=namespace/deployment.
+    deployment: config.targets.length === 1 ? `${config.targets[0]!.namespace}/${config.targets[0]!.deployment}` : undefined,
+    targets: config.targets.length > 1 ? config.targets.map((t) => `${t.name}=${t.namespace}/${t.deployment}`) : undefined,
     kubeconfig: config.kubernetes.kubeconfig ?? 'in-cluster or default',
     storePath: config.storage.path,
     storePassphraseGiven: config.storage.passphrase !== undefined,

@@ -1,9 +1,8 @@
 /**
  * The `targets:` list of the YAML config (issue 13: several Deployments from one bot), validated
  * into Targets. Every error names its key (`targets[2].namespace`), as the other settings do.
- *
- * Not wired into the bot yet: the bot still serves the one target of `kubernetes.deployment` and
- * `kubernetes.namespace` (which `legacyTarget` turns into the same shape).
+ * Without `targets:`, the bot serves the one target of `kubernetes.deployment` and
+ * `kubernetes.namespace`, which `legacyTarget` turns into the same shape.
  */
 import { ConfigError } from './config-error.ts';
 
@@ -30,6 +29,8 @@ const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
 const ROOM_ID = /^![^:\s]+:\S+$/;
 const KEYS = new Set(['name', 'namespace', 'deployment', 'aliases', 'replicas', 'allowedUsers', 'rooms']);
 const MAX_REPLICAS = 100;
+/** Placeholders from the samples: starting with them unchanged is refused, as for the other settings. */
+const SAMPLE_MARKER = 'CHANGE-ME';
 
 /** The single target of the old settings (`DEPLOYMENT_NAME`, `DEPLOYMENT_NAMESPACE`): named after its Deployment. */
 export function legacyTarget(namespace: string, deployment: string): Target {
@@ -60,6 +61,12 @@ function parseTarget(item: unknown, at: string, allowedUsers: readonly string[],
   if (item === null || typeof item !== 'object' || Array.isArray(item)) throw new ConfigError(at, `expected a mapping (name, namespace, deployment, …) in ${source}`);
   const o = item as Record<string, unknown>;
   for (const key of Object.keys(o)) if (!KEYS.has(key)) throw new ConfigError(`${at}.${key}`, `unknown setting in ${source} (a target has ${[...KEYS].join(', ')})`);
+  for (const [key, v] of Object.entries(o)) {
+    const values = Array.isArray(v) ? v.map((item, j) => [`${at}.${key}[${j}]`, item] as const) : [[`${at}.${key}`, v] as const];
+    for (const [where, value] of values) {
+      if (typeof value === 'string' && value.includes(SAMPLE_MARKER)) throw new ConfigError(where, `still holds the sample value "${value}": replace it (in ${source})`);
+    }
+  }
   const deployment = text(o, 'deployment', at, source);
   if (!DNS_SUBDOMAIN.test(deployment)) throw new ConfigError(`${at}.deployment`, `"${deployment}" is not a valid Deployment name`);
   const namespace = text(o, 'namespace', at, source);

@@ -485,3 +485,53 @@ describe('loadConfig: timed runs', () => {
     rejects({ ...baseEnv(), BOT_TIME_ZONE: 'Mars/Olympus' }, 'bot.timeZone', ['Mars/Olympus', 'BOT_TIME_ZONE']);
   });
 });
+
+describe('loadConfig: targets', () => {
+  const TWO = [
+    'targets:',
+    '  - name: openclaw',
+    '    namespace: agents',
+    '    deployment: openclaw',
+    '  - name: comfy',
+    '    namespace: media',
+    '    deployment: comfyui',
+    '    aliases: [images]',
+    '    replicas: 2',
+    '    allowedUsers: ["@alice:example.org"]',
+    '    rooms: ["!team:example.org"]',
+  ].join('\n');
+
+  test('the old single-target settings, unchanged, mean one target named after its Deployment', () => {
+    const config = load({ ...baseEnv(), DEPLOYMENT_NAME: 'OpenClaw-Prod'.toLowerCase(), DEPLOYMENT_NAMESPACE: 'agents' });
+    assert.deepEqual(config.targets, [{ name: 'openclaw-prod', namespace: 'agents', deployment: 'openclaw-prod', aliases: [], replicas: 1, allowedUsers: undefined, rooms: undefined }]);
+    assert.equal(config.kubernetes.deployment, 'openclaw-prod');
+    assert.equal(describeConfig(config)['deployment'], 'agents/openclaw-prod');
+  });
+
+  test('targets: from the YAML file', () => {
+    const config = load(baseEnv(), { file: file(TWO) });
+    assert.deepEqual(config.targets.map((t) => [t.name, t.namespace, t.deployment, t.replicas, t.aliases, t.allowedUsers, t.rooms]), [
+      ['openclaw', 'agents', 'openclaw', 1, [], undefined, undefined],
+      ['comfy', 'media', 'comfyui', 2, ['images'], ['@alice:example.org'], ['!team:example.org']],
+    ]);
+    assert.equal(config.kubernetes.deployment, 'openclaw', 'the first target, for what reads the single one');
+    assert.deepEqual(describeConfig(config)['targets'], ['openclaw=agents/openclaw', 'comfy=media/comfyui']);
+    assert.ok(Object.isFrozen(config.targets[1]!.aliases));
+  });
+
+  test('with targets:, DEPLOYMENT_NAME/NAMESPACE may stay if they name one of them (the kustomize base sets them)', () => {
+    const config = load({ ...baseEnv(), DEPLOYMENT_NAME: 'comfyui', DEPLOYMENT_NAMESPACE: 'media' }, { file: file(TWO) });
+    assert.equal(config.targets.length, 2);
+    rejects({ ...baseEnv(), DEPLOYMENT_NAME: 'other' }, 'kubernetes.deployment', ['"other"', 'DEPLOYMENT_NAME', 'none of targets'], { file: file(TWO) });
+    rejects({ ...baseEnv(), DEPLOYMENT_NAME: 'comfyui', DEPLOYMENT_NAMESPACE: 'agents' }, 'kubernetes.deployment', ['agents/comfyui'], { file: file(TWO) });
+    rejects({ ...baseEnv(), DEPLOYMENT_NAMESPACE: 'elsewhere' }, 'kubernetes.namespace', ['"elsewhere"', 'DEPLOYMENT_NAMESPACE'], { file: file(TWO) });
+  });
+
+  test('errors name the target\'s key', () => {
+    rejects(baseEnv(), 'targets[1].namespace', ['Bad_NS'], { file: file(TWO.replace('namespace: media', 'namespace: Bad_NS')) });
+    rejects(baseEnv(), 'targets[1].allowedUsers[0]', ['@bob:example.org', 'bot.allowedUsers'], { file: file(TWO.replace('["@alice:example.org"]', '["@bob:example.org"]')) });
+    rejects(baseEnv(), 'targets', ['list'], { file: file('targets: comfy\n') });
+    rejects(baseEnv(), 'targets[0].name', ['command word'], { file: file(TWO.replace('name: openclaw', 'name: stop')) });
+    rejects(baseEnv(), 'targets[1].deployment', ['CHANGE-ME'], { file: file(TWO.replace('deployment: comfyui', 'deployment: CHANGE-ME')) });
+  });
+});
