@@ -220,7 +220,7 @@ export class Bot {
       } else {
         await this.#o.rooms.join(event.room_id);
         log.info('joined room on invite');
-        await this.#outbox.reply(event, 'hello', replies.hello(this.#targets.all.map((r) => r.target), this.#targets.help(event)));
+        await this.#outbox.reply(event, 'hello', this.#targets.hello(event));
       }
       this.#o.state.set(`invite-answered:${event.room_id}`, String(event.origin_server_ts));
     });

@@ -60,7 +60,7 @@ export function help(targets: readonly DeploymentTarget[], prefix: string, butto
 
 /** The first words in a room; `list`: the command list (help). */
 export function hello(targets: readonly DeploymentTarget[], list: Reply): Reply {
-  const what = targets.length === 1 ? placed(targets[0]!) : targets.map((t) => shown(t)).join(', ');
+  const what = targets.length === 1 ? placed(targets[0]!) : targets.length === 0 ? 'nothing you may control from this room' : targets.map((t) => shown(t)).join(', ');
   return { text: `👋 Hello! I start and stop ${what}.\n${list.text}`, html: `👋 Hello! I start and stop <b>${escapeHtml(what)}</b>.<br>${list.html}` };
 }
 

@@ -82,10 +82,19 @@ export class TargetRunners {
     return (target ? this.#runners.get(target.name)! : this.first).badArgument(parsed);
   }
 
-  /** The command list, with the targets the sender may control from this room (all of them with one target: as before). */
-  help(event: RoomEvent | undefined): Reply {
-    const usable = this.#o.targets.length === 1 || !event ? this.#o.targets : this.#o.targets.filter((t) => allowed(t, event.sender, event.room_id));
-    return replies.help(usable.map((t) => this.#runners.get(t.name)!.target), this.#o.commandPrefix, this.#o.reactionButtons, this.#o.targets.length > 1);
+  /** The command list, with the targets the sender may control from this room (with one target: as before). */
+  help(event: RoomEvent): Reply {
+    return replies.help(this.#usable(event), this.#o.commandPrefix, this.#o.reactionButtons, this.#o.targets.length > 1);
+  }
+
+  /** The first words in a room the bot was invited to: what it starts and stops for the inviter there, and the command list. */
+  hello(invite: RoomEvent): Reply {
+    return replies.hello(this.#usable(invite), this.help(invite));
+  }
+
+  #usable(event: RoomEvent): Array<CommandRunner['target']> {
+    const usable = this.#o.targets.length === 1 ? this.#o.targets : this.#o.targets.filter((t) => allowed(t, event.sender, event.room_id));
+    return usable.map((t) => this.#runners.get(t.name)!.target);
   }
 
   /** One line per target, read at once (each from its watch when it has one). */

@@ -41,7 +41,8 @@ export interface Stack {
   readonly dir: string;
   /** Environment for the bot, as an operator would set it (tests add or override keys). */
   botEnv(overrides?: Record<string, string | undefined>): Record<string, string | undefined>;
-  startBot(options?: { env?: Record<string, string | undefined>; logger?: Logger; deps?: Partial<Deps> }): Promise<{ app: App; config: Config }>;
+  /** `file`: a YAML config file read under the environment (as `-c`), e.g. for `targets:`. */
+  startBot(options?: { env?: Record<string, string | undefined>; file?: string; logger?: Logger; deps?: Partial<Deps> }): Promise<{ app: App; config: Config }>;
   /**
    * Waits until Synapse is not retrying failed pushes to the bot. After the bot was down, Synapse
    * retries on a backoff and meanwhile drops to-device messages (room keys) sent to it, so a test
@@ -120,7 +121,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     dir,
     botEnv,
     async startBot(o = {}) {
-      const config = loadConfig({ env: botEnv(o.env) });
+      const config = loadConfig({ env: botEnv(o.env), file: o.file });
       // Without a logger of the caller's, the bot logs at debug into the stack's directory, for diagnosis.
       const logger = o.logger ?? createLogger({ level: 'debug' }, createWriteStream(join(dir, 'bot.log'), { flags: 'a', mode: 0o600 }));
       const app = await start(config, { logger, defaultMetrics: false, ...o.deps });
