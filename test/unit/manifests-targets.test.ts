@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join, posix } from 'node:path';
 import { parse, parseAllDocuments } from 'yaml';
 import { parseTargets } from '../../src/config/targets.ts';
-import { EXAMPLE_TARGET_DIR, PROJECT_BASE as BASE, prepareTargetsCopy, TARGETS_FILE, TARGETS_FILE_COMPONENT, type TargetRef } from '../../src/dev/kube-testbed/targets-kustomization.ts';
+import { EXAMPLE_TARGET_DIR, PROJECT_BASE as BASE, prepareTargetsCopy, TARGET_FILE, TARGETS_FILE, TARGETS_FILE_COMPONENT, type TargetRef } from '../../src/dev/kube-testbed/targets-kustomization.ts';
 
 // Loose shapes: the manifests are data; every access below is checked by an assertion.
 type Obj = Record<string, any>;
@@ -37,8 +37,7 @@ const baseReplacements = ((base['transformers'] as string[]).map((t) => parse(t)
 const rbacComponent = yamlOf(`${RBAC_COMPONENT}/kustomization.yaml`);
 const role = yamlOf(`${RBAC_COMPONENT}/role.yaml`);
 const binding = yamlOf(`${RBAC_COMPONENT}/rolebinding.yaml`);
-const example = yamlOf(`${EXAMPLE_TARGET_DIR}/kustomization.yaml`);
-/** The target directories shipped (the example), each with its two literals. */
+/** The target directories shipped (the example). */
 const targetDirs = readdirSync(join(BASE, 'targets')).map((d) => `targets/${d}`);
 
 /** Every YAML document of the new directories, for the kinds they hold. */
@@ -101,22 +100,24 @@ describe('the RBAC of a further target (components/target-rbac, targets/comfy)',
     assert.deepEqual(byLabel, { select: { kind: 'RoleBinding', labelSelector: `${label}=target-rbac` }, fieldPaths: [`subjects.[name=${baseSa['metadata']['name']}].namespace`] });
   });
 
-  test('each target directory: the component, and a ConfigMap with exactly the two literals it reads, which the component drops', () => {
+  test('each target directory: the component, and target.yaml, a ConfigMap of the two values it reads, which it drops', () => {
     assert.ok(targetDirs.includes(EXAMPLE_TARGET_DIR));
     for (const dir of targetDirs) {
       const k = yamlOf(`${dir}/kustomization.yaml`);
       assert.deepEqual(k['components'], [posix.relative(dir, RBAC_COMPONENT)]);
       assert.ok(existsSync(join(BASE, dir, String(k['components'][0]), 'kustomization.yaml')));
-      assert.equal(k['resources'], undefined);
-      const [gen] = k['configMapGenerator'] as Obj[];
-      assert.equal((k['configMapGenerator'] as Obj[]).length, 1);
-      assert.equal(gen?.['name'], (rbacComponent['replacements'] as Obj[])[0]?.['source']['name']);
-      assert.deepEqual((gen?.['literals'] as string[]).map((l) => l.split('=')[0]), ['DEPLOYMENT_NAMESPACE', 'DEPLOYMENT_NAME']);
+      // A resource, not a generator: kustomize < 5.1 runs components before a directory's generators.
+      assert.deepEqual(k['resources'], [TARGET_FILE]);
+      assert.equal(k['configMapGenerator'], undefined);
+      const source = yamlOf(`${dir}/${TARGET_FILE}`);
+      assert.equal(source['kind'], 'ConfigMap');
+      assert.deepEqual(Object.keys(source['data']), ['DEPLOYMENT_NAMESPACE', 'DEPLOYMENT_NAME']);
+      for (const r of rbacComponent['replacements'] as Obj[]) assert.deepEqual({ ...r['source'], fieldPath: undefined }, { kind: 'ConfigMap', name: source['metadata']['name'], fieldPath: undefined });
     }
     // Dropped after the replacements (the transformers: field runs after them), by its name.
     const drops = (rbacComponent['transformers'] as string[]).map((t) => parse(t) as Obj);
     assert.deepEqual(drops.map((d) => d['kind']), ['PatchTransformer']);
-    assert.deepEqual(parse(drops[0]?.['patch']), { $patch: 'delete', apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: example['configMapGenerator'][0]['name'] } });
+    assert.deepEqual(parse(drops[0]?.['patch']), { $patch: 'delete', apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: yamlOf(`${EXAMPLE_TARGET_DIR}/${TARGET_FILE}`)['metadata']['name'] } });
   });
 
   test('the base lists no target directory and no component until the operator uncomments them', () => {
@@ -173,7 +174,7 @@ describe('the targets file (components/targets-file)', () => {
     const targets = parseTargets(sample['targets'], [], TARGETS_FILE);
     assert.equal(targets.length, 2);
     assert.deepEqual({ namespace: targets[0]?.namespace, name: targets[0]?.deployment }, baseTarget);
-    const dirs = targetDirs.map((d) => { const k = yamlOf(`${d}/kustomization.yaml`); return `${literal(k, 'DEPLOYMENT_NAMESPACE')}/${literal(k, 'DEPLOYMENT_NAME')}`; });
+    const dirs = targetDirs.map((d) => { const { data } = yamlOf(`${d}/${TARGET_FILE}`); return `${data['DEPLOYMENT_NAMESPACE']}/${data['DEPLOYMENT_NAME']}`; });
     assert.deepEqual(targets.slice(1).map((t) => `${t.namespace}/${t.deployment}`).sort(), dirs.sort());
   });
 });

@@ -1,7 +1,7 @@
 /**
  * A copy of `config/kubernetes` set up for several targets the way README.md ("Several targets") tells an
  * operator to: the first target in the base's DEPLOYMENT_NAMESPACE / DEPLOYMENT_NAME literals, one copy of
- * `targets/comfy` per further target (its two literals edited) listed where the base's commented
+ * `targets/comfy` per further target (the two values of its target.yaml edited) listed where the base's commented
  * `# - targets/comfy` line is, and optionally the targets-file component enabled by uncommenting its lines,
  * with a targets.yaml written for these targets. Editing the commented lines themselves (not inserting our
  * own) makes the tests fail when the instructions in kustomization.yaml stop working.
@@ -22,6 +22,8 @@ export interface TargetRef {
 export const PROJECT_BASE = fileURLToPath(new URL('../../../config/kubernetes/', import.meta.url));
 /** The example directory an operator copies per extra target, relative to the base. */
 export const EXAMPLE_TARGET_DIR = 'targets/comfy';
+/** In a target directory, the ConfigMap naming its Deployment: the one file an operator edits there. */
+export const TARGET_FILE = 'target.yaml';
 /** The component shipping the targets file, relative to the base, and where the file is in it. */
 export const TARGETS_FILE_COMPONENT = 'components/targets-file';
 export const TARGETS_FILE = `${TARGETS_FILE_COMPONENT}/targets.yaml`;
@@ -33,12 +35,12 @@ export interface PrepareOptions {
   readonly edit?: (text: string) => string;
 }
 
-/** Sets `- KEY=value` literals in a kustomization's text; each must be there already. */
-export function setLiterals(text: string, values: Readonly<Record<string, string>>, file: string): string {
+/** Sets `- KEY=value` literals (a configMapGenerator's) or, with `': '`, `KEY: value` lines (a ConfigMap's data); each must be there already. */
+export function setLiterals(text: string, values: Readonly<Record<string, string>>, file: string, separator: '=' | ': ' = '='): string {
   let out = text;
   for (const [key, value] of Object.entries(values)) {
-    const line = new RegExp(`^(\\s*- ${key}=).*$`, 'm');
-    if (!line.test(out)) throw new Error(`${file} has no ${key}= literal any more`);
+    const line = new RegExp(separator === '=' ? `^(\\s*- ${key}=).*$` : `^(\\s+${key}: ).*$`, 'm');
+    if (!line.test(out)) throw new Error(`${file} has no ${key}${separator.trim()} line any more`);
     out = out.replace(line, `$1${value}`);
   }
   return out;
@@ -70,8 +72,8 @@ export async function prepareTargetsCopy(work: string, targets: readonly TargetR
   for (const [i, t] of extra.entries()) {
     const dir = join(work, dirs[i] as string);
     await cp(join(work, EXAMPLE_TARGET_DIR), dir, { recursive: true });
-    const file = join(dir, 'kustomization.yaml');
-    await writeFile(file, setLiterals(await readFile(file, 'utf8'), targetLiterals(t), `${EXAMPLE_TARGET_DIR}/kustomization.yaml`));
+    const file = join(dir, TARGET_FILE);
+    await writeFile(file, setLiterals(await readFile(file, 'utf8'), targetLiterals(t), `${EXAMPLE_TARGET_DIR}/${TARGET_FILE}`, ': '));
   }
   const path = join(work, 'kustomization.yaml');
   let text = setLiterals(await readFile(path, 'utf8'), targetLiterals(first), 'config/kubernetes/kustomization.yaml');
