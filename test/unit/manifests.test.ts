@@ -227,7 +227,8 @@ describe('RBAC', () => {
       .flatMap((r) => (r['targets'] as Obj[]).flatMap((t) => (t['fieldPaths'] as string[]).map((f) => `${t['select']['kind']} ${f}`)));
     assert.deepEqual(targetsOf('data.DEPLOYMENT_NAMESPACE').sort(), ['Role metadata.namespace', 'RoleBinding metadata.namespace']);
     assert.deepEqual(targetsOf('data.DEPLOYMENT_NAME').sort(), appsRules.map((r) => `Role rules.${rules.indexOf(r)}.resourceNames.0`).sort());
-    assert.deepEqual(targetsOf('metadata.namespace'), ['RoleBinding subjects.[name=openclaw-toggle].namespace']);
+    // The base's RoleBinding, and those of further targets, selected by label (manifests-targets.test.ts).
+    assert.deepEqual(targetsOf('metadata.namespace'), ['RoleBinding subjects.[name=openclaw-toggle].namespace', 'RoleBinding subjects.[name=openclaw-toggle].namespace']);
   });
 });
 

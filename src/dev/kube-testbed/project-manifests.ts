@@ -2,21 +2,21 @@
  * The project's own manifests on the testbed, and the bot's identity the way a pod gets it:
  * - `config/kubernetes` rendered by kustomize (`kubectl kustomize`, built from the same
  *   Kubernetes module), with DEPLOYMENT_NAMESPACE / DEPLOYMENT_NAME set as an operator would, and
- *   its ServiceAccount, Role and RoleBinding applied as they come out;
+ *   its ServiceAccount, Role and RoleBinding applied as they come out; or set up for several targets
+ *   (targets-kustomization.ts), one Role and RoleBinding per target;
  * - a service-account token from the TokenRequest API, bound to a Pod of the bot and expiring,
  *   written into a directory laid out like a pod's `/var/run/secrets/kubernetes.io/serviceaccount`.
  */
 import { execFile } from 'node:child_process';
-import { cp, mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { parseManifests, type KubeObject } from './api-client.ts';
+import { prepareTargetsCopy, type PrepareOptions, type TargetRef } from './targets-kustomization.ts';
 import { POD_BEHAVIOUR_LABEL, POD_DELAY_ANNOTATION, type PodBehaviour } from './stages.ts';
 import type { KubeTestbed } from './testbed.ts';
 
 const run = promisify(execFile);
-const BASE = fileURLToPath(new URL('../../../config/kubernetes/', import.meta.url));
 
 /** Names the kustomization gives the bot's objects. */
 export const BOT_NAMESPACE = 'openclaw';
@@ -25,20 +25,19 @@ export const BOT_SERVICE_ACCOUNT = 'openclaw-toggle';
 export const SERVICE_ACCOUNT_SUBDIR = 'var/run/secrets/kubernetes.io/serviceaccount';
 
 /** `kubectl kustomize config/kubernetes` with the target set, every object it renders. */
-export async function renderProjectManifests(tb: KubeTestbed, target: { namespace: string; name: string }): Promise<KubeObject[]> {
+export function renderProjectManifests(tb: KubeTestbed, target: TargetRef): Promise<KubeObject[]> {
+  return renderTargetsManifests(tb, [target]);
+}
+
+/**
+ * `kubectl kustomize` of the base set up for several targets as an operator does it (targets-kustomization.ts):
+ * the first in DEPLOYMENT_NAMESPACE / DEPLOYMENT_NAME, a copy of targets/comfy per further one; with
+ * `targetsFile`, the targets-file component enabled too. Every object it renders.
+ */
+export async function renderTargetsManifests(tb: KubeTestbed, targets: readonly TargetRef[], options: PrepareOptions = {}): Promise<KubeObject[]> {
   const work = await mkdtemp(join(tb.dir, 'kustomize-'));
   try {
-    await cp(BASE, work, { recursive: true });
-    // The secretGenerator needs the (git-ignored) registration; its content does not matter here.
-    await writeFile(join(work, 'registration.yaml'), 'id: testbed\n', { mode: 0o600 });
-    const path = join(work, 'kustomization.yaml');
-    let text = await readFile(path, 'utf8');
-    for (const [key, value] of [['DEPLOYMENT_NAMESPACE', target.namespace], ['DEPLOYMENT_NAME', target.name]] as const) {
-      const line = new RegExp(`^(\\s*- ${key}=).*$`, 'm');
-      if (!line.test(text)) throw new Error(`config/kubernetes/kustomization.yaml has no ${key}= literal any more`);
-      text = text.replace(line, `$1${value}`);
-    }
-    await writeFile(path, text);
+    await prepareTargetsCopy(work, targets, options);
     const { stdout } = await run(tb.binaries.path('kubectl'), ['kustomize', work], { maxBuffer: 16 << 20 });
     return parseManifests(stdout);
   } finally {
@@ -46,16 +45,40 @@ export async function renderProjectManifests(tb: KubeTestbed, target: { namespac
   }
 }
 
+const RBAC_KINDS = ['ServiceAccount', 'Role', 'RoleBinding'];
+
+/** Creates the namespaces the objects go to (and the bot's and targets'), then applies the objects. */
+async function applyInNamespaces(tb: KubeTestbed, objects: readonly KubeObject[], targets: readonly TargetRef[]): Promise<void> {
+  const namespaces = new Set([BOT_NAMESPACE, ...targets.map((t) => t.namespace), ...objects.map((o) => o.metadata.namespace ?? '')].filter(Boolean));
+  for (const ns of namespaces) await tb.admin.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
+  for (const o of objects) await tb.admin.apply(o);
+}
+
 /** Applies the bot's RBAC objects (ServiceAccount, Role, RoleBinding) from the rendered manifests. */
-export async function applyBotRbac(tb: KubeTestbed, target: { namespace: string; name: string }): Promise<KubeObject[]> {
+export async function applyBotRbac(tb: KubeTestbed, target: TargetRef): Promise<KubeObject[]> {
   const rendered = await renderProjectManifests(tb, target);
-  const rbac = rendered.filter((o) => ['ServiceAccount', 'Role', 'RoleBinding'].includes(o.kind));
+  const rbac = rendered.filter((o) => RBAC_KINDS.includes(o.kind));
   const kinds = rbac.map((o) => o.kind).sort();
   if (kinds.join() !== 'Role,RoleBinding,ServiceAccount') throw new Error(`the kustomization rendered ${kinds.join(', ') || 'nothing'} for the bot's RBAC`);
-  for (const ns of new Set([BOT_NAMESPACE, target.namespace, ...rbac.map((o) => o.metadata.namespace ?? '')].filter(Boolean))) {
-    await tb.admin.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
+  await applyInNamespaces(tb, rbac, [target]);
+  return rbac;
+}
+
+/**
+ * The RBAC of several targets (the first the base's, the others one target directory each), rendered by
+ * the real kustomize and applied: the ServiceAccount, one Role and one RoleBinding per target. Refuses a
+ * rendering with any cluster-wide grant, or with other than one Role and RoleBinding per target.
+ */
+export async function applyTargetsRbac(tb: KubeTestbed, targets: readonly { namespace: string; name: string }[]): Promise<KubeObject[]> {
+  const rendered = await renderTargetsManifests(tb, targets);
+  const cluster = rendered.filter((o) => o.kind === 'ClusterRole' || o.kind === 'ClusterRoleBinding');
+  if (cluster.length > 0) throw new Error(`the kustomization rendered cluster-wide RBAC: ${cluster.map((o) => `${o.kind} ${o.metadata.name}`).join(', ')}`);
+  const rbac = rendered.filter((o) => RBAC_KINDS.includes(o.kind));
+  const count = (kind: string): number => rbac.filter((o) => o.kind === kind).length;
+  if (count('ServiceAccount') !== 1 || count('Role') !== targets.length || count('RoleBinding') !== targets.length) {
+    throw new Error(`the kustomization rendered ${rbac.map((o) => `${o.kind} ${o.metadata.namespace ?? ''}/${o.metadata.name}`).join(', ')} for ${targets.length} targets`);
   }
-  for (const o of rbac) await tb.admin.apply(o);
+  await applyInNamespaces(tb, rbac, targets);
   return rbac;
 }
 
