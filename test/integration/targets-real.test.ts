@@ -40,14 +40,29 @@ describe('several targets on a real control plane, from encrypted DMs', { timeou
     return Number((got['spec'] as { replicas?: number }).replicas ?? 0);
   };
 
-  /** Sends `text` and returns the bot's reply's text as the human's client decrypted it. */
-  async function ask(human: E2eeHuman, room: string, text: string): Promise<string> {
+  /** Sends `text` and returns the bot's reply as the human's client decrypted it. */
+  async function send(human: E2eeHuman, room: string, text: string): Promise<Message> {
     const before = human.messages(room).filter(fromBot).length;
     await human.send(room, text);
     const reply = (await human.waitForMessages(room, fromBot, { count: before + 1, timeoutMs: 30_000 }))[before]!;
     assert.ok(reply.encrypted && !reply.decryptionFailed, `the reply to ${text} arrived encrypted and decrypted`);
     console.log(`# ${text} → ${JSON.stringify(reply.body)}`);
-    return reply.body ?? '';
+    return reply;
+  }
+  const ask = async (human: E2eeHuman, room: string, text: string): Promise<string> => (await send(human, room, text)).body ?? '';
+
+  /** The text of the last edit of `reply` once it is final (✅ ❌ ⚠️), as the client decrypted it. */
+  async function finalEdit(human: E2eeHuman, room: string, reply: Message): Promise<string> {
+    const edits = (): Message[] => human.messages(room).filter((m) => m.sender === app.userId && m.relatesTo?.['rel_type'] === 'm.replace' && m.relatesTo['event_id'] === reply.eventId);
+    const text = (m: Message | undefined): string => String((m?.content['m.new_content'] as { body?: unknown } | undefined)?.body ?? '');
+    const deadline = Date.now() + 60_000;
+    while (!/✅|❌|⚠️/.test(text(edits().at(-1)))) {
+      if (Date.now() > deadline) assert.fail(`no final edit of ${JSON.stringify(reply.body)}: ${JSON.stringify(edits().map(text))}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    for (const e of edits()) assert.ok(e.encrypted && !e.decryptionFailed, `edit ${e.eventId} arrived encrypted and decrypted`);
+    console.log(`# → ${JSON.stringify(text(edits().at(-1)))}`);
+    return text(edits().at(-1));
   }
 
   before(async () => {
@@ -71,7 +86,7 @@ describe('several targets on a real control plane, from encrypted DMs', { timeou
     kube = createKube({ requestTimeoutMs: 5_000, serviceAccountRoot: saRoot, watch: [OPENCLAW, COMFY, GHOST] });
     ({ app } = await stack.startBot({
       file: configFile,
-      env: { ALLOWED_USERS: `@alice:${domain},@bob:${domain}`, KUBE_TIMEOUT_SECONDS: '5', ECHO_MODE: 'false', PROGRESS_MESSAGES: 'false', REACTION_BUTTONS: 'false' },
+      env: { ALLOWED_USERS: `@alice:${domain},@bob:${domain}`, KUBE_TIMEOUT_SECONDS: '5', ECHO_MODE: 'false', REACTION_BUTTONS: 'false' },
       deps: { kube },
     }));
     await stack.waitForAppserviceUp(30_000);
@@ -119,8 +134,10 @@ describe('several targets on a real control plane, from encrypted DMs', { timeou
   it('a bare start asks; start NAME scales that Deployment, in its namespace, to the target\'s replicas', async () => {
     assert.match(await ask(alice, aliceRoom, 'start'), /^Which one\? Say "start <name>"; the targets are: openclaw \(claw\), comfy, ghost\.$/);
     assert.equal(await replicas(OPENCLAW) + await replicas(COMFY), 0, 'nothing was started');
-    assert.match(await ask(alice, aliceRoom, 'start comfy'), /^▶️ Starting comfy: replicas 0 → 2\./);
+    const start = await send(alice, aliceRoom, 'start comfy');
+    assert.match(start.body ?? '', /^▶️ Starting comfy: replicas 0 → 2\. ⏳ This message follows it\.$/);
     assert.equal(await replicas(COMFY), 2);
+    assert.match(await finalEdit(alice, aliceRoom, start), /^▶️ Started comfy: ✅ ready after \d+ s/, 'its own progress, from its own pods');
     assert.equal(await replicas(OPENCLAW), 0, 'the other target is untouched');
     assert.match(await ask(alice, aliceRoom, 'start ghost'), /^⚠️ Could not start ghost: .*forbidden/);
     assert.equal(await replicas(GHOST), 0);
@@ -135,14 +152,21 @@ describe('several targets on a real control plane, from encrypted DMs', { timeou
     assert.deepEqual(status.map((l) => l.split(':')[0]), ['Status of 2 targets', '🟢 openclaw', '⚠️ ghost'], 'Bob sees the targets he may control');
   });
 
-  it('stops each by name; the metrics carry the target', async () => {
-    assert.match(await ask(alice, aliceRoom, 'stop comfy'), /^⏹ Stopping comfy: replicas 2 → 0\./);
-    assert.match(await ask(alice, aliceRoom, 'stop openclaw'), /^⏹ Stopping openclaw: replicas 1 → 0\./);
+  it('stops each by name, both followed at once: neither message takes the other over, each ends "off"', async () => {
+    const comfy = await send(alice, aliceRoom, 'stop comfy');
+    const openclaw = await send(alice, aliceRoom, 'stop openclaw');
+    assert.match(comfy.body ?? '', /^⏹ Stopping comfy: replicas 2 → 0\./);
+    assert.match(openclaw.body ?? '', /^⏹ Stopping openclaw: replicas 1 → 0\./);
+    assert.match(await finalEdit(alice, aliceRoom, comfy), /^⏹ Stopped comfy: ✅ off after \d+ s\.$/);
+    assert.match(await finalEdit(alice, aliceRoom, openclaw), /^⏹ Stopped openclaw: ✅ off after \d+ s\.$/);
     assert.equal(await replicas(COMFY) + await replicas(OPENCLAW), 0);
+  });
+
+  it('the metrics carry the target', async () => {
     const text = await app.metrics.registry.metrics();
     assert.match(text, /openclaw_commands_total\{command="start",outcome="ok",target="comfy"\} 1/);
     assert.match(text, /openclaw_commands_total\{command="stop",outcome="refused",target="comfy"\} 1/);
     assert.match(text, /openclaw_commands_total\{command="start",outcome="error",target="ghost"\} 1/);
-    assert.match(text, /openclaw_kube_request_duration_seconds_count\{operation="scale",outcome="ok",target="comfy"\} 2/);
+    assert.match(text, /openclaw_kube_request_duration_seconds_count\{operation="scale",target="comfy",outcome="ok"\} 2/);
   });
 });
