@@ -1,17 +1,18 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { parse } from 'yaml';
 import { parseRegistration, type Registration } from '../appservice/registration.ts';
 import { contextNamespace } from '../kube/kubeconfig.ts';
-import { compactDuration, parseDuration } from '../bot/durations.ts';
+import { compactDuration } from '../bot/durations.ts';
 import { isUtc } from '../bot/time-text.ts';
 import { configUserIdProblem, isServerName } from '../matrix/ids.ts';
 import { ConfigError } from './config-error.ts';
 import { keycloakLogin, type AuthMethod, type KeycloakLogin } from './jwt-config.ts';
-import { SETTINGS, type Setting } from './settings.ts';
+import { SETTINGS } from './settings.ts';
+import { coerce, fail, flattenFile, lookup, readText, SAMPLE_MARKER, type Found } from './sources.ts';
 import { legacyTarget, parseTargets, type Target } from './targets.ts';
 
 export { ConfigError };
+export { describeConfig } from './describe.ts';
 export type { AuthMethod, JwtLoginType, KeycloakLogin } from './jwt-config.ts';
 export type { Target } from './targets.ts';
 
@@ -77,149 +78,10 @@ export interface LoadOptions {
   readonly serviceAccountNamespaceFile?: string;
 }
 
-type Raw = string | number | boolean | readonly unknown[] | null;
-interface Found {
-  readonly value: Raw;
-  /** Where the value came from, for error messages: `MATRIX_USER`, `config.yaml`, … */
-  readonly source: string;
-}
-
 const SA_NAMESPACE_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/namespace';
 const LOCALPART = /^[a-z0-9._=\-/+]+$/;
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
-/** Placeholders from config.sample.yaml: starting with them unchanged is refused. */
-const SAMPLE_MARKER = 'CHANGE-ME';
-/** Python's logging names, and loguru's (the old bot's LOGURU_LEVEL): SUCCESS sits between INFO and WARNING. */
-const PYTHON_LEVELS: Readonly<Record<string, LogLevel>> = { warning: 'warn', critical: 'fatal', notset: 'info', success: 'info' };
-
-function readText(path: string, key: string, what: string): string {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code ?? 'error';
-    throw new ConfigError(key, `cannot read ${what} ${path} (${code})`);
-  }
-}
-
-/** Flattens the YAML file to dotted keys, refusing keys no setting knows (typos fail loudly). */
-function flattenFile(path: string): Map<string, Found> {
-  const text = readText(path, 'config', 'config file');
-  let doc: unknown;
-  try {
-    doc = parse(text);
-  } catch (error) {
-    throw new ConfigError('config', `${path} is not valid YAML: ${(error as Error).message.split('\n')[0]}`);
-  }
-  const out = new Map<string, Found>();
-  if (doc === null || doc === undefined) return out;
-  const known = new Set(SETTINGS.flatMap((s) => (s.secret ? [s.key, `${s.key}File`] : [s.key])));
-  const walk = (node: unknown, prefix: string): void => {
-    if (node === null || typeof node !== 'object' || Array.isArray(node)) {
-      throw new ConfigError(prefix || 'config', `expected a mapping in ${path}`);
-    }
-    for (const [name, value] of Object.entries(node as Record<string, unknown>)) {
-      const key = prefix ? `${prefix}.${name}` : name;
-      if (known.has(key)) {
-        out.set(key, { value: value as Raw, source: path });
-      } else if (value !== null && typeof value === 'object' && !Array.isArray(value) && SETTINGS.some((st) => st.key.startsWith(`${key}.`))) {
-        walk(value, key);
-      } else {
-        throw new ConfigError(key, `unknown setting in ${path}`);
-      }
-    }
-  };
-  walk(doc, '');
-  return out;
-}
-
-function lookup(setting: Setting, file: Map<string, Found>, env: LoadOptions['env']): Found | undefined {
-  const fromEnv = setting.env.find((name) => env[name] !== undefined && env[name] !== '');
-  const fileEnv = setting.secret ? setting.env.map((n) => `${n}_FILE`).find((n) => env[n]) : undefined;
-  if (fromEnv && fileEnv) throw new ConfigError(setting.key, `both ${fromEnv} and ${fileEnv} are set; keep one`);
-  if (fromEnv) return { value: env[fromEnv] as string, source: fromEnv };
-  if (fileEnv) return { value: readSecretFile(env[fileEnv] as string, setting.key), source: fileEnv };
-  const inFile = file.get(setting.key);
-  const inFileRef = setting.secret ? file.get(`${setting.key}File`) : undefined;
-  if (inFile && inFileRef) throw new ConfigError(setting.key, `both ${setting.key} and ${setting.key}File are set; keep one`);
-  if (inFileRef) {
-    if (typeof inFileRef.value !== 'string') throw new ConfigError(`${setting.key}File`, 'must be a file path');
-    return { value: readSecretFile(inFileRef.value, setting.key), source: `${setting.key}File` };
-  }
-  return inFile;
-}
-
-function readSecretFile(path: string, key: string): string {
-  // Secret files (Kubernetes Secrets, Docker secrets) usually end with a newline that is not part of the secret.
-  return readText(path, key, 'secret file').replace(/\r?\n$/, '');
-}
-
-function fail(setting: Setting, found: Found, message: string): never {
-  throw new ConfigError(setting.key, `${message} (from ${found.source})`);
-}
-
-function coerce(setting: Setting, found: Found): string | number | boolean | readonly unknown[] {
-  const { value } = found;
-  switch (setting.kind) {
-    case 'targets':
-      // Validated with the allowlist it narrows, once that is known (loadConfig).
-      if (!Array.isArray(value)) fail(setting, found, 'must be a list of targets (name, namespace, deployment, …)');
-      return value;
-    case 'string':
-    case 'path':
-    case 'url': {
-      if (typeof value !== 'string' && typeof value !== 'number') fail(setting, found, 'must be a string');
-      // Secrets are taken as given: a password may well begin or end with a space.
-      const text = setting.secret ? String(value) : String(value).trim();
-      if (setting.kind === 'url') {
-        let url: URL;
-        try {
-          url = new URL(text);
-        } catch {
-          fail(setting, found, `must be an http(s) URL, got "${text}"`);
-        }
-        if (url.protocol !== 'http:' && url.protocol !== 'https:') fail(setting, found, `must be an http(s) URL, got "${text}"`);
-        return text.replace(/\/+$/, '');
-      }
-      return text;
-    }
-    case 'int': {
-      const n = typeof value === 'number' ? value : typeof value === 'string' && /^\s*-?\d+\s*$/.test(value) ? Number(value) : NaN;
-      if (!Number.isInteger(n)) fail(setting, found, `must be a whole number, got "${String(value)}"`);
-      if (setting.min !== undefined && n < setting.min) fail(setting, found, `must be at least ${setting.min}, got ${n}`);
-      if (setting.max !== undefined && n > setting.max) fail(setting, found, `must be at most ${setting.max}, got ${n}`);
-      return n;
-    }
-    case 'bool': {
-      if (typeof value === 'boolean') return value;
-      const text = String(value).trim().toLowerCase();
-      if (['true', '1', 'yes', 'on'].includes(text)) return true;
-      if (['false', '0', 'no', 'off'].includes(text)) return false;
-      fail(setting, found, `must be true or false, got "${String(value)}"`);
-    }
-    // falls through: fail() never returns
-    case 'list': {
-      // Split at commas only: what lies between them is one value as the operator wrote it, so an
-      // error can quote it whole (the setting's own check may split it further).
-      const items = Array.isArray(value) ? value : typeof value === 'string' ? value.split(',') : fail(setting, found, 'must be a list');
-      return items.map((item) => {
-        if (typeof item !== 'string') fail(setting, found, 'must be a list of strings');
-        return item.trim();
-      }).filter((item) => item.length > 0);
-    }
-    case 'duration': {
-      const ms = typeof value === 'string' ? parseDuration(value) : undefined;
-      if (ms === undefined) fail(setting, found, `must be a run time like 2h, 90m or 1h30m (at least one minute), got "${String(value)}"`);
-      return ms;
-    }
-    case 'enum': {
-      let text = String(value).trim().toLowerCase();
-      if (setting.key === 'log.level') text = PYTHON_LEVELS[text] ?? text;
-      if (!setting.values?.includes(text)) fail(setting, found, `must be one of ${setting.values?.join(', ')}, got "${String(value)}"`);
-      return text;
-    }
-  }
-}
 
 /** Loads config from an optional YAML file and the environment (environment wins), validates it, freezes it. */
 export function loadConfig(options: LoadOptions): Config {
@@ -385,40 +247,6 @@ function deepFreeze<T>(value: T): T {
     Object.freeze(value);
   }
   return value;
-}
-
-/** The effective configuration as log fields, secrets masked (the old bot printed this at start-up). */
-export function describeConfig(config: Config): Record<string, unknown> {
-  return {
-    mode: config.mode,
-    homeserver: config.homeserver.url,
-    domain: config.homeserver.domain,
-    user: config.bot.localpart,
-    passwordGiven: config.bot.password !== undefined,
-    authMethod: config.mode === 'password' ? config.bot.authMethod : undefined,
-    keycloak: config.keycloak && { url: config.keycloak.url, realm: config.keycloak.realm, clientId: config.keycloak.clientId, clientSecretGiven: config.keycloak.clientSecret !== undefined, loginType: config.keycloak.loginType },
-    allowedUsers: config.bot.allowedUsers,
-    echo: config.bot.echo,
-    commandPrefix: config.bot.commandPrefix || undefined,
-    trust: config.bot.trust,
-    maxCommandAgeSeconds: config.bot.maxCommandAgeSeconds,
-    reactionButtons: config.bot.reactionButtons,
-    defaultRunTime: config.bot.defaultRunMs === undefined ? undefined : compactDuration(config.bot.defaultRunMs),
-    maxRunTime: config.bot.maxRunMs === undefined ? undefined : compactDuration(config.bot.maxRunMs),
-    timeZone: config.bot.timeZone,
-    progress: config.bot.progress,
-    progressDeadlineSeconds: config.bot.progressDeadlineMs === undefined ? undefined : config.bot.progressDeadlineMs / 1000,
-    registration: config.appservice.registrationPath,
-    appserviceId: config.appservice.registration?.id,
-    listen: `${config.http.bind}:${config.http.port}`,
-    // One target: as before there were targets; several: each as name=namespace/deployment.
-    deployment: config.targets.length === 1 ? `${config.targets[0]!.namespace}/${config.targets[0]!.deployment}` : undefined,
-    targets: config.targets.length > 1 ? config.targets.map((t) => `${t.name}=${t.namespace}/${t.deployment}`) : undefined,
-    kubeconfig: config.kubernetes.kubeconfig ?? 'in-cluster or default',
-    storePath: config.storage.path,
-    storePassphraseGiven: config.storage.passphrase !== undefined,
-    logLevel: config.log.level,
-  };
 }
 
 function secondsToMs(seconds: number | undefined): number | undefined {

@@ -5,6 +5,7 @@
  * `kubernetes.namespace`, which `legacyTarget` turns into the same shape.
  */
 import { ConfigError } from './config-error.ts';
+import { SAMPLE_MARKER } from './sources.ts';
 
 export interface Target {
   /** How chat names it (`start comfy`); lower case. */
@@ -29,8 +30,6 @@ const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
 const ROOM_ID = /^![^:\s]+:\S+$/;
 const KEYS = new Set(['name', 'namespace', 'deployment', 'aliases', 'replicas', 'allowedUsers', 'rooms']);
 const MAX_REPLICAS = 100;
-/** Placeholders from the samples: starting with them unchanged is refused, as for the other settings. */
-const SAMPLE_MARKER = 'CHANGE-ME';
 
 /** The single target of the old settings (`DEPLOYMENT_NAME`, `DEPLOYMENT_NAMESPACE`): named after its Deployment. */
 export function legacyTarget(namespace: string, deployment: string): Target {
