@@ -14,14 +14,14 @@ import type { CommandRunner } from './command-runner.ts';
 import { parseCommand, type Parsed } from './commands.ts';
 import { Outbox } from './outbox.ts';
 import { Policy } from './policy.ts';
-import type { ProgressPlan, ProgressTracker } from './progress-tracker.ts';
+import type { ProgressTracker } from './progress-tracker.ts';
 import * as replies from './replies.ts';
-import type { Reply } from './replies.ts';
 import type { RunScheduler, Serialize } from './run-scheduler.ts';
 import type { ScaleAudit } from './scale-audit.ts';
 import { TargetRunners } from './target-runners.ts';
 import type { TimeText } from './time-text.ts';
-import { RUN_ROOM_PURPOSE, type RunLimits } from './timed-runs.ts';
+import { runTargetCommand, type CommandFlow } from './target-command.ts';
+import type { RunLimits } from './timed-runs.ts';
 
 /** What the bot does to rooms; replies are encrypted underneath when the room is. */
 export interface RoomActions {
@@ -67,6 +67,7 @@ export class Bot {
   readonly #now: () => number;
   readonly #targets: TargetRunners;
   readonly #buttons: Buttons;
+  readonly #flow: CommandFlow;
   /** Events of the current `handle` call that were claimed and worked on. */
   #acted = 0;
 
@@ -79,6 +80,10 @@ export class Bot {
     this.#buttons = new Buttons({
       enabled: options.reactionButtons ?? true, state: options.state, outbox: this.#outbox, logger: options.logger, nameOfKey: (key) => this.#targets.nameOfKey(key),
     });
+    this.#flow = {
+      state: options.state, outbox: this.#outbox, buttons: this.#buttons, maxCommandAgeSeconds: options.maxCommandAgeSeconds, now: this.#now,
+      echo: (event, word, pressed) => this.#echo(event, word, pressed),
+    };
   }
 
   /** Each target's runner (timed run, timer, progress, audit), in the configured order. */
@@ -302,51 +307,7 @@ export class Bot {
       await this.#outbox.reply(event, 'result', await this.#targets.statusAll(chosen.runners));
       return;
     }
-    const { runner, command } = chosen;
-    // A resumed start or stop that had got as far as acting may have acted: it is reported, never
-    // run again. One that had not got that far never reached the cluster, and simply runs.
-    const writes = command.name === 'start' || command.name === 'stop';
-    const mayHaveActed = resumed && writes && this.#o.state.wasActing(event.event_id);
-    const ageSeconds = (this.#now() - event.origin_server_ts) / 1000;
-    if (!mayHaveActed && this.#o.maxCommandAgeSeconds > 0 && ageSeconds > this.#o.maxCommandAgeSeconds) {
-      runner.count(command.name, 'too-old');
-      log.warn({ command: command.name, age_s: Math.round(ageSeconds) }, 'not running a command that arrived too late');
-      await this.#outbox.reply(event, 'result', replies.tooOld(command.word, ageSeconds, this.#o.maxCommandAgeSeconds));
-      return;
-    }
-    // The echo goes out while the command runs; the result waits for it, so they arrive in order.
-    const echoed = this.#echo(event, command.word, pressed);
-    echoed.catch(() => undefined); // awaited below; this only keeps an early failure from being "unhandled"
-    let reply: Reply;
-    let progress: ProgressPlan | undefined;
-    let buttons = this.#buttons.carries(command);
-    if (mayHaveActed) {
-      log.warn({ command: command.name }, 'redelivered a command whose handling was interrupted; not running it again');
-      reply = await runner.interrupted(command.word);
-    } else {
-      // A run time over the maximum is refused before anything is done.
-      const tooLong = runner.refusal(command);
-      if (tooLong) {
-        buttons = false;
-        runner.count(command.name, 'refused');
-      } else if (writes) this.#o.state.markActing(event.event_id);
-      const outcome = tooLong ? { reply: tooLong } : await runner.run(command, event, log);
-      ({ reply, progress } = outcome);
-    }
-    // Recorded before anything waits: from here on, a restart re-sends this instead of guessing. With
-    // it, in the same transaction, the rollout to follow: a restart finishes that message too.
-    const decided = reply;
-    this.#o.state.atomically(() => {
-      if (progress) runner.progress.plan(event, progress, decided.text);
-      this.#outbox.record(event, 'result', decided);
-    });
-    await echoed;
-    const replyId = await this.#outbox.reply(event, 'result', reply);
-    if (progress) runner.progress.attach(event.event_id, replyId);
-    // A change of a run started in another room is told there too (recorded by the command runner, sent once).
-    await this.#outbox.sendRecorded(event.event_id, RUN_ROOM_PURPOSE);
-    // Last, so that neither the reply nor that notice waits for them.
-    if (buttons) this.#buttons.later(event, replyId, runner.key);
+    await runTargetCommand(this.#flow, incoming, chosen.runner, chosen.command, { log, resumed, pressed });
   }
 
   /** The old bot's echo of an accepted command (`bot.echo`). */
