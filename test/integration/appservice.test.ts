@@ -229,9 +229,9 @@ describe('appservice mode against a real Synapse', { timeout: 300_000 }, () => {
     assert.match(ok.texts[1] ?? '', /openclaw is (⚪ off|🟠 stopping): desired 0,/);
   });
 
-  it('counts commands in /metrics', async () => {
+  it('counts commands in /metrics, with the target (named after its Deployment with the old settings)', async () => {
     const text = await (await fetch(`http://127.0.0.1:${stack.botPort}/metrics`)).text();
-    assert.match(text, /openclaw_commands_total\{command="status",outcome="ok"\} [1-9]/);
-    assert.match(text, /openclaw_kube_request_duration_seconds_count\{operation="status",outcome="ok"\} [1-9]/);
+    assert.match(text, /openclaw_commands_total\{command="status",outcome="ok",target="openclaw"\} [1-9]/);
+    assert.match(text, /openclaw_kube_request_duration_seconds_count\{operation="status",target="openclaw",outcome="ok"\} [1-9]/);
   });
 });
