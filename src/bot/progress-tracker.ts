@@ -132,7 +132,7 @@ export class ProgressTracker {
   /** The reply was sent as `messageId`; undefined (the homeserver refused it): there is nothing to edit. */
   attach(eventId: string, messageId: string | undefined): void {
     const row = this.#o.state.progress.get(eventId);
-    if (!row) return;
+    if (!row || row.target !== this.#key) return; // not followed, or another target's
     if (messageId === undefined) return this.#o.state.progress.delete(eventId);
     if (row.messageId === undefined) this.#o.state.progress.put({ ...row, messageId });
     this.#sent.add(eventId);

@@ -28,6 +28,8 @@ export interface StackOptions {
   readonly harnessLogger?: HarnessLogger;
   /** Extra homeserver.yaml settings. */
   readonly synapseConfig?: Record<string, unknown>;
+  /** Further Deployments of the simulated cluster, in NAMESPACE (the bot's token may scale them too): several targets. */
+  readonly moreDeployments?: readonly string[];
 }
 
 export interface Stack {
@@ -70,7 +72,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
 
   const sim = await startKubeSimulator({
     dir: join(dir, 'kube'),
-    deployments: [{ namespace: NAMESPACE, name: DEPLOYMENT, replicas: 0, image: 'ghcr.io/openclaw/openclaw:latest' }],
+    deployments: [DEPLOYMENT, ...(options.moreDeployments ?? [])].map((name) => ({ namespace: NAMESPACE, name, replicas: 0, image: 'ghcr.io/openclaw/openclaw:latest' })),
     tokens: {
       // As the project's Role (config/kubernetes/role.yaml) grants it, in the target namespace.
       [SA_TOKEN]: { user: `system:serviceaccount:${NAMESPACE}:openclaw-toggle`, canGet: true, canPatch: true, canWatch: true, canCreateEvents: true, canListPods: true, namespace: NAMESPACE },
