@@ -89,11 +89,12 @@ export class Buttons {
   }
 
   /**
-   * Adds the buttons under `replyId`, the reply to `source` that was just sent. After the reply, so
-   * they never delay it. Each reaction is recorded before it is sent, with a transaction id derived
-   * from `source` (`<event>.react.<n>`); `target`: the key of the target they act on: a redelivery re-sends the recorded ones (the outbox's
-   * `resend`) and this adds only those not recorded yet, so none is ever sent twice. A refused one
-   * (a 4xx, logged by the outbox) ends it: the next ones would be refused too.
+   * Adds the buttons under `replyId`, the reply to `source` that was just sent; `target` is the key
+   * (`namespace/deployment`) of the target they act on. After the reply, so they never delay it.
+   * Each reaction is recorded before it is sent, with a transaction id derived from `source`
+   * (`<event>.react.<n>`): a redelivery re-sends the recorded ones (the outbox's `resend`) and this
+   * adds only those not recorded yet, so none is ever sent twice. A refused one (a 4xx, logged by
+   * the outbox) ends it: the next ones would be refused too.
    */
   async add(source: RoomEvent, replyId: string | undefined, target: string): Promise<void> {
     if (!this.#enabled || replyId === undefined) return;

@@ -114,9 +114,8 @@ export class CommandRunner {
     this.#o.metrics.commands.inc({ command, outcome, target: this.#o.target.label });
   }
 
-  /** The `status` reply; `line`: one line, for the status of all targets. */
-  async status(line = false): Promise<Reply> {
-    if (!line) return this.#status();
+  /** Its line in the status of all targets; a failure to read it is said on the line (and logged). */
+  async statusLine(): Promise<Reply> {
     try {
       const s = await this.#o.kube.status(this.#o.target);
       return replies.statusLine(this.#o.target, s, this.runs.stopsAt(s));

@@ -23,7 +23,6 @@ export const shown = (t: DeploymentTarget): string => t.label ?? t.name;
 /** A target with where it is: `openclaw (namespace agents)`, `comfy (Deployment comfyui, namespace media)`. */
 export const placed = (t: DeploymentTarget): string =>
   shown(t) === t.name ? `${t.name} (namespace ${t.namespace})` : `${shown(t)} (Deployment ${t.name}, namespace ${t.namespace})`;
-const name = placed;
 
 /** Said under the command list when reaction buttons are on. */
 const BUTTONS_TEXT = 'On a phone: react ▶️, ⏹️ or 🔄 to my status and start/stop replies to start, stop or see the status.';
@@ -44,7 +43,7 @@ export function help(targets: readonly DeploymentTarget[], prefix: string, butto
   const word = (alias: string): string => (prefix ? `${prefix} ${alias}` : alias);
   const lines = COMMANDS.map((c) => ({ words: c.aliases.map((a) => word(several ? named(a, 'NAME') : a)), summary: c.summary }));
   const head = !several
-    ? { text: `Commands for ${name(targets[0]!)}:`, html: `Commands for <b>${escapeHtml(name(targets[0]!))}</b>:` }
+    ? { text: `Commands for ${placed(targets[0]!)}:`, html: `Commands for <b>${escapeHtml(placed(targets[0]!))}</b>:` }
     : { text: 'Commands (NAME: one of the targets below):', html: 'Commands (<code>NAME</code>: one of the targets below):' };
   const tail = !several ? [] : targets.length === 0
     ? [plain('There is no target you may control from this room.')]

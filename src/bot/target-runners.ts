@@ -99,7 +99,7 @@ export class TargetRunners {
 
   /** One line per target, read at once (each from its watch when it has one). */
   async statusAll(runners: readonly CommandRunner[]): Promise<Reply> {
-    const each = await Promise.all(runners.map((r) => r.status(true)));
+    const each = await Promise.all(runners.map((r) => r.statusLine()));
     return replies.lines(`Status of ${runners.length} targets:`, each);
   }
 

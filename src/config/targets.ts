@@ -105,5 +105,7 @@ function word(v: unknown, key: string): string {
   const w = typeof v === 'string' ? v.trim().toLowerCase() : '';
   if (!NAME.test(w)) throw new ConfigError(key, `${JSON.stringify(v)} cannot name a target in chat: one word of letters, digits, - or _ (at most 32)`);
   if (COMMAND_WORDS.has(w)) throw new ConfigError(key, `"${w}" is a command word; pick another name`);
+  // `start 1d` must stay a run time: a name that reads as one would make it mean a target.
+  if (/^\d/.test(w)) throw new ConfigError(key, `"${w}" begins with a digit, as run times do (start 2h); pick a name that begins with a letter`);
   return w;
 }

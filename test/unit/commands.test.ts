@@ -138,6 +138,36 @@ describe('parseCommand with the prefix !toggle', () => {
   });
 });
 
+describe('parseCommand with targets', () => {
+  const several = { names: new Set(['openclaw', 'claw', 'comfy']), several: true };
+  const one = { names: new Set(['openclaw']), several: false };
+
+  test('the name comes after the command, or last; aliases are names too', () => {
+    assert.deepEqual(parseCommand('start comfy', '', several), { kind: 'command', name: 'start', word: 'start comfy', target: 'comfy' });
+    assert.deepEqual(parseCommand('Start Comfy 2h', '', several), { kind: 'command', name: 'start', word: 'start comfy 2h', duration: 2 * 3600_000, target: 'comfy' });
+    assert.deepEqual(parseCommand('start for 2h claw', '', several), { kind: 'command', name: 'start', word: 'start for 2h claw', duration: 2 * 3600_000, target: 'claw' });
+    assert.deepEqual(parseCommand('extend comfy by 30m', '', several), { kind: 'command', name: 'extend', word: 'extend comfy by 30m', duration: 30 * 60_000, target: 'comfy' });
+    assert.deepEqual(parseCommand('status comfy', '', several), { kind: 'command', name: 'status', word: 'status comfy', target: 'comfy' });
+    assert.deepEqual(parseCommand('!toggle stop openclaw', '!toggle', several), { kind: 'command', name: 'stop', word: 'stop openclaw', target: 'openclaw' });
+  });
+
+  test('with several targets, an unknown first word is taken as a name (answered as such); a run time is not', () => {
+    assert.deepEqual(parseCommand('start sd', '', several), { kind: 'command', name: 'start', word: 'start sd', target: 'sd' });
+    assert.deepEqual(parseCommand('status please', '', several), { kind: 'command', name: 'status', word: 'status please', target: 'please' });
+    assert.deepEqual(parseCommand('start 2h', '', several), { kind: 'command', name: 'start', word: 'start 2h', duration: 2 * 3600_000 });
+    assert.deepEqual(parseCommand('stop comfy 5m', '', several), { kind: 'invalid', name: 'stop', word: 'stop comfy 5m', argument: '5m', target: 'comfy' });
+    assert.deepEqual(parseCommand('extend comfy', '', several), { kind: 'invalid', name: 'extend', word: 'extend comfy', argument: '', target: 'comfy' });
+    assert.deepEqual(parseCommand('help comfy', '', several), { kind: 'unknown', word: 'help comfy' }, 'help takes nothing, as before');
+  });
+
+  test('with one target, the name may be given, and anything else reads as before', () => {
+    assert.deepEqual(parseCommand('start openclaw', '', one), { kind: 'command', name: 'start', word: 'start openclaw', target: 'openclaw' });
+    assert.deepEqual(parseCommand('start', '', one), { kind: 'command', name: 'start', word: 'start' });
+    assert.deepEqual(parseCommand('start soon', '', one), parseCommand('start soon', ''));
+    assert.deepEqual(parseCommand('status please', '', one), { kind: 'unknown', word: 'status please' });
+  });
+});
+
 describe('replies', () => {
   test('help lists every alias and every summary', () => {
     const reply = help([target], '');

@@ -1,6 +1,6 @@
 /**
- * Issue 13's groundwork: the `targets:` list (errors naming their key) and which target a command
- * is for (ambiguous, unknown and aliased names, per-target allowlists and rooms).
+ * Several targets (issue 13): the `targets:` list (errors naming their key) and which target a
+ * command is for (ambiguous, unknown and aliased names, per-target allowlists and rooms).
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
@@ -45,6 +45,8 @@ describe('the targets list', () => {
     fails([{ namespace: 'a', deployment: 'x', name: 'two words' }], 'targets[0].name', /one word/);
     fails([{ namespace: 'a', deployment: 'x', name: 'status' }], 'targets[0].name', /command word/);
     fails([{ namespace: 'a', deployment: 'x', aliases: ['all'] }], 'targets[0].aliases[0]', /command word/);
+    fails([{ namespace: 'a', deployment: 'x', aliases: ['2h'] }], 'targets[0].aliases[0]', /begins with a digit, as run times do/);
+    fails([{ namespace: 'a', deployment: '1d' }], 'targets[0].name', /begins with a digit/);
     fails([{ namespace: 'a', deployment: 'x', allowedUsers: ['@mallory:example.org'] }], 'targets[0].allowedUsers[0]', /not in bot.allowedUsers/);
     fails([{ namespace: 'a', deployment: 'x', rooms: ['#team:example.org'] }], 'targets[0].rooms[0]', /room id/);
   });
