@@ -328,7 +328,7 @@ describe('the bot against a real Kubernetes control plane', { timeout: SETUP_TIM
 
   it('the API server restarted while the bot runs: /ready goes 503, then 200, and commands work again', async () => {
     const ready = async (): Promise<number> => (await fetch(`http://127.0.0.1:${app.port}/ready`)).status;
-    const watchUp = async (): Promise<string | undefined> => /^openclaw_kube_watch_up (\d)$/m.exec(await (await fetch(`http://127.0.0.1:${app.port}/metrics`)).text())?.[1];
+    const watchUp = async (): Promise<string | undefined> => /^openclaw_kube_watch_up\{target="openclaw"\} (\d)$/m.exec(await (await fetch(`http://127.0.0.1:${app.port}/metrics`)).text())?.[1];
     assert.equal(await ready(), 200);
     // The previous test restarted the bot: its watch may still be connecting.
     await until('the watch metric at 1', async () => (await watchUp()) === '1', 15_000, 250);
