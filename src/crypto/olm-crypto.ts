@@ -13,16 +13,17 @@ import {
 import type { TrustPolicy } from '../config/config.ts';
 import type { Logger } from '../log.ts';
 import type { SyncBatch } from '../matrix/batch.ts';
-import { MatrixError, type MatrixClient } from '../matrix/client.ts';
+import type { MatrixClient } from '../matrix/client.ts';
 import type { RoomEvent } from '../matrix/events.ts';
 import type { Approval, DeviceApprover, IncomingEvent } from '../matrix/incoming.ts';
 import type { StateDb } from '../store/state-db.ts';
 import type { CryptoStep, Notice, Outgoing, ProcessedBatch } from './crypto-step.ts';
 import type { CryptoStore } from './crypto-store.ts';
 import { faultPoint } from '../fault-points.ts';
-import { isRoomId, isUserId } from '../matrix/ids.ts';
-import { canonicalJson } from './canonical-json.ts';
-import { CrossSigningNeedsAuth, OutgoingRequests, type UiaAuth } from './outgoing-requests.ts';
+import { isRoomId } from '../matrix/ids.ts';
+import { users } from './engine-user-ids.ts';
+import { OutgoingRequests, type UiaAuth } from './outgoing-requests.ts';
+import { OwnDevice } from './own-device.ts';
 import { RoomKeySharing } from './room-key-sharing.ts';
 import { RoomTracker } from './room-tracker.ts';
 import { TrustJudge } from './trust.ts';
@@ -52,29 +53,13 @@ const DECRYPT = (): DecryptionSettings => new DecryptionSettings(TrustRequiremen
 const ENGINE_FEED_INTERVAL_MS = 60_000;
 
 /**
- * Fresh UserIds (the engine consumes them) for the ids that are valid: a malformed id from the
- * homeserver (a crafted device list or member event) would make the engine throw for the whole batch.
- */
-function users(ids: readonly string[]): UserId[] {
-  const out: UserId[] = [];
-  for (const id of ids) {
-    if (!isUserId(id)) continue;
-    try {
-      out.push(new UserId(id));
-    } catch {
-      // The engine's grammar is the last word; an id it refuses is not one it can track.
-    }
-  }
-  return out;
-}
-
-/**
  * End-to-end encryption with the wasm OlmMachine. Every call comes from the pipeline's single
  * queue, so engine state changes in batch order and outgoing requests are drained from one place.
  */
 export class OlmCrypto implements CryptoStep, DeviceApprover {
   readonly #o: OlmCryptoOptions;
   readonly #outgoing: OutgoingRequests;
+  readonly #ownDevice: OwnDevice;
   readonly #rooms: RoomTracker;
   readonly #sharing: RoomKeySharing;
   readonly #judge: TrustJudge;
@@ -91,6 +76,7 @@ export class OlmCrypto implements CryptoStep, DeviceApprover {
   constructor(options: OlmCryptoOptions) {
     this.#o = options;
     this.#outgoing = new OutgoingRequests(options.machine, options.client, options.logger, () => this.flush(), options.uiaAuth);
+    this.#ownDevice = new OwnDevice(options.machine, options.client, options.userId, this.#outgoing, options.logger);
     this.#rooms = new RoomTracker(options.client, options.userId);
     this.#judge = new TrustJudge(options.machine, options.trust, options.state, options.logger, (userId) => this.#learnDevices(userId));
     this.#allowed = new Set(options.allowedUsers);
@@ -111,67 +97,16 @@ export class OlmCrypto implements CryptoStep, DeviceApprover {
 
   /** Uploads keys, and cross-signs the bot's device the first time (so clients show it as verified by its owner). */
   async setUp(): Promise<void> {
-    const { machine } = this.#o;
     await this.#outgoing.drain();
-    try {
-      const status = await machine.crossSigningStatus();
-      if (!status.hasMaster || !status.hasSelfSigning) {
-        const requests = await machine.bootstrapCrossSigning(true);
-        // Order matters: device keys, then the cross-signing keys, then the signature of the device.
-        if (requests.uploadKeysRequest) await this.#outgoing.send(requests.uploadKeysRequest);
-        await this.#outgoing.send(requests.uploadSigningKeysRequest);
-        await this.#outgoing.send(requests.uploadSignaturesRequest);
-        this.#o.logger.info('cross-signed the bot device with a new identity');
-      } else {
-        await this.#signOwnDevice();
-      }
-    } catch (error) {
-      // A lost volume in a mode that cannot answer the homeserver's auth (JWT, appservice): the bot works
-      // on with its device unsigned by its owner, rather than failing every start.
-      if (!(error instanceof CrossSigningNeedsAuth) && !(error instanceof MatrixError && error.status >= 400 && error.status < 500 && error.status !== 429)) throw error;
-      this.#o.logger.warn({ err: error.message }, 'could not cross-sign the bot device: it works, but clients show it as not verified by its owner. To fix: reset the account\'s cross-signing (from a client logged in as the bot), then restart the bot');
-    }
+    await this.#ownDevice.crossSign();
     await this.#outgoing.drain();
     await this.ensurePublished();
     await this.flush();
   }
 
-  /**
-   * Makes sure the homeserver still holds this device's keys. Deleting a device (a logout, an admin)
-   * deletes its keys; logging in again with the same device id brings the device back empty, and
-   * the engine, believing its keys published, would never upload them again. So they are checked,
-   * and signed and uploaded again (with the cross-signing signature) when missing.
-   */
+  /** Makes sure the homeserver still holds this device's keys (own-device.ts); after a re-login too. */
   async ensurePublished(): Promise<void> {
-    const { machine, client, userId } = this.#o;
-    await this.#outgoing.drain();
-    const deviceId = machine.deviceId.toString();
-    const ed25519 = machine.identityKeys.ed25519.toBase64();
-    const curve25519 = machine.identityKeys.curve25519.toBase64();
-    const query = await client.request<{ device_keys?: Record<string, Record<string, { keys?: Record<string, string> }>> }>('POST', '/v3/keys/query', {
-      body: { device_keys: { [userId]: [deviceId] } },
-      retries: 2,
-    });
-    const published = query.device_keys?.[userId]?.[deviceId]?.keys?.[`ed25519:${deviceId}`];
-    if (published === ed25519) return;
-    const keys = {
-      user_id: userId,
-      device_id: deviceId,
-      algorithms: ['m.olm.v1.curve25519-aes-sha2', 'm.megolm.v1.aes-sha2'],
-      keys: { [`curve25519:${deviceId}`]: curve25519, [`ed25519:${deviceId}`]: ed25519 },
-    };
-    const signatures = JSON.parse((await machine.sign(canonicalJson(keys))).asJSON()) as Record<string, Record<string, string>>;
-    const own = signatures[userId]?.[`ed25519:${deviceId}`];
-    if (!own) throw new Error('the crypto engine did not sign the device keys');
-    await client.request('POST', '/v3/keys/upload', { body: { device_keys: { ...keys, signatures: { [userId]: { [`ed25519:${deviceId}`]: own } } } }, retries: 2 });
-    // Zero timeout: this runs inside the crypto queue, so a pending key query would never be answered while it waited.
-    const device = await machine.getDevice(new UserId(userId), machine.deviceId, 0);
-    if (device) {
-      // Re-sign the device with the bot's self-signing key, so clients see it as verified by its owner again.
-      await this.#outgoing.send(await device.verify());
-      device.free();
-    }
-    this.#o.logger.warn({ device_id: deviceId }, published ? 'the homeserver held other keys for this device; published ours again' : "the homeserver had lost this device's keys (the device was deleted and recreated); published them again");
+    await this.#ownDevice.ensurePublished();
   }
 
   async process(batch: SyncBatch): Promise<ProcessedBatch> {
@@ -296,21 +231,6 @@ export class OlmCrypto implements CryptoStep, DeviceApprover {
   /** A user's `approve` from one of their devices (the bot calls it inside the pipeline's queue, as every engine call). */
   approve(userId: string, byDeviceId: string, deviceId: string): Promise<Approval> {
     return this.#judge.approve(userId, byDeviceId, deviceId);
-  }
-
-  /** A device that joined an existing identity (a store imported from the old bot) is signed by it once. */
-  async #signOwnDevice(): Promise<void> {
-    const { machine, userId, logger } = this.#o;
-    // Zero timeout: inside the crypto queue; the drain before this has answered the own key query.
-    const device = await machine.getDevice(new UserId(userId), machine.deviceId, 0);
-    if (!device) return;
-    try {
-      if (device.isCrossSignedByOwner()) return;
-      await this.#outgoing.send(await device.verify());
-      logger.info("signed the bot device with the bot's existing cross-signing identity");
-    } finally {
-      device.free();
-    }
   }
 
   /** Asks the homeserver for a user's devices now (a key query), so the engine can name and judge them. */

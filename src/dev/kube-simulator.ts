@@ -6,36 +6,34 @@
  * their pods by label selector (kube-simulator-pods.ts), the creation of events.k8s.io/v1 Events
  * (kube-simulator-events.ts), plus
  * `/version` and `/apis/apps/v1` discovery), answers with real `Status` objects
- * (401/403/404/409/415/422), checks bearer tokens and client certificates the way RBAC would, and
- * runs a tiny controller that makes the ready counts, and the pods, follow `spec.replicas` after `readyDelayMs`.
+ * (401/403/404/409/415/422; kube-simulator-http.ts), checks bearer tokens and client certificates the
+ * way RBAC would (kube-simulator-auth.ts), and runs a tiny controller that makes the ready counts, and
+ * the pods, follow `spec.replicas` after `readyDelayMs` (kube-simulator-controller.ts).
  * TLS uses a CA and server certificate generated at start with the `openssl` CLI, and
  * `kubeconfigPath` is a real kubeconfig naming that CA, so a client talks to it exactly as to a cluster.
  */
-import { randomUUID, X509Certificate } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:https';
-import type { TLSSocket } from 'node:tls';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { stringify as toYaml } from 'yaml';
+import { SimulatorAuth, inNamespace } from './kube-simulator-auth.ts';
+import { DeploymentController } from './kube-simulator-controller.ts';
 import { createEvent, eventsForbidden } from './kube-simulator-events.ts';
+import { Created, defaultReason, isWatch, readBody, send, statusBody, type ServeWatch } from './kube-simulator-http.ts';
 import { HttpStatus, invalidReplicas, patchScale } from './kube-simulator-patch.ts';
 import { ensureCertificates, issueClientCertificate } from './kube-simulator-tls.ts';
-import type { KubeSimulator, KubeSimulatorOptions, SimulatedDeployment, SimulatedIdentity, SimulatorChange, SimulatorFailure, SimulatorRequest } from './kube-simulator-types.ts';
-import { deploymentObject as render, labelsOf, scaleJson, scaleObject, type DeploymentState } from './kube-simulator-deployment.ts';
-import { SimulatedPods, templateHash, type PodOwner } from './kube-simulator-pods.ts';
-import { DEPLOYMENTS, nameFromFieldSelector, PODS, SimulatorWatches, watchRequestOf, type WatchRequest } from './kube-simulator-watch.ts';
+import type { KubeSimulator, KubeSimulatorOptions, SimulatorFailure, SimulatorRequest } from './kube-simulator-types.ts';
+import { scaleJson, scaleObject } from './kube-simulator-deployment.ts';
+import { SimulatedPods } from './kube-simulator-pods.ts';
+import { DEPLOYMENTS, nameFromFieldSelector, PODS, SimulatorWatches, watchRequestOf } from './kube-simulator-watch.ts';
 
 // The public types live in their own module; importers keep importing them from here.
 export type * from './kube-simulator-types.ts';
 
-const MAX_BODY = 1 << 20;
-
 export async function startKubeSimulator(options: KubeSimulatorOptions): Promise<KubeSimulator> {
   await mkdir(options.dir, { recursive: true });
   const tls = await ensureCertificates(options.dir);
-  const deployments = new Map<string, DeploymentState>();
-  const listeners = new Set<(change: SimulatorChange) => void>();
   const failures: Array<SimulatorFailure & { remaining: number }> = [];
   const requests: SimulatorRequest[] = [];
   const events = new Map<string, Record<string, unknown>>();
@@ -48,56 +46,7 @@ export async function startKubeSimulator(options: KubeSimulatorOptions): Promise
   const allWatches = [watches, podWatches];
   const pods = new SimulatedPods({ watches: podWatches, nextRevision: () => ++revision, momentMs: Math.min(1_000, options.readyDelayMs / 4) });
 
-  const keyOf = (ns: string, name: string): string => `${ns}/${name}`;
-  /** Every change gets the next revision and goes to the watches, with the object as it is now. */
-  const bump = (d: DeploymentState, type: 'ADDED' | 'MODIFIED' = 'MODIFIED'): void => {
-    d.resourceVersion = String(++revision);
-    watches.record(type, d.namespace, d.name, revision, deploymentObject(d));
-  };
-  const emit = (change: SimulatorChange): void => { for (const l of listeners) l(change); };
-
-  function addDeployment(spec: SimulatedDeployment): void {
-    const image = spec.image ?? 'ghcr.io/example/agent:latest';
-    const owner: PodOwner = { namespace: spec.namespace, name: spec.name, image, labels: labelsOf(spec.name),
-      templateHash: templateHash(`${spec.name}/${image}`), replicaSetUid: randomUUID() };
-    const d: DeploymentState = {
-      namespace: spec.namespace, name: spec.name, uid: randomUUID(), created: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
-      image, owner, resourceVersion: '', generation: 1, replicas: spec.replicas,
-      observed: { generation: 1, replicas: spec.replicas, ready: spec.replicas, available: spec.replicas, updated: spec.replicas },
-      timer: undefined,
-    };
-    deployments.set(keyOf(spec.namespace, spec.name), d);
-    bump(d, 'ADDED');
-    // Present from the start, already running.
-    pods.scaled(owner, spec.replicas);
-    pods.settled(owner);
-  }
-
-  /** The simulated deployment controller: status follows spec after `readyDelayMs`. */
-  function setReplicas(d: DeploymentState, replicas: number): void {
-    if (replicas === d.replicas) return;
-    const from = d.replicas;
-    d.replicas = replicas;
-    d.generation += 1;
-    d.observed.generation = d.generation;
-    bump(d);
-    emit({ type: 'scaled', namespace: d.namespace, name: d.name, from, to: replicas });
-    pods.scaled(d.owner, replicas);
-    // The controller's status update for the pods now going away (status.terminatingReplicas).
-    if (pods.terminating(d.owner) > 0) bump(d);
-    clearTimeout(d.timer);
-    d.timer = setTimeout(() => {
-      d.timer = undefined;
-      // Pods first: the counts report what the pods have become.
-      pods.settled(d.owner);
-      d.observed = { generation: d.generation, replicas, ready: replicas, available: replicas, updated: replicas };
-      bump(d);
-      emit({ type: 'settled', namespace: d.namespace, name: d.name, ready: replicas, desired: replicas });
-    }, options.readyDelayMs);
-    d.timer.unref();
-  }
-
-  const deploymentObject = (d: DeploymentState): Record<string, unknown> => render(d, pods.terminating(d.owner));
+  const deployments = new DeploymentController({ watches, pods, nextRevision: () => ++revision, readyDelayMs: options.readyDelayMs });
 
   const notFound = (name: string): HttpStatus =>
     new HttpStatus(404, 'NotFound', `deployments.apps "${name}" not found`, { name, group: 'apps', kind: 'deployments' });
@@ -112,55 +61,14 @@ export async function startKubeSimulator(options: KubeSimulatorOptions): Promise
     return value;
   }
 
-  async function readBody(req: IncomingMessage): Promise<string> {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    for await (const chunk of req as AsyncIterable<Buffer>) {
-      size += chunk.length;
-      if (size > MAX_BODY) throw new HttpStatus(413, 'RequestEntityTooLarge', 'Request entity too large: limit is 1048576');
-      chunks.push(chunk);
-    }
-    return Buffer.concat(chunks).toString('utf8');
-  }
-
-  /** `name` undefined: a list or watch of the whole collection, which no Role narrowed by resourceNames allows. */
-  function authorize(req: IncomingMessage, verb: string, resource: string, ns: string, name: string | undefined): void {
-    const who = identify(req);
-    if (!who) throw new HttpStatus(401, 'Unauthorized', 'Unauthorized');
-    const named = who.resourceNames === undefined || (name !== undefined && who.resourceNames.includes(name));
-    const allowed = inNamespace(who, ns) && named && (verb === 'get' ? who.canGet : verb === 'list' || verb === 'watch' ? who.canWatch === true && name !== undefined : who.canPatch);
-    if (!allowed) {
-      const subject = name === undefined ? 'deployments.apps' : `deployments.apps "${name}"`;
-      throw new HttpStatus(403, 'Forbidden', `${subject} is forbidden: User "${who.user}" cannot ${verb} resource "${resource}" in API group "apps" in the namespace "${ns}"`,
-        { ...(name !== undefined ? { name } : {}), group: 'apps', kind: 'deployments' });
-    }
-  }
-
-  /** A verified client certificate first, then the bearer token (the real server's order). */
-  function identify(req: IncomingMessage): SimulatedIdentity | undefined {
-    const peer = options.certificates ? (req.socket as TLSSocket).getPeerX509Certificate() : undefined;
-    if (peer && verifiedByCa(peer)) {
-      const cn = /^CN=(.+)$/m.exec(peer.subject)?.[1];
-      const who = cn === undefined ? undefined : options.certificates?.[cn];
-      if (who) return who;
-    }
-    const match = /^Bearer (\S+)$/.exec(req.headers.authorization ?? '');
-    return match ? options.tokens[match[1]!] : undefined;
-  }
-
   /** GET of the collection: a list, or with `watch` a watch. */
   function listOrWatch(req: IncomingMessage, url: URL, ns: string): Record<string, unknown> | ServeWatch {
     const name = nameFromFieldSelector(url.searchParams.get('fieldSelector'));
     if (name === null) throw new HttpStatus(400, 'BadRequest', `unable to parse requirement: field selector ${url.searchParams.get('fieldSelector')} is not supported by the simulator`);
     const watch = watchRequestOf(url, ns, name);
-    authorize(req, watch ? 'watch' : 'list', 'deployments', ns, name);
-    if (watch) return { watch, on: watches, current: () => current(ns, name) };
-    return watches.list(current(ns, name).map((c) => c.object));
-  }
-
-  function current(ns: string, name: string | undefined): Array<{ name: string; object: Record<string, unknown> }> {
-    return [...deployments.values()].filter((d) => d.namespace === ns && (name === undefined || d.name === name))
-      .map((d) => ({ name: d.name, object: deploymentObject(d) }));
+    auth.authorize(req, watch ? 'watch' : 'list', 'deployments', ns, name);
+    if (watch) return { watch, on: watches, current: () => deployments.current(ns, name) };
+    return watches.list(deployments.current(ns, name).map((c) => c.object));
   }
 
   async function route(req: IncomingMessage, url: URL): Promise<unknown> {
@@ -171,7 +79,7 @@ export async function startKubeSimulator(options: KubeSimulatorOptions): Promise
       return { major: '1', minor: '33', gitVersion: 'v1.33.0-kube-simulator', platform: 'linux/amd64' };
     }
     if (path === '/apis/apps/v1' && method === 'GET') {
-      if (!identify(req)) throw new HttpStatus(401, 'Unauthorized', 'Unauthorized');
+      if (!auth.identify(req)) throw new HttpStatus(401, 'Unauthorized', 'Unauthorized');
       return { kind: 'APIResourceList', apiVersion: 'v1', groupVersion: 'apps/v1', resources: [
         { name: 'deployments', singularName: 'deployment', namespaced: true, kind: 'Deployment',
           verbs: ['create', 'delete', 'deletecollection', 'get', 'list', 'patch', 'update', 'watch'], shortNames: ['deploy'] },
@@ -182,7 +90,7 @@ export async function startKubeSimulator(options: KubeSimulatorOptions): Promise
     const eventsPath = /^\/apis\/events\.k8s\.io\/v1\/namespaces\/([^/]+)\/events$/.exec(path);
     if (eventsPath && method === 'POST') {
       const ns = decodeURIComponent(eventsPath[1]!);
-      const who = identify(req);
+      const who = auth.identify(req);
       if (!who) throw new HttpStatus(401, 'Unauthorized', 'Unauthorized');
       if (!who.canCreateEvents || !inNamespace(who, ns)) throw eventsForbidden(who.user, ns);
       const event = createEvent({ namespace: ns, text: await readBody(req), dryRun, exists: (name) => events.has(`${ns}/${name}`), resourceVersion: () => String(++revision) });
@@ -191,7 +99,7 @@ export async function startKubeSimulator(options: KubeSimulatorOptions): Promise
     }
     const podsPath = /^\/api\/v1\/namespaces\/([^/]+)\/pods(?:\/([^/]+))?$/.exec(path);
     if (podsPath && method === 'GET') {
-      const who = identify(req);
+      const who = auth.identify(req);
       if (!who) throw new HttpStatus(401, 'Unauthorized', 'Unauthorized');
       const ns = decodeURIComponent(podsPath[1]!);
       return pods.answer(url, ns, podsPath[2] === undefined ? undefined : decodeURIComponent(podsPath[2]),
@@ -209,10 +117,10 @@ export async function startKubeSimulator(options: KubeSimulatorOptions): Promise
     if (!verb || (!sub && verb !== 'get')) {
       throw new HttpStatus(405, 'MethodNotAllowed', `the server does not allow this method on the requested resource`);
     }
-    authorize(req, verb, resource, ns, name);
-    const d = deployments.get(keyOf(ns, name));
+    auth.authorize(req, verb, resource, ns, name);
+    const d = deployments.get(ns, name);
     if (!d) throw notFound(name);
-    if (verb === 'get') return sub ? scaleObject(d) : deploymentObject(d);
+    if (verb === 'get') return sub ? scaleObject(d) : deployments.object(d);
 
     const contentType = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
     let replicas: number;
@@ -238,24 +146,9 @@ export async function startKubeSimulator(options: KubeSimulatorOptions): Promise
       replicas = checkReplicas(name, body?.spec?.replicas);
     }
     if (dryRun) return { ...scaleObject(d), spec: replicas === 0 ? {} : { replicas } };
-    setReplicas(d, replicas);
+    deployments.setReplicas(d, replicas);
     return scaleObject(d);
   }
-
-  function send(res: ServerResponse, entry: SimulatorRequest, status: number, body: unknown): void {
-    entry.status = status;
-    const text = JSON.stringify(body);
-    res.writeHead(status, {
-      'content-type': 'application/json', 'content-length': Buffer.byteLength(text),
-      'cache-control': 'no-cache, private', 'audit-id': randomUUID(),
-    });
-    res.end(text);
-  }
-
-  const statusBody = (e: HttpStatus): Record<string, unknown> => ({
-    kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: e.message, reason: e.reason,
-    ...(e.details ? { details: e.details } : {}), code: e.code,
-  });
 
   const pending = new Set<NodeJS.Timeout>();
   const later = (ms: number, work: () => void): void => {
@@ -282,21 +175,16 @@ export async function startKubeSimulator(options: KubeSimulatorOptions): Promise
     );
   }
 
-  for (const d of options.deployments) addDeployment(d);
+  for (const d of options.deployments) deployments.add(d);
   const isCollection = (path: string): boolean => /^\/apis\/apps\/v1\/namespaces\/[^/]+\/deployments$|^\/api\/v1\/namespaces\/[^/]+\/pods$/.test(path);
 
-  // Client certificates are asked for, not required: tokens work too. Only one the CA signed identifies
-  // (checked by hand: a `ca` option would make the server send its CA in the chain, which the real one does not).
-  const caCert = new X509Certificate(tls.ca);
-  const verifiedByCa = (peer: X509Certificate): boolean => {
-    const now = Date.now();
-    return peer.checkIssued(caCert) && peer.verify(caCert.publicKey) && Date.parse(peer.validFrom) <= now && now <= Date.parse(peer.validTo);
-  };
+  // Client certificates are asked for, not required (tokens work too): kube-simulator-auth.ts checks them.
+  const auth = new SimulatorAuth(options, tls.ca);
   const server: Server = createServer({ key: tls.key, cert: tls.cert, requestCert: true, rejectUnauthorized: false }, (req, res) => {
     const url = new URL(req.url ?? '/', 'https://simulator');
     const method = req.method ?? 'GET';
     const entry: SimulatorRequest = {
-      method, path: url.pathname, contentType: req.headers['content-type'], user: identify(req)?.user, status: 0,
+      method, path: url.pathname, contentType: req.headers['content-type'], user: auth.identify(req)?.user, status: 0,
     };
     requests.push(entry);
     // Before an answer is sent, 'close' means the client went away (it gave up, or the socket dropped).
@@ -360,18 +248,18 @@ export async function startKubeSimulator(options: KubeSimulatorOptions): Promise
 
   return {
     url, kubeconfigPath, caPem: tls.ca, requests,
-    replicas: (ns, name) => deployments.get(keyOf(ns, name))?.replicas,
+    replicas: (ns, name) => deployments.get(ns, name)?.replicas,
     deployment: (ns, name) => {
-      const d = deployments.get(keyOf(ns, name));
-      return d ? deploymentObject(d) : undefined;
+      const d = deployments.get(ns, name);
+      return d ? deployments.object(d) : undefined;
     },
-    onChange: (listener) => { listeners.add(listener); return () => { listeners.delete(listener); }; },
+    onChange: (listener) => deployments.onChange(listener),
     setFailure: (failure) => { failures.push({ ...failure, remaining: failure.count ?? 1 }); },
     clearFailures: () => { failures.length = 0; },
     scale: (ns, name, replicas) => {
-      const d = deployments.get(keyOf(ns, name));
+      const d = deployments.get(ns, name);
       if (!d) throw new Error(`kube simulator: no deployment ${ns}/${name}`);
-      setReplicas(d, replicas);
+      deployments.setReplicas(d, replicas);
     },
     get openWatches() { return watches.open + podWatches.open; },
     events: (ns) => [...events.entries()].filter(([key]) => key.startsWith(`${ns}/`)).map(([, event]) => event),
@@ -379,21 +267,12 @@ export async function startKubeSimulator(options: KubeSimulatorOptions): Promise
     freezeWatches: () => { for (const w of allWatches) w.freeze(); },
     issueClientCertificate: (cn) => issueClientCertificate(options.dir, cn),
     writeKubeconfig,
-    addDeployment,
-    deleteDeployment: (ns, name) => {
-      const d = deployments.get(keyOf(ns, name));
-      if (!d) return false;
-      clearTimeout(d.timer);
-      deployments.delete(keyOf(ns, name));
-      pods.removeAll(d.owner);
-      d.resourceVersion = String(++revision);
-      watches.record('DELETED', ns, name, revision, deploymentObject(d));
-      return true;
-    },
+    addDeployment: (spec) => deployments.add(spec),
+    deleteDeployment: (ns, name) => deployments.delete(ns, name),
     stop: async () => {
       if (stopped) return;
       stopped = true;
-      for (const d of deployments.values()) clearTimeout(d.timer);
+      deployments.stop();
       for (const timer of pending) clearTimeout(timer);
       for (const w of allWatches) w.stop();
       pods.stop();
@@ -402,28 +281,4 @@ export async function startKubeSimulator(options: KubeSimulatorOptions): Promise
       await closed;
     },
   };
-}
-
-/** An answer of 201 Created (the route's other answers are 200). */
-class Created {
-  readonly object: Record<string, unknown>;
-  constructor(object: Record<string, unknown>) { this.object = object; }
-}
-
-/** A watch to answer: what it asks for, on which resource's watches, and the objects it starts from. */
-interface ServeWatch {
-  readonly watch: WatchRequest;
-  readonly on: SimulatorWatches;
-  readonly current: () => ReadonlyArray<{ name: string; object: Record<string, unknown> }>;
-}
-
-const isWatch = (body: unknown): body is ServeWatch => typeof body === 'object' && body !== null && 'watch' in body && 'on' in body && !('kind' in body);
-const inNamespace = (who: SimulatedIdentity, ns: string): boolean => who.namespace === undefined || who.namespace === ns;
-
-function defaultReason(status: number): string {
-  const reasons: Record<number, string> = {
-    400: 'BadRequest', 401: 'Unauthorized', 403: 'Forbidden', 404: 'NotFound', 409: 'Conflict', 422: 'Invalid',
-    429: 'TooManyRequests', 500: 'InternalError', 503: 'ServiceUnavailable', 504: 'Timeout',
-  };
-  return reasons[status] ?? 'Unknown';
 }
