@@ -109,10 +109,11 @@ export function status(target: DeploymentTarget, s: DeploymentStatus, run?: stri
   };
 }
 
-/** One target's line in the status of all targets: `🟢 comfy: running, 1 of 1 ready; stops at 16:02 UTC, in 1 h.` */
+/** One target's line in the status of all targets: `🟢 comfy: running, 1 of 1 ready; stops at 16:02 UTC, in 1 h.`, `⚪ openclaw: off.` */
 export function statusLine(target: DeploymentTarget, s: DeploymentStatus, stops?: string): Reply {
   const [emoji, word] = STATE_WORDS[s.state].split(' ') as [string, string];
-  const parts = [`${word}, ${s.ready} of ${s.desired} ready`, ...(stops ? [stops] : []), ...(s.problem ? [`⚠️ not getting ready: ${s.problem}`] : [])];
+  const counts = s.state === 'off' ? word : s.state === 'stopping' ? `${word}, ${s.ready} ${s.ready === 1 ? 'pod' : 'pods'} still ready` : `${word}, ${s.ready} of ${s.desired} ready`;
+  const parts = [counts, ...(stops ? [stops] : []), ...(s.problem ? [`⚠️ not getting ready: ${s.problem}`] : [])];
   return { text: `${emoji} ${shown(target)}: ${parts.join('; ')}.`, html: `${emoji} <b>${escapeHtml(shown(target))}</b>: ${escapeHtml(parts.join('; '))}.` };
 }
 

@@ -4,7 +4,7 @@
  * place of a cluster; `npm run demo -- --real-kubernetes` uses a real control plane instead
  * (src/dev/kube-testbed, built on first use). Prints the conversation and the cluster's changes.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLogger } from '../log.ts';
@@ -13,6 +13,9 @@ import { FakeClock } from './fake-clock.ts';
 import { startE2eeHuman, type Message } from './e2ee-human.ts';
 import { DEPLOYMENT, NAMESPACE, startStack } from './stack.ts';
 import { ensureSynapseVenv } from './synapse.ts';
+
+/** The second target's Deployment, beside openclaw (the demo's end: several targets). */
+const COMFY = 'comfyui';
 
 const out = (line: string): void => void process.stdout.write(`${line}\n`);
 const time = (): string => new Date().toISOString().slice(11, 19);
@@ -27,15 +30,15 @@ async function demo(real: boolean): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'openclaw-demo-'));
   let cluster: DemoCluster | undefined;
   // The simulated pod takes 5 s to get ready, so that the start's reply shows a step before "ready" (edits come at most every 2 s).
-  const stack = await startStack({ dir, readyDelayMs: 5000, harnessLogger: { info: () => undefined, warn: (m: string) => out(`  ${m}`) } });
+  const stack = await startStack({ dir, readyDelayMs: 5000, moreDeployments: [COMFY], harnessLogger: { info: () => undefined, warn: (m: string) => out(`  ${m}`) } });
   try {
-    cluster = real ? await realCluster(dir, NAMESPACE, DEPLOYMENT, (m) => out(`  ${m}`)) : simulatedCluster(stack, NAMESPACE, DEPLOYMENT);
+    cluster = real ? await realCluster(dir, NAMESPACE, DEPLOYMENT, [COMFY], (m) => out(`  ${m}`)) : simulatedCluster(stack, NAMESPACE, DEPLOYMENT);
     if (real) out(`  Kubernetes: ${cluster.description}`);
     cluster.watch((line) => out(`${time()}  ${line}`));
     const logger = createLogger({ level: (process.env['LOG_LEVEL'] as 'info' | undefined) ?? 'warn', format: 'pretty' });
     // The timed run below would take hours: its clock is one the demo moves by hand (a real bot waits).
     const clock = new FakeClock(Date.now());
-    const { app } = await stack.startBot({ logger, deps: { ...cluster.deps, clock } });
+    let { app } = await stack.startBot({ logger, deps: { ...cluster.deps, clock } });
     out(`${time()}  bot ${app.userId} is up (Synapse at ${stack.synapse.baseUrl}, bot listening on 127.0.0.1:${app.port})`);
     const login = await stack.synapse.registerUser('alice', 'demo-password');
     const alice = await startE2eeHuman({ baseUrl: stack.synapse.baseUrl, ...login, password: 'demo-password' });
@@ -107,6 +110,23 @@ async function demo(real: boolean): Promise<void> {
       clock.set(started + minutes * 60_000);
       await showReplies(room, 1);
     }
+    // Several targets: the operator lists a second Deployment in a targets file; commands then name theirs.
+    out('');
+    out(`${time()}  (the operator adds a second target in a targets file: "comfy", the Deployment ${COMFY} with 2 replicas; the bot restarts with it)`);
+    await app.stop();
+    const targetsFile = join(dir, 'targets.yaml');
+    await writeFile(targetsFile, [
+      'targets:',
+      `  - { name: openclaw, namespace: ${NAMESPACE}, deployment: ${DEPLOYMENT} }`,
+      `  - { name: comfy, namespace: ${NAMESPACE}, deployment: ${COMFY}, replicas: 2, aliases: [images] }`,
+    ].join('\n'));
+    ({ app } = await stack.startBot({ file: targetsFile, logger, deps: { ...cluster.deps, clock } }));
+    await stack.waitForAppserviceUp(30_000);
+    await say(room, 'status');
+    await say(room, 'start', 1); // a question back: no echo
+    await act(room, 'start comfy');
+    await say(room, 'status');
+    await act(room, 'stop images');
     await alice.stop();
     out('');
     out(`${time()}  done; stopping the bot, Synapse and the ${real ? 'control plane' : 'simulated cluster'}`);

@@ -1,7 +1,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { COMMANDS, parseCommand, type CommandName } from '../../src/bot/commands.ts';
-import { escapeHtml, help, status, unknown } from '../../src/bot/replies.ts';
+import { escapeHtml, help, status, statusLine, unknown } from '../../src/bot/replies.ts';
 import type { DeploymentTarget } from '../../src/kube/kube.ts';
 
 const target: DeploymentTarget = { namespace: 'agents', name: 'openclaw' };
@@ -210,6 +210,17 @@ describe('replies', () => {
     const reply = status(target, { desired: 1, ready: 0, available: 0, updated: 0, state: 'starting', problem });
     assert.equal(reply.text, `openclaw is 🟡 starting: desired 1, ready 0, available 0, updated 0.\n⚠️ It is not getting ready: ${problem}.`);
     assert.ok(reply.html.endsWith('<br>⚠️ It is not getting ready: the cluster refused to create the pod: pods &quot;openclaw-1&quot; is forbidden: exceeded quota: pods, requested: pods=1, used: pods=0, limited: pods=0.'), reply.html);
+  });
+
+  test('a target\'s line in the status of all: off, starting, running, stopping, and why not ready', () => {
+    const comfy = { namespace: 'media', name: 'comfyui', label: 'comfy' };
+    assert.equal(statusLine(comfy, { desired: 0, ready: 0, available: 0, updated: 0, state: 'off' }).text, '⚪ comfy: off.');
+    assert.equal(statusLine(comfy, { desired: 2, ready: 1, available: 1, updated: 2, state: 'starting' }).text, '🟡 comfy: starting, 1 of 2 ready.');
+    assert.equal(statusLine(comfy, { desired: 2, ready: 2, available: 2, updated: 2, state: 'running' }, 'stops at 16:02 UTC, in 1 h').text, '🟢 comfy: running, 2 of 2 ready; stops at 16:02 UTC, in 1 h.');
+    assert.equal(statusLine(comfy, { desired: 0, ready: 1, available: 1, updated: 0, state: 'stopping' }).text, '🟠 comfy: stopping, 1 pod still ready.');
+    const stuck = statusLine(comfy, { desired: 1, ready: 0, available: 0, updated: 1, state: 'starting', problem: 'exceeded quota <pods>' });
+    assert.equal(stuck.text, '🟡 comfy: starting, 0 of 1 ready; ⚠️ not getting ready: exceeded quota <pods>.');
+    assert.ok(stuck.html.includes('&lt;pods&gt;') && stuck.html.includes('<b>comfy</b>'), stuck.html);
   });
 
   test('escapeHtml escapes markup', () => {
