@@ -6,6 +6,7 @@
  */
 import { ConfigError } from './config-error.ts';
 import { SAMPLE_MARKER } from './sources.ts';
+import { isRoomId } from '../matrix/ids.ts';
 
 export interface Target {
   /** How chat names it (`start comfy`); lower case. */
@@ -27,7 +28,6 @@ const COMMAND_WORDS = new Set(['start', 'on', 'stop', 'off', 'extend', 'status',
 const NAME = /^[a-z0-9][a-z0-9_-]{0,31}$/;
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
-const ROOM_ID = /^![^:\s]+:\S+$/;
 const KEYS = new Set(['name', 'namespace', 'deployment', 'aliases', 'replicas', 'allowedUsers', 'rooms']);
 const MAX_REPLICAS = 100;
 
@@ -83,7 +83,8 @@ function parseTarget(item: unknown, at: string, allowedUsers: readonly string[],
     return u;
   });
   const rooms = o['rooms'] === undefined ? undefined : list(o['rooms'], `${at}.rooms`).map((r, j) => {
-    if (typeof r !== 'string' || !ROOM_ID.test(r)) throw new ConfigError(`${at}.rooms[${j}]`, `expected a room id like !abc:example.org, got ${JSON.stringify(r)}`);
+    // Room version 12 ids have no server part (`!opaque`); older ones do (`!opaque:example.org`). Aliases (#room:server) are not ids.
+    if (!isRoomId(r)) throw new ConfigError(`${at}.rooms[${j}]`, `expected a room id like !abc:example.org or !abc (Element: Room settings → Advanced), got ${JSON.stringify(r)}`);
     return r;
   });
   return { name, namespace, deployment, aliases, replicas, allowedUsers: users, rooms };

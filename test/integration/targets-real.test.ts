@@ -34,6 +34,10 @@ describe('several targets on a real control plane, from encrypted DMs', { timeou
   let aliceRoom: string;
   let bobRoom: string;
   let restoreEnv: (() => void) | undefined;
+  let configFile: string;
+  /** The config as written, with `comfy` extra settings (rooms, for the last test). */
+  let writeConfig: (comfyExtra?: string) => Promise<void>;
+  let startBot: () => Promise<void>;
   const fromBot = (m: Message): boolean => m.sender === app.userId && m.relatesTo?.['rel_type'] !== 'm.replace';
   const replicas = async (d: { namespace: string; name: string }): Promise<number> => {
     const got = await tb.admin.ok('GET', `/apis/apps/v1/namespaces/${d.namespace}/deployments/${d.name}`);
@@ -76,20 +80,24 @@ describe('several targets on a real control plane, from encrypted DMs', { timeou
     restoreEnv = await actAsBotPod(saRoot, tb, token.token);
     stack = await startStack({ dir });
     const domain = stack.synapse.serverName;
-    const configFile = join(dir, 'targets.yaml');
-    await writeFile(configFile, [
+    configFile = join(dir, 'targets.yaml');
+    writeConfig = (comfyExtra = '') => writeFile(configFile, [
       'targets:',
       `  - { name: openclaw, namespace: ${OPENCLAW.namespace}, deployment: ${OPENCLAW.name}, aliases: [claw] }`,
-      `  - { name: comfy, namespace: ${COMFY.namespace}, deployment: ${COMFY.name}, replicas: 2, allowedUsers: ["@alice:${domain}"] }`,
+      `  - { name: comfy, namespace: ${COMFY.namespace}, deployment: ${COMFY.name}, replicas: 2, allowedUsers: ["@alice:${domain}"]${comfyExtra} }`,
       `  - { name: ghost, namespace: ${GHOST.namespace}, deployment: ${GHOST.name} }`,
     ].join('\n'));
+    await writeConfig();
     kube = createKube({ requestTimeoutMs: 5_000, serviceAccountRoot: saRoot, watch: [OPENCLAW, COMFY, GHOST] });
-    ({ app } = await stack.startBot({
-      file: configFile,
-      env: { ALLOWED_USERS: `@alice:${domain},@bob:${domain}`, KUBE_TIMEOUT_SECONDS: '5', ECHO_MODE: 'false', REACTION_BUTTONS: 'false' },
-      deps: { kube },
-    }));
-    await stack.waitForAppserviceUp(30_000);
+    startBot = async () => {
+      ({ app } = await stack.startBot({
+        file: configFile,
+        env: { ALLOWED_USERS: `@alice:${domain},@bob:${domain}`, KUBE_TIMEOUT_SECONDS: '5', ECHO_MODE: 'false', REACTION_BUTTONS: 'false' },
+        deps: { kube },
+      }));
+      await stack.waitForAppserviceUp(30_000);
+    };
+    await startBot();
     const a = await stack.synapse.registerUser('alice', 'alice-password');
     alice = await startE2eeHuman({ baseUrl: stack.synapse.baseUrl, ...a, password: 'alice-password' });
     const b = await stack.synapse.registerUser('bob', 'bob-password');
@@ -168,5 +176,19 @@ describe('several targets on a real control plane, from encrypted DMs', { timeou
     assert.match(text, /openclaw_commands_total\{command="stop",outcome="refused",target="comfy"\} 1/);
     assert.match(text, /openclaw_commands_total\{command="start",outcome="error",target="ghost"\} 1/);
     assert.match(text, /openclaw_kube_request_duration_seconds_count\{operation="scale",target="comfy",outcome="ok"\} 2/);
+  });
+
+  it('a target restricted to some rooms is refused elsewhere, with the reason, and works in its room', async () => {
+    const elsewhere = await alice.createEncryptedRoom([app.userId], { name: 'elsewhere', isDirect: false });
+    await alice.waitForMessages(elsewhere, fromBot, { timeoutMs: 30_000 });
+    await app.stop();
+    await writeConfig(`, rooms: ["${aliceRoom}"]`);
+    await startBot();
+    assert.equal(await ask(alice, elsewhere, 'start comfy'), '⛔ comfy cannot be controlled from this room (the operator set the rooms that may).');
+    assert.equal(await replicas(COMFY), 0);
+    assert.deepEqual((await ask(alice, elsewhere, 'status')).split('\n').map((l) => l.split(':')[0]), ['Status of 2 targets', '⚪ openclaw', '⚠️ ghost'], 'comfy is not for this room');
+    assert.match(await ask(alice, aliceRoom, 'start comfy'), /^▶️ Starting comfy: replicas 0 → 2\./);
+    assert.equal(await replicas(COMFY), 2);
+    assert.match(await ask(alice, aliceRoom, 'stop comfy'), /^⏹ Stopping comfy: replicas 2 → 0\./);
   });
 });

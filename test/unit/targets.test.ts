@@ -29,6 +29,11 @@ describe('the targets list', () => {
     assert.deepEqual(b, { name: 'comfy', namespace: 'gpu', deployment: 'comfyui', aliases: [], replicas: 2, allowedUsers: [ALICE], rooms: [TEAM] });
   });
 
+  test('room ids with and without a server part (room version 12 has none)', () => {
+    const [t] = parseTargets([{ namespace: 'a', deployment: 'x', rooms: ['!abc:example.org', '!McY3L0YYnI72Y6FWAY41kf42uIUxX9zTDcu6gBMt6Ck'] }], allowed, 'config.yaml');
+    assert.deepEqual(t?.rooms, ['!abc:example.org', '!McY3L0YYnI72Y6FWAY41kf42uIUxX9zTDcu6gBMt6Ck']);
+  });
+
   test('the old single-target settings mean one target named after its Deployment', () => {
     assert.deepEqual(legacyTarget('agents', 'openclaw'), { name: 'openclaw', namespace: 'agents', deployment: 'openclaw', aliases: [], replicas: 1, allowedUsers: undefined, rooms: undefined });
   });
@@ -49,6 +54,7 @@ describe('the targets list', () => {
     fails([{ namespace: 'a', deployment: '1d' }], 'targets[0].name', /begins with a digit/);
     fails([{ namespace: 'a', deployment: 'x', allowedUsers: ['@mallory:example.org'] }], 'targets[0].allowedUsers[0]', /not in bot.allowedUsers/);
     fails([{ namespace: 'a', deployment: 'x', rooms: ['#team:example.org'] }], 'targets[0].rooms[0]', /room id/);
+    fails([{ namespace: 'a', deployment: 'x', rooms: ['!has space:example.org'] }], 'targets[0].rooms[0]', /room id/);
   });
 
   test('a name or alias picks one target; one Deployment is one target', () => {
