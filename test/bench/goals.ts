@@ -26,7 +26,7 @@ import { startE2eeHuman, type E2eeHuman, type Message } from '../../src/dev/e2ee
 import { startStack, type Stack } from '../../src/dev/stack.ts';
 import { runBigTransactionsOnStack } from './lib/big-transactions-stack.ts';
 import { cpuMs, ProcSampler, spawnBot, type BotChild } from './lib/bot-child.ts';
-import { startRecordingProxy, type RecordingProxy } from './lib/recording-proxy.ts';
+import { startRecordingProxy, type RecordingProxy, type SendRecord } from './lib/recording-proxy.ts';
 import { median, mib, summarize, table, fmt, type Summary } from './lib/stats.ts';
 import { imageEnv } from './lib/image-env.ts';
 
@@ -121,7 +121,8 @@ async function main(): Promise<void> {
     const fromBot = (match: RegExp) => (m: Message): boolean => m.sender === s.botUserId && match.test(m.body ?? '');
 
     // ------------------------------------------------------------ commands
-    interface Round { kubeRequests: number; auditEvents: number; progress: number; patchAt: number; sentAt: number; answeredAt: number; seenAt: number; sendToPatch: number; sendToSeen: number }
+    /** `echoAnsweredAt`: when Synapse answered the echo's PUT, which the reply waits for (so that the two arrive in order). */
+    interface Round { kubeRequests: number; auditEvents: number; progress: number; patchAt: number; sentAt: number; answeredAt: number; echoAnsweredAt: number; seenAt: number; sendToPatch: number; sendToSeen: number }
     const command = async (word: 'start' | 'stop' | 'status'): Promise<Round> => {
       const match = fromBot(word === 'status' ? STATUS : RESULT);
       const before = human.messages(dm).filter(match).length;
@@ -130,7 +131,7 @@ async function main(): Promise<void> {
       let patchAt = NaN;
       const off = s.sim.onChange((c) => { if (c.type === 'scaled') patchAt = performance.now(); });
       const t0 = performance.now();
-      await human.send(dm, word);
+      const eventId = await human.send(dm, word);
       await human.waitForMessages(dm, match, { count: before + 1, timeoutMs: 30_000 });
       const seenAt = performance.now();
       off();
@@ -144,8 +145,21 @@ async function main(): Promise<void> {
       const progress = s.sim.requests.slice(requests0).filter((r) => r.method === 'GET' && /\/pods(\?|$)/.test(r.path)).length;
       // (A status of a Deployment that is not ready lists its pods once to say why, when no rollout is followed: counted there too.)
       const kubeRequests = sent.length - auditEvents - sent.filter((r) => r.method === 'GET' && /\/pods(\?|$)/.test(r.path)).length;
-      const reply = proxy!.sends.slice(sends0).find((x) => x.arrivedAt > patchAt);
-      return { kubeRequests, auditEvents, progress, patchAt, sentAt: reply?.arrivedAt ?? NaN, answeredAt: reply?.answeredAt ?? NaN, seenAt, sendToPatch: patchAt - t0, sendToSeen: seenAt - t0 };
+      // The echo and the reply, by their transaction ids (`<event>.echo`, `<event>.result`: src/bot/outbox.ts). The
+      // buttons of the previous reply, or an edit of an earlier one, may be going out at the same time.
+      const byTxn = (purpose: string): SendRecord | undefined => proxy!.sends.slice(sends0).find((x) => decodeURIComponent(x.path.split('?')[0]!).endsWith(`/${eventId}.${purpose}`)); // (appservice: ?user_id=…)
+      const echo = byTxn('echo');
+      const reply = byTxn('result');
+      if (process.env['BENCH_DEBUG'] && reply && reply.arrivedAt - patchAt > 15) {
+        const others = proxy!.others.filter((o) => o.at > patchAt - 50 && o.at < reply.arrivedAt).map((o) => `${(o.at - patchAt).toFixed(1)} ${o.what}`);
+        const sends = proxy!.sends.filter((x) => x.arrivedAt > patchAt - 200 && x.arrivedAt <= reply.arrivedAt)
+          .map((x) => `${(x.arrivedAt - patchAt).toFixed(1)} ${/m\.reaction/.test(x.path) ? 'reaction' : 'message'}, answered ${(x.answeredAt - patchAt).toFixed(1)}`);
+        console.log(`SLOW ${word}: ${(reply.arrivedAt - patchAt).toFixed(1)} ms after the PATCH`, [...others, ...sends]);
+      }
+      return {
+        kubeRequests, auditEvents, progress, patchAt, sentAt: reply?.arrivedAt ?? NaN, answeredAt: reply?.answeredAt ?? NaN, echoAnsweredAt: echo?.answeredAt ?? NaN,
+        seenAt, sendToPatch: patchAt - t0, sendToSeen: seenAt - t0,
+      };
     };
     say(`commands: ${N.rounds} rounds of start, status, stop, status (encrypted DM, echo on: the default)`);
     await command('status'); // warm-up
@@ -219,6 +233,9 @@ async function main(): Promise<void> {
 
     // ------------------------------------------------------------ verdicts
     const patchToSent = summarize(scales.map((r) => r.sentAt - r.patchAt));
+    // The reply waits for Synapse's answer to the echo: that part is the homeserver's, the rest the bot's own.
+    const echoWait = summarize(scales.map((r) => Math.max(0, r.echoAnsweredAt - r.patchAt)));
+    const botOnly = summarize(scales.map((r) => r.sentAt - Math.max(r.patchAt, r.echoAnsweredAt)));
     const sentToAnswered = summarize(scales.map((r) => r.answeredAt - r.sentAt));
     const answeredToSeen = summarize(scales.map((r) => r.seenAt - r.answeredAt));
     const sendToPatch = summarize(scales.map((r) => r.sendToPatch));
@@ -245,7 +262,7 @@ async function main(): Promise<void> {
       node: process.version, machine: { cpus: cpus().length, loadavgAfter: loadavg() }, quick: opts.quick,
       image: { env, bundleBytes: built.bundleBytes, wasmBytes: built.wasmBytes },
       firstStartMs: Math.round(firstStartMs), restartExistingMs: existing.map(Math.round), startFreshMs: fresh.map(Math.round),
-      commands: { rounds: N.rounds, cpuMsPerCommand: round1(commandCpuMs), sendToPatch, patchToSent, sentToAnswered, answeredToSeen, patchToSeen, sendToSeen },
+      commands: { rounds: N.rounds, cpuMsPerCommand: round1(commandCpuMs), sendToPatch, patchToSent, echoWait, botOnly, sentToAnswered, answeredToSeen, patchToSeen, sendToSeen },
       memory: { idleRssMiB, idleRssSplit: splitAfterCommands, idleAfterBigMiB, idleAfterBigSplit: split, peakMiB, peakCommandsMiB: peakDuringMiB('commands'), peakBigMiB: peakDuringMiB('big-transactions') },
       bigTransactions: big,
       idle: { cpuSPerMin: idleCpuPerMin, seconds: IDLE_S, settleSeconds: SETTLE_S },
@@ -264,6 +281,8 @@ async function main(): Promise<void> {
       table(['', 'p50', 'p95', 'max'], [
         row('human send() → PATCH at the API', sendToPatch),
         row('PATCH → the bot\'s reply reaches the proxy (bot side)', patchToSent),
+        row('  of which: waiting for Synapse to answer the echo', echoWait),
+        row('  of which: the bot itself (from the PATCH or the echo\'s answer, the later)', botOnly),
         row('→ Synapse has stored it (its 200)', sentToAnswered),
         row('→ the human\'s client shows it (sync, decrypt)', answeredToSeen),
         row('PATCH → the human sees the reply (the three above)', patchToSeen),

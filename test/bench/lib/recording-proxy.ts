@@ -17,6 +17,8 @@ export interface SendRecord {
 export interface RecordingProxy {
   readonly url: string;
   readonly sends: SendRecord[];
+  /** Every other request of the bot's (method, path, when it arrived): what went out between a PATCH and its reply. */
+  readonly others: Array<{ readonly at: number; readonly what: string }>;
   close(): Promise<void>;
 }
 
@@ -26,11 +28,13 @@ export async function startRecordingProxy(target: string): Promise<RecordingProx
   const upstream = new URL(target);
   const agent = new Agent({ keepAlive: true });
   const sends: SendRecord[] = [];
+  const others: Array<{ at: number; what: string }> = [];
   const server: Server = createServer((req, res) => {
     const record: SendRecord | undefined = req.method === 'PUT' && SEND.test(req.url ?? '')
       ? { arrivedAt: performance.now(), answeredAt: NaN, path: req.url ?? '', status: 0 }
       : undefined;
     if (record) sends.push(record);
+    else others.push({ at: performance.now(), what: `${req.method} ${(req.url ?? '').split('?')[0]}` });
     const out = request({ host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: { ...req.headers, host: upstream.host }, agent }, (answer) => {
       if (record) {
         record.status = answer.statusCode ?? 0;
@@ -50,6 +54,7 @@ export async function startRecordingProxy(target: string): Promise<RecordingProx
   return {
     url: `http://127.0.0.1:${port}`,
     sends,
+    others,
     close: async () => {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
