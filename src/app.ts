@@ -7,6 +7,7 @@ import type { Config } from './config/config.ts';
 import { createConnection, type Connection } from './connection.ts';
 import { openDeviceCrypto } from './crypto/device-store.ts';
 import { OlmCrypto } from './crypto/olm-crypto.ts';
+import { errorMessage } from './failure.ts';
 import { Health, PROBE_TIMEOUT_MS } from './health.ts';
 import { startHttpServer, type HttpServer } from './http-server.ts';
 import { confirmWrites } from './kube/confirmed-kube.ts';
@@ -194,7 +195,7 @@ export async function start(config: Config, deps: Deps): Promise<App> {
     timers.push(setInterval(prune, 24 * 3600 * 1000).unref());
     // For each target: may the bot read its Deployment, record its scales as Events, watch its pods?
     // One warning now for each it may not, rather than one per command.
-    bot.check();
+    void bot.check().catch((error: unknown) => logger.warn({ err: errorMessage(error) }, 'the start-up checks of the targets failed'));
     // Timed runs: a stop that fell due while the bot was down goes first in the queue, before any
     // batch (so before any command); later ones wake one timer. Its failures are retried inside.
     void bot.startTimers((work) => pipeline.exclusive(work));

@@ -112,8 +112,8 @@ export class Bot {
   }
 
   /** At start-up: for each target, one warning for each thing its Role lacks (its Deployment, Events, pods). */
-  check(): void {
-    this.#targets.check();
+  check(): Promise<void> {
+    return this.#targets.check();
   }
 
   /**

@@ -71,19 +71,23 @@ export class CommandRunner {
 
   /**
    * The start-up checks, each a warning when the Role lacks something: the Deployment itself (with
-   * several targets, one whose RBAC is missing is named, and the others work on), its audit Events,
-   * its pods. Never throws; an unreachable API is the readiness probe's to report.
+   * several targets, one whose RBAC is missing is named, and the others work on), then its audit
+   * Events and its pods. A target that cannot be read at all gets that one warning, not three more
+   * saying the same. Never throws; an unreachable API is the readiness probe's to report.
    */
-  check(): void {
-    void this.audit.check();
-    void this.progress.check();
-    void this.#o.kube.status(this.#o.target).catch((error: unknown) => {
-      if (!(error instanceof KubeError) || error.kind === 'unreachable' || error.kind === 'timeout') return;
-      const { label, namespace, name } = this.#o.target;
-      this.#o.logger.warn({ kind: error.kind, status: error.status, namespace, deployment: name },
-        `kubernetes: target ${label} (${namespace}/${name}) cannot be used: ${error.human}. Its status says so; ${this.#o.several ? 'the other targets work on. ' : ''}` +
-        'Its Role and RoleBinding: config/kubernetes/README.md');
-    });
+  async check(): Promise<void> {
+    try {
+      await this.#o.kube.status(this.#o.target);
+    } catch (error) {
+      if (error instanceof KubeError && (error.kind === 'forbidden' || error.kind === 'not-found' || error.kind === 'unauthorized')) {
+        const { label, namespace, name } = this.#o.target;
+        this.#o.logger.warn({ kind: error.kind, status: error.status, namespace, deployment: name },
+          `kubernetes: target ${label} (${namespace}/${name}) cannot be used: ${error.human}. Its status says so; ${this.#o.several ? 'the other targets work on. ' : ''}` +
+          'Its Role and RoleBinding: config/kubernetes/README.md');
+        return;
+      }
+    }
+    await Promise.all([this.audit.check(), this.progress.check()]);
   }
 
   /** Why a command must not run as given (a run time over the maximum), before anything is done. */

@@ -104,8 +104,8 @@ export class TargetRunners {
   }
 
   /** Each target's start-up checks (its Deployment, audit Events, pods): a warning each for what its Role lacks. */
-  check(): void {
-    for (const runner of this.all) runner.check();
+  check(): Promise<void> {
+    return Promise.all(this.all.map((runner) => runner.check())).then(() => undefined);
   }
 
   start(serialize: Serialize): Promise<void> {

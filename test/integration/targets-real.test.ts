@@ -128,6 +128,9 @@ describe('several targets on a real control plane, from encrypted DMs', { timeou
     assert.equal(warnings.length, 1, 'one start-up warning for ghost');
     assert.match(warnings[0] ?? '', /forbidden/);
     assert.doesNotMatch(log, /target (openclaw|comfy) \(\S+\) cannot be used/);
+    const ghostLines = log.split('\n').filter((l) => l.includes('"namespace":"norbac"'));
+    assert.ok(ghostLines.some((l) => l.includes('cannot be used')), 'the log lines about ghost are found by their namespace field');
+    assert.deepEqual(ghostLines.filter((l) => /cannot record scales as Events|cannot list the Deployment's pods/.test(l)), [], 'no further warnings saying the same');
   });
 
   it('status alone is one line per target: the API server\'s own refusal for ghost, the others read from their watches', async () => {
