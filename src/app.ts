@@ -13,7 +13,7 @@ import { startHttpServer, type HttpServer } from './http-server.ts';
 import { confirmWrites } from './kube/confirmed-kube.ts';
 import { instrumentKube } from './kube/instrumented-kube.ts';
 import { kubeconfigError } from './kube/kubeconfig-error.ts';
-import type { DeploymentTarget, Kube } from './kube/kube.ts';
+import { targetLabel, type DeploymentTarget, type Kube } from './kube/kube.ts';
 import { createKube, type LeanKube } from './kube/lean-kube.ts';
 import type { Logger } from './log.ts';
 import { Metrics } from './metrics.ts';
@@ -116,7 +116,7 @@ export async function start(config: Config, deps: Deps): Promise<App> {
     });
     // The watch's state for /metrics, from the bot's own client or one given in deps that has a watch.
     const watched = 'watches' in base ? (base as LeanKube) : undefined;
-    metrics.watchSource(() => (watched?.watches() ?? []).map((w) => ({ target: w.target.label ?? w.target.name, live: w.live, stats: w.stats })));
+    metrics.watchSource(() => (watched?.watches() ?? []).map((w) => ({ target: targetLabel(w.target), live: w.live, stats: w.stats })));
     const { client } = connection;
     const userId = await connection.connect(abort.signal);
     health.set('homeserver', true, 'the homeserver answered');

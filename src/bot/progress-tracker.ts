@@ -15,7 +15,7 @@
 import { classify, errorMessage } from '../failure.ts';
 import { faultPoint } from '../fault-points.ts';
 import type { DeploymentTarget, Kube, RolloutFollow } from '../kube/kube.ts';
-import { KubeError } from '../kube/kube.ts';
+import { KubeError, targetKey } from '../kube/kube.ts';
 import type { Logger } from '../log.ts';
 import type { RoomEvent } from '../matrix/events.ts';
 import type { ProgressRecord, StateDb } from '../store/state-db.ts';
@@ -68,7 +68,7 @@ export class ProgressTracker {
 
   constructor(options: ProgressTrackerOptions) {
     this.#o = options;
-    this.#key = `${options.target.namespace}/${options.target.name}`;
+    this.#key = targetKey(options.target);
     this.#timer = new OneTimer(options.clock, () => this.#wake());
   }
 

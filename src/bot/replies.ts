@@ -1,4 +1,4 @@
-import type { DeploymentStatus, DeploymentTarget, KubeError, ScaleResult } from '../kube/kube.ts';
+import { targetLabel, type DeploymentStatus, type DeploymentTarget, type KubeError, type ScaleResult } from '../kube/kube.ts';
 import type { Approval } from '../matrix/incoming.ts';
 import { COMMANDS } from './commands.ts';
 
@@ -18,7 +18,7 @@ export function plain(text: string): Reply {
 }
 
 /** How chat names a target: its configured name, else its Deployment's. */
-export const shown = (t: DeploymentTarget): string => t.label ?? t.name;
+export const shown = targetLabel;
 
 /** A target with where it is: `openclaw (namespace agents)`, `comfy (Deployment comfyui, namespace media)`. */
 export const placed = (t: DeploymentTarget): string =>

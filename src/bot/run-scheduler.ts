@@ -15,7 +15,7 @@
  */
 import { classify, errorMessage } from '../failure.ts';
 import { faultPoint } from '../fault-points.ts';
-import { KubeError, type DeploymentTarget, type Kube } from '../kube/kube.ts';
+import { KubeError, targetLabel, type DeploymentTarget, type Kube } from '../kube/kube.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import type { RunRecord, StateDb } from '../store/state-db.ts';
@@ -163,7 +163,7 @@ export class RunScheduler {
         acted = previous !== 0;
       } catch (error) {
         if (!(error instanceof KubeError)) throw error;
-        this.#o.metrics.commands.inc({ command: 'auto-stop', outcome: 'error', target: this.#o.target.label ?? this.#o.target.name });
+        this.#o.metrics.commands.inc({ command: 'auto-stop', outcome: 'error', target: targetLabel(this.#o.target) });
         logger.error({ run_id: run.runId, kind: error.kind, detail: error.cause instanceof Error ? error.cause.message : undefined }, `timed run: the automatic stop failed: kubernetes: ${error.human}`);
         const retryMs = Math.min(RETRY_MS.max, RETRY_MS.first * 2 ** this.#failures);
         // Said once per run: recorded first, and sent again only by a restarted process, with the same transaction id.
@@ -176,7 +176,7 @@ export class RunScheduler {
     }
     await outbox.say(noticeId(run), 'stop', run.roomId, words.autoStopped(this.#o.words(), target, run, previous, lateMs));
     state.runs.delete(run.target, run.runId);
-    this.#o.metrics.commands.inc({ command: 'auto-stop', outcome: 'ok', target: this.#o.target.label ?? this.#o.target.name });
+    this.#o.metrics.commands.inc({ command: 'auto-stop', outcome: 'ok', target: targetLabel(this.#o.target) });
     logger.info({ run_id: run.runId, started_by: run.startedBy, from: previous, late_s: Math.round(lateMs / 1000) }, 'timed run: stopped automatically');
     if (acted) {
       const late = lateMs > 0 ? `, ${Math.round(lateMs / MINUTE_MS)} min late: the bot was not running when it fell due` : '';

@@ -29,13 +29,18 @@ export function chooseTarget(targets: readonly Target[], command: CommandName, w
     if (command === 'status' || command === 'help') return { kind: 'all', targets: usable };
     return usable.length === 1 ? { kind: 'one', target: usable[0]! } : { kind: 'ask', targets: usable };
   }
-  const target = targets.find((t) => t.name === word || t.aliases.includes(word));
+  const target = findTarget(targets, word);
   return target ? check(target, sender, roomId) : { kind: 'unknown', word };
+}
+
+/** The target a word names (its name or one of its aliases), if any. */
+export function findTarget(targets: readonly Target[], word: string): Target | undefined {
+  return targets.find((t) => t.name === word || t.aliases.includes(word));
 }
 
 /** May `sender` control `t` from this room (its own allowlist and rooms; the global allowlist is checked before)? */
 export function allowed(t: Target, sender: string, roomId: string): boolean {
-  return (t.allowedUsers?.includes(sender) ?? true) && (t.rooms?.includes(roomId) ?? true);
+  return check(t, sender, roomId).kind === 'one';
 }
 
 function check(target: Target, sender: string, roomId: string): TargetChoice {

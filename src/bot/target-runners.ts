@@ -11,7 +11,7 @@ import { CommandRunner, type RunnerOptions, type TargetCommand } from './command
 import * as replies from './replies.ts';
 import type { Reply } from './replies.ts';
 import type { Serialize } from './run-scheduler.ts';
-import { allowed, chooseTarget, choiceReply } from './target-choice.ts';
+import { allowed, chooseTarget, choiceReply, findTarget } from './target-choice.ts';
 
 export interface TargetRunnersOptions extends Omit<RunnerOptions, 'target' | 'replicas' | 'several'> {
   /** Never empty (config: `targets:`, or the one target of the old settings). */
@@ -30,6 +30,8 @@ export type Chosen =
 export class TargetRunners {
   readonly #o: TargetRunnersOptions;
   readonly #runners: ReadonlyMap<string, CommandRunner>;
+  /** The runners in the configured order. */
+  readonly all: readonly CommandRunner[];
   /** Names and aliases, for the parser. */
   readonly words: TargetWords;
 
@@ -39,11 +41,8 @@ export class TargetRunners {
     this.#runners = new Map(options.targets.map((t) => [t.name, new CommandRunner({
       ...options, several, replicas: t.replicas, target: { namespace: t.namespace, name: t.deployment, label: t.name },
     })]));
+    this.all = [...this.#runners.values()];
     this.words = { names: new Set(options.targets.flatMap((t) => [t.name, ...t.aliases])), several };
-  }
-
-  get all(): readonly CommandRunner[] {
-    return [...this.#runners.values()];
   }
 
   /** The first target's runner (the only one with the old settings). */
@@ -53,7 +52,7 @@ export class TargetRunners {
 
   /** A target's name from the key its runs and buttons are stored under (`namespace/deployment`); undefined if it is no target now. */
   nameOfKey(key: string): string | undefined {
-    return this.#o.targets.find((t) => `${t.namespace}/${t.deployment}` === key)?.name;
+    return this.all.find((r) => r.key === key)?.name;
   }
 
   /** Which target(s) a command is for, or the answer when that is not one the sender may use here. */
@@ -78,7 +77,7 @@ export class TargetRunners {
 
   /** The answer to a command with an argument it cannot take, in the words of the target it names (if it names one). */
   badArgument(parsed: Extract<Parsed, { kind: 'invalid' }>): Reply {
-    const target = parsed.target === undefined ? undefined : this.#o.targets.find((t) => t.name === parsed.target || t.aliases.includes(parsed.target!));
+    const target = parsed.target === undefined ? undefined : findTarget(this.#o.targets, parsed.target);
     return (target ? this.#runners.get(target.name)! : this.first).badArgument(parsed);
   }
 

@@ -14,7 +14,7 @@
  *   timer), and each change carries its event's id, so a redelivered command does not apply twice.
  */
 import type { Logger } from '../log.ts';
-import type { DeploymentStatus, DeploymentTarget, ScaleResult } from '../kube/kube.ts';
+import { targetKey, type DeploymentStatus, type DeploymentTarget, type ScaleResult } from '../kube/kube.ts';
 import type { RoomEvent } from '../matrix/events.ts';
 import type { RunRecord, StateDb } from '../store/state-db.ts';
 import type { Clock } from './clock.ts';
@@ -59,7 +59,7 @@ export class TimedRuns {
 
   constructor(options: TimedRunsOptions) {
     this.#o = options;
-    this.key = `${options.target.namespace}/${options.target.name}`;
+    this.key = targetKey(options.target);
   }
 
   words(): words.Words {

@@ -1,11 +1,11 @@
 import type { Health } from '../health.ts';
 import type { Metrics } from '../metrics.ts';
-import { KubeError, type DeploymentTarget, type Kube } from './kube.ts';
+import { KubeError, targetLabel, type DeploymentTarget, type Kube } from './kube.ts';
 
 /** Times every call for /metrics and keeps the readiness of "the Kubernetes API answers" current. */
 export function instrumentKube(kube: Kube, metrics: Metrics, health: Health): Kube {
   async function timed<T>(operation: string, target: DeploymentTarget, call: () => Promise<T>): Promise<T> {
-    const end = metrics.kubeLatency.startTimer({ operation, target: target.label ?? target.name });
+    const end = metrics.kubeLatency.startTimer({ operation, target: targetLabel(target) });
     try {
       const result = await call();
       end({ outcome: 'ok' });

@@ -9,6 +9,12 @@ export interface DeploymentTarget {
   readonly label?: string;
 }
 
+/** What a target's state is stored and watched under (runs, progress, buttons; the watch): `namespace/deployment`. */
+export const targetKey = (t: DeploymentTarget): string => `${t.namespace}/${t.name}`;
+
+/** How chat, the log and the metrics name a target: its label, else its Deployment's name. */
+export const targetLabel = (t: DeploymentTarget): string => t.label ?? t.name;
+
 /** A one-word summary derived from the replica counts (see `summarise`). */
 export type DeploymentState = 'off' | 'starting' | 'running' | 'stopping';
 

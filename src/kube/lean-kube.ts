@@ -24,7 +24,7 @@ import { notFoundError, statusOf, type CachedDeployment, type WatchStats } from 
 import { labelSelector, podsPath } from './pod-watch.ts';
 import { WatchedTarget } from './watched-target.ts';
 import type { PodObject } from './rollout.ts';
-import { KubeError, type DeploymentStatus, type DeploymentTarget, type Kube, type KubeEvent, type RolloutFollow, type RolloutView, type ScaleResult } from './kube.ts';
+import { KubeError, targetKey, type DeploymentStatus, type DeploymentTarget, type Kube, type KubeEvent, type RolloutFollow, type RolloutView, type ScaleResult } from './kube.ts';
 import { KubeHttp, RequestTimeout, type RequestListener } from './kube-http.ts';
 import { loadClusterConfig, type ClusterConfig } from './kubeconfig.ts';
 
@@ -83,7 +83,7 @@ export function createKube(options: LeanKubeOptions): LeanKube {
     toKubeError(e, { target, verb, resource, server: cluster.server, timeoutMs, timedOut: e instanceof RequestTimeout });
 
   const targets = options.watch === undefined ? [] : Array.isArray(options.watch) ? options.watch : [options.watch as DeploymentTarget];
-  const keyOf = (t: DeploymentTarget): string => `${t.namespace}/${t.name}`;
+  const keyOf = targetKey;
   /** Namespaces whose pods the start-up check found may not be listed. */
   const podsRefused = new Set<string>();
   const watched = new Map(targets.map((t) => [keyOf(t), new WatchedTarget({
